@@ -5,8 +5,13 @@
 //! (nodes, edges, order) → `fingerprint` (content hashes) → `plan` → `exec` (scheduler)
 //! → `backend` (Docker). `cache` and `state` are side stores under `.sanctuary/`.
 
+pub mod cli;
+pub mod error;
 pub mod fsutil;
+pub mod graph;
+pub mod manifest;
 
+/// Runs the command line and returns the process exit code.
 pub fn run() -> i32 {
-    0
+    cli::run()
 }

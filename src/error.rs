@@ -1,0 +1,84 @@
+//! The top-level error of a command and the exit code each kind maps to.
+//!
+//! Exit codes (documented in `docs/exit-codes.md`):
+//! 0 success · 1 a task or test failed · 2 manifest or usage error · 3 infrastructure error
+//! (Docker unreachable, image build, health timeout) · 4 conflict (state lock held, stale plan)
+//! · 130 interrupted.
+
+use miette::Diagnostic;
+
+use crate::manifest::LoadError;
+
+/// Process exit codes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i32)]
+pub enum ExitCode {
+    Ok = 0,
+    Failed = 1,
+    Usage = 2,
+    Infrastructure = 3,
+    Conflict = 4,
+    Interrupted = 130,
+}
+
+impl ExitCode {
+    pub fn code(self) -> i32 {
+        self as i32
+    }
+}
+
+#[derive(Debug, thiserror::Error, Diagnostic)]
+pub enum Error {
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Manifest(#[from] LoadError),
+
+    #[error("unknown {what} `{name}`")]
+    #[diagnostic(help("{help}"))]
+    UnknownTarget {
+        what: &'static str,
+        name: String,
+        help: String,
+    },
+
+    #[error("{message}")]
+    #[diagnostic(help("{help}"))]
+    Usage { message: String, help: String },
+
+    #[error("{message}")]
+    Io {
+        message: String,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Work ran and some of it failed; the summary has already been shown.
+    #[error("{0}")]
+    Failed(String),
+
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl Error {
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::Manifest(LoadError::Read { .. }) => ExitCode::Usage,
+            Error::Manifest(_) | Error::UnknownTarget { .. } | Error::Usage { .. } => {
+                ExitCode::Usage
+            }
+            Error::Io { .. } => ExitCode::Failed,
+            Error::Failed(_) => ExitCode::Failed,
+            Error::Interrupted => ExitCode::Interrupted,
+        }
+    }
+
+    pub fn usage(message: impl Into<String>, help: impl Into<String>) -> Self {
+        Error::Usage {
+            message: message.into(),
+            help: help.into(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

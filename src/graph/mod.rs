@@ -1,0 +1,459 @@
+//! The dependency graph of a manifest: every declared node, the edges from `depends-on`, and
+//! the implicit edges of references (a service uses its image, volumes, networks and secrets; a
+//! test needs services; a backup reads a volume; a sync writes into a volume or service).
+//!
+//! Pure: it reads a resolved [`Manifest`] and answers questions about order and selection.
+
+mod render;
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::Serialize;
+
+use crate::manifest::{
+    Condition, ImageRef, Kind, Manifest, MountSource, NodeId, SyncTarget, TestCheck,
+};
+
+pub use render::Format;
+
+/// Why one node depends on another.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EdgeKind {
+    /// Declared with `depends-on`, waiting for this condition.
+    DependsOn(Condition),
+    /// Implied by a reference (image, volume, network, secret, needs…).
+    Uses,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Edge {
+    pub to: usize,
+    pub kind: EdgeKind,
+}
+
+/// Nodes and their dependencies. Indices are stable for the life of the graph.
+#[derive(Clone, Debug)]
+pub struct Graph {
+    nodes: Vec<NodeId>,
+    index: HashMap<NodeId, usize>,
+    deps: Vec<Vec<Edge>>,
+}
+
+impl Graph {
+    /// Builds the graph of every node the manifest declares.
+    pub fn from_manifest(m: &Manifest) -> Graph {
+        let nodes = m.node_ids();
+        let index: HashMap<NodeId, usize> = nodes
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, n)| (n, i))
+            .collect();
+        let mut deps: Vec<BTreeSet<Edge>> = vec![BTreeSet::new(); nodes.len()];
+        let mut add = |from: &NodeId, to: NodeId, kind: EdgeKind| {
+            if let (Some(&f), Some(&t)) = (index.get(from), index.get(&to)) {
+                // A declared condition is stronger than the implied edge to the same node.
+                if kind == EdgeKind::Uses && deps[f].iter().any(|e| e.to == t) {
+                    return;
+                }
+                deps[f].retain(|e| !(e.to == t && e.kind == EdgeKind::Uses));
+                deps[f].insert(Edge { to: t, kind });
+            }
+        };
+        let declared =
+            |d: &crate::manifest::Dependency| (d.node.clone(), EdgeKind::DependsOn(d.condition));
+        let image = |r: &ImageRef| match r {
+            ImageRef::Declared(n) => Some(NodeId::new(Kind::Image, n.clone())),
+            ImageRef::External(_) => None,
+        };
+
+        for i in m.images.values() {
+            let me = NodeId::new(Kind::Image, &i.name);
+            for d in &i.depends_on {
+                let (to, k) = declared(d);
+                add(&me, to, k);
+            }
+        }
+        for s in m.services.values() {
+            let me = NodeId::new(Kind::Service, &s.name);
+            for d in &s.depends_on {
+                let (to, k) = declared(d);
+                add(&me, to, k);
+            }
+            if let Some(img) = image(&s.image) {
+                add(&me, img, EdgeKind::Uses);
+            }
+            for mnt in &s.mounts {
+                if let MountSource::Volume(v) = &mnt.source {
+                    add(&me, NodeId::new(Kind::Volume, v), EdgeKind::Uses);
+                }
+            }
+            for n in &s.networks {
+                add(&me, NodeId::new(Kind::Network, &n.network), EdgeKind::Uses);
+            }
+            for se in &s.secret_env {
+                add(&me, NodeId::new(Kind::Secret, &se.secret), EdgeKind::Uses);
+            }
+            for sf in &s.secret_files {
+                add(&me, NodeId::new(Kind::Secret, &sf.secret), EdgeKind::Uses);
+            }
+        }
+        for t in m.tasks.values() {
+            let me = NodeId::new(Kind::Task, &t.name);
+            for d in &t.depends_on {
+                let (to, k) = declared(d);
+                add(&me, to, k);
+            }
+            if let Some(img) = t.image.as_ref().and_then(image) {
+                add(&me, img, EdgeKind::Uses);
+            }
+            for se in &t.secret_env {
+                add(&me, NodeId::new(Kind::Secret, &se.secret), EdgeKind::Uses);
+            }
+        }
+        for t in m.tests.values() {
+            let me = NodeId::new(Kind::Test, &t.name);
+            for d in &t.depends_on {
+                let (to, k) = declared(d);
+                add(&me, to, k);
+            }
+            for n in &t.needs {
+                add(
+                    &me,
+                    NodeId::new(Kind::Service, n),
+                    EdgeKind::DependsOn(Condition::Started),
+                );
+            }
+            match &t.check {
+                TestCheck::Command {
+                    image: Some(img), ..
+                } => {
+                    if let Some(img) = image(img) {
+                        add(&me, img, EdgeKind::Uses);
+                    }
+                }
+                TestCheck::Exec { service, .. } => {
+                    add(&me, NodeId::new(Kind::Service, service), EdgeKind::Uses);
+                }
+                _ => {}
+            }
+        }
+        for b in m.backups.values() {
+            let me = NodeId::new(Kind::Backup, &b.name);
+            for d in &b.depends_on {
+                let (to, k) = declared(d);
+                add(&me, to, k);
+            }
+            if let crate::manifest::BackupSource::Volume(v) = &b.source {
+                add(&me, NodeId::new(Kind::Volume, v), EdgeKind::Uses);
+            }
+        }
+        for s in m.syncs.values() {
+            let me = NodeId::new(Kind::Sync, &s.name);
+            match &s.target {
+                SyncTarget::Volume { name, .. } => {
+                    add(&me, NodeId::new(Kind::Volume, name), EdgeKind::Uses)
+                }
+                SyncTarget::Service { name, .. } => {
+                    add(&me, NodeId::new(Kind::Service, name), EdgeKind::Uses)
+                }
+            }
+        }
+        Graph {
+            nodes,
+            index,
+            deps: deps.into_iter().map(|s| s.into_iter().collect()).collect(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    pub fn nodes(&self) -> &[NodeId] {
+        &self.nodes
+    }
+
+    pub fn node(&self, i: usize) -> &NodeId {
+        &self.nodes[i]
+    }
+
+    pub fn index_of(&self, id: &NodeId) -> Option<usize> {
+        self.index.get(id).copied()
+    }
+
+    /// What node `i` depends on.
+    pub fn dependencies(&self, i: usize) -> &[Edge] {
+        &self.deps[i]
+    }
+
+    /// Every cycle, as the nodes of each strongly connected component that has one.
+    pub fn cycles(&self) -> Vec<Vec<NodeId>> {
+        tarjan(&self.deps)
+            .into_iter()
+            .filter(|c| c.len() > 1 || self.deps[c[0]].iter().any(|e| e.to == c[0]))
+            .map(|mut c| {
+                c.sort_unstable();
+                c.into_iter().map(|i| self.nodes[i].clone()).collect()
+            })
+            .collect()
+    }
+
+    /// Dependencies before dependents; ties broken by declaration order, so output is stable.
+    /// `None` when the graph has a cycle (the manifest validator reports those first).
+    pub fn topo_order(&self) -> Option<Vec<usize>> {
+        let n = self.nodes.len();
+        let mut remaining: Vec<usize> = self.deps.iter().map(Vec::len).collect();
+        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
+        for (i, edges) in self.deps.iter().enumerate() {
+            for e in edges {
+                dependents[e.to].push(i);
+            }
+        }
+        let mut ready: BTreeSet<usize> = (0..n).filter(|&i| remaining[i] == 0).collect();
+        let mut order = Vec::with_capacity(n);
+        while let Some(i) = ready.pop_first() {
+            order.push(i);
+            for &d in &dependents[i] {
+                remaining[d] -= 1;
+                if remaining[d] == 0 {
+                    ready.insert(d);
+                }
+            }
+        }
+        (order.len() == n).then_some(order)
+    }
+
+    /// The subgraph that `targets` need: the targets and everything they depend on,
+    /// transitively. An empty target list selects the whole graph.
+    pub fn select(&self, targets: &[NodeId]) -> Graph {
+        if targets.is_empty() {
+            return self.clone();
+        }
+        let mut keep = vec![false; self.nodes.len()];
+        let mut stack: Vec<usize> = targets.iter().filter_map(|t| self.index_of(t)).collect();
+        while let Some(i) = stack.pop() {
+            if !std::mem::replace(&mut keep[i], true) {
+                stack.extend(self.deps[i].iter().map(|e| e.to));
+            }
+        }
+        let old_to_new: HashMap<usize, usize> = (0..self.nodes.len())
+            .filter(|&i| keep[i])
+            .enumerate()
+            .map(|(new, old)| (old, new))
+            .collect();
+        let mut nodes = Vec::new();
+        let mut deps = Vec::new();
+        for (old, node) in self.nodes.iter().enumerate() {
+            if keep[old] {
+                nodes.push(node.clone());
+                deps.push(
+                    self.deps[old]
+                        .iter()
+                        .map(|e| Edge {
+                            to: old_to_new[&e.to],
+                            kind: e.kind,
+                        })
+                        .collect(),
+                );
+            }
+        }
+        let index = nodes
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, n)| (n, i))
+            .collect();
+        Graph { nodes, index, deps }
+    }
+
+    /// Keeps only nodes for which `keep` holds, with edges between kept nodes; an edge through
+    /// a dropped node is bridged so order is preserved (a task behind an image behind a task).
+    pub fn filter(&self, keep: impl Fn(&NodeId) -> bool) -> Graph {
+        let n = self.nodes.len();
+        let kept: Vec<bool> = self.nodes.iter().map(&keep).collect();
+        let mut nodes = Vec::new();
+        let mut new_index = vec![usize::MAX; n];
+        for i in 0..n {
+            if kept[i] {
+                new_index[i] = nodes.len();
+                nodes.push(self.nodes[i].clone());
+            }
+        }
+        let mut deps = Vec::new();
+        for i in (0..n).filter(|&i| kept[i]) {
+            let mut out = BTreeSet::new();
+            let mut seen = vec![false; n];
+            let mut stack: Vec<Edge> = self.deps[i].clone();
+            while let Some(e) = stack.pop() {
+                if std::mem::replace(&mut seen[e.to], true) {
+                    continue;
+                }
+                if kept[e.to] {
+                    out.insert(Edge {
+                        to: new_index[e.to],
+                        kind: e.kind,
+                    });
+                } else {
+                    stack.extend(self.deps[e.to].iter().cloned());
+                }
+            }
+            deps.push(out.into_iter().collect());
+        }
+        let index = nodes
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, n)| (n, i))
+            .collect();
+        Graph { nodes, index, deps }
+    }
+}
+
+/// Tarjan's strongly connected components, iterative so deep graphs cannot overflow the stack.
+fn tarjan(deps: &[Vec<Edge>]) -> Vec<Vec<usize>> {
+    let n = deps.len();
+    let mut index = vec![usize::MAX; n];
+    let mut low = vec![0; n];
+    let mut on_stack = vec![false; n];
+    let mut stack = Vec::new();
+    let mut out = Vec::new();
+    let mut next = 0;
+    for root in 0..n {
+        if index[root] != usize::MAX {
+            continue;
+        }
+        let mut work: Vec<(usize, usize)> = vec![(root, 0)];
+        while let Some(&mut (v, ref mut child)) = work.last_mut() {
+            if *child == 0 && index[v] == usize::MAX {
+                index[v] = next;
+                low[v] = next;
+                next += 1;
+                stack.push(v);
+                on_stack[v] = true;
+            }
+            if let Some(e) = deps[v].get(*child) {
+                *child += 1;
+                let w = e.to;
+                if index[w] == usize::MAX {
+                    work.push((w, 0));
+                } else if on_stack[w] {
+                    low[v] = low[v].min(index[w]);
+                }
+            } else {
+                work.pop();
+                if let Some(&(parent, _)) = work.last() {
+                    low[parent] = low[parent].min(low[v]);
+                }
+                if low[v] == index[v] {
+                    let mut comp = Vec::new();
+                    while let Some(w) = stack.pop() {
+                        on_stack[w] = false;
+                        comp.push(w);
+                        if w == v {
+                            break;
+                        }
+                    }
+                    out.push(comp);
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn edges(list: &[&[usize]]) -> Vec<Vec<Edge>> {
+        list.iter()
+            .map(|l| {
+                l.iter()
+                    .map(|&to| Edge {
+                        to,
+                        kind: EdgeKind::Uses,
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn graph(list: &[&[usize]]) -> Graph {
+        let nodes: Vec<NodeId> = (0..list.len())
+            .map(|i| NodeId::new(Kind::Task, format!("t{i}")))
+            .collect();
+        let index = nodes
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, n)| (n, i))
+            .collect();
+        Graph {
+            nodes,
+            index,
+            deps: edges(list),
+        }
+    }
+
+    #[test]
+    fn topo_order_puts_dependencies_first() {
+        // 0 <- 1 <- 3, 0 <- 2 <- 3 (a diamond)
+        let g = graph(&[&[], &[0], &[0], &[1, 2]]);
+        assert_eq!(g.topo_order().unwrap(), vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn cycles_are_found_with_every_member() {
+        let g = graph(&[&[2], &[0], &[1], &[]]);
+        assert!(g.topo_order().is_none());
+        let cycles = g.cycles();
+        assert_eq!(cycles.len(), 1);
+        assert_eq!(cycles[0].len(), 3);
+        let self_loop = graph(&[&[0]]);
+        assert_eq!(self_loop.cycles().len(), 1);
+    }
+
+    #[test]
+    fn select_takes_the_transitive_dependencies_only() {
+        let g = graph(&[&[], &[0], &[], &[1]]);
+        let sub = g.select(&[NodeId::new(Kind::Task, "t3")]);
+        let names: Vec<_> = sub.nodes().iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["t0", "t1", "t3"]);
+        assert_eq!(sub.topo_order().unwrap(), vec![0, 1, 2]);
+    }
+
+    #[test]
+    fn filter_bridges_dropped_nodes() {
+        // t2 -> t1 -> t0; dropping t1 keeps t2 after t0.
+        let g = graph(&[&[], &[0], &[1]]);
+        let f = g.filter(|n| n.name != "t1");
+        assert_eq!(f.len(), 2);
+        assert_eq!(
+            f.dependencies(1).iter().map(|e| e.to).collect::<Vec<_>>(),
+            vec![0]
+        );
+    }
+
+    #[test]
+    fn deep_chains_do_not_overflow() {
+        let list: Vec<Vec<Edge>> = (0..100_000)
+            .map(|i| {
+                if i == 0 {
+                    vec![]
+                } else {
+                    vec![Edge {
+                        to: i - 1,
+                        kind: EdgeKind::Uses,
+                    }]
+                }
+            })
+            .collect();
+        assert!(tarjan(&list).iter().all(|c| c.len() == 1));
+    }
+}

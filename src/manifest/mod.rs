@@ -1,0 +1,245 @@
+//! Reading a manifest: discovery, KDL decoding with knuffel, `${VAR}` interpolation, resolution
+//! into the typed model, and validation that reports every problem at once.
+//!
+//! Pure apart from reading the manifest and its `.env` file: nothing here touches Docker.
+
+mod decode;
+pub mod diagnostic;
+pub mod interpolate;
+mod model;
+pub mod raw;
+mod resolve;
+pub mod values;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+pub use diagnostic::{Diag, ManifestError, ManifestWarnings};
+pub use model::*;
+
+use crate::graph::Graph;
+
+/// The file name looked for when no `-f` is given.
+pub const FILE_NAME: &str = "Sanctuary.kdl";
+
+/// Why a manifest could not be loaded.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum LoadError {
+    #[error("no {FILE_NAME} found in {} or any parent directory", start.display())]
+    #[diagnostic(help("create one, or point at a manifest with -f FILE"))]
+    NotFound { start: PathBuf },
+    #[error("cannot read manifest {}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read {}", path.display())]
+    #[diagnostic(help("the .env file holds KEY=value lines"))]
+    DotEnv {
+        path: PathBuf,
+        #[source]
+        source: dotenvy::Error,
+    },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Syntax(#[from] knuffel::Error),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Invalid(#[from] ManifestError),
+}
+
+/// A loaded manifest with any warnings about it.
+#[derive(Debug)]
+pub struct Loaded {
+    pub manifest: Manifest,
+    pub warnings: Option<ManifestWarnings>,
+}
+
+/// Finds `Sanctuary.kdl` in `start` or its nearest parent, like make and just.
+pub fn discover(start: &Path) -> Result<PathBuf, LoadError> {
+    let mut dir = Some(start);
+    while let Some(d) = dir {
+        let candidate = d.join(FILE_NAME);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+        dir = d.parent();
+    }
+    Err(LoadError::NotFound {
+        start: start.to_path_buf(),
+    })
+}
+
+/// Reads, decodes, interpolates, resolves and validates the manifest at `path`, with variables
+/// from the process environment and a `.env` file beside the manifest.
+pub fn load(path: &Path) -> Result<Loaded, LoadError> {
+    let path = std::path::absolute(path).map_err(|source| LoadError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let text = std::fs::read_to_string(&path).map_err(|source| LoadError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    let dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let dotenv = read_dotenv(&dir.join(".env"))?;
+    let vars = interpolate::Vars::new(std::env::vars().collect(), dotenv);
+    let display = display_name(&path);
+    load_str(&display, &text, &path, &dir, &vars)
+}
+
+/// Loads a manifest from text; `path` and `dir` anchor relative paths. Used by [`load`] and
+/// by tests that need no files.
+pub fn load_str(
+    name: &str,
+    text: &str,
+    path: &Path,
+    dir: &Path,
+    vars: &interpolate::Vars,
+) -> Result<Loaded, LoadError> {
+    let decode::Decoded {
+        nodes,
+        declared,
+        mut diags,
+    } = decode::decode(name, text, vars)?;
+    let manifest = resolve::resolve(nodes, &declared, path, dir, text, &mut diags);
+
+    // A cycle is named in full. Edges of nodes that failed to resolve are missing, but any
+    // cycle found among the rest is real.
+    {
+        let graph = Graph::from_manifest(&manifest);
+        for cycle in graph.cycles() {
+            let mut d = Diag::error(format!("dependency cycle: {}", cycle_text(&graph, &cycle)))
+                .help("break the cycle by removing one of these dependencies");
+            for id in &cycle {
+                if let Some(span) = node_span(&manifest, id) {
+                    d = d.label(span, format!("{id} is part of the cycle"));
+                }
+            }
+            diags.push(d);
+        }
+    }
+    diags.extend(warnings(&manifest));
+
+    let (errors, warns): (Vec<Diag>, Vec<Diag>) = diags.into_iter().partition(Diag::is_error);
+    if !errors.is_empty() {
+        let mut all = errors;
+        all.extend(warns);
+        return Err(ManifestError::new(name, text, all).into());
+    }
+    let warnings =
+        (!warns.is_empty()).then(|| ManifestWarnings(ManifestError::new(name, text, warns)));
+    Ok(Loaded { manifest, warnings })
+}
+
+/// `a → b → c → a`, following the graph's edges around the cycle.
+fn cycle_text(graph: &Graph, cycle: &[NodeId]) -> String {
+    let members: Vec<usize> = cycle.iter().filter_map(|n| graph.index_of(n)).collect();
+    let Some(&start) = members.first() else {
+        return String::new();
+    };
+    let mut path = vec![start];
+    let mut cur = start;
+    for _ in 0..members.len() {
+        let next = graph
+            .dependencies(cur)
+            .iter()
+            .map(|e| e.to)
+            .find(|t| members.contains(t) && (!path.contains(t) || *t == start));
+        match next {
+            Some(n) if n == start => {
+                path.push(n);
+                break;
+            }
+            Some(n) => {
+                path.push(n);
+                cur = n;
+            }
+            None => break,
+        }
+    }
+    path.iter()
+        .map(|&i| graph.node(i).to_string())
+        .collect::<Vec<_>>()
+        .join(" → ")
+}
+
+fn node_span(m: &Manifest, id: &NodeId) -> Option<Span> {
+    let n = id.name.as_str();
+    Some(match id.kind {
+        Kind::Secret => m.secrets.get(n)?.span,
+        Kind::Image => m.images.get(n)?.span,
+        Kind::Volume => m.volumes.get(n)?.span,
+        Kind::Network => m.networks.get(n)?.span,
+        Kind::Service => m.services.get(n)?.span,
+        Kind::Task => m.tasks.get(n)?.span,
+        Kind::Test => m.tests.get(n)?.span,
+        Kind::Backup => m.backups.get(n)?.span,
+        Kind::Sync => m.syncs.get(n)?.span,
+    })
+}
+
+/// Checks that hold for valid manifests but deserve a word: backups that are not 3-2-1.
+fn warnings(m: &Manifest) -> Vec<Diag> {
+    let mut out = Vec::new();
+    for b in m.backups.values() {
+        let copies = b.copies.len();
+        let media: std::collections::HashSet<_> = b.copies.iter().map(|c| c.media).collect();
+        let offsite = b.copies.iter().any(|c| c.offsite);
+        let mut missing = Vec::new();
+        if copies < 3 {
+            missing.push(format!(
+                "{copies} cop{} (3 recommended)",
+                if copies == 1 { "y" } else { "ies" }
+            ));
+        }
+        if media.len() < 2 {
+            missing.push(format!("{} medium (2 recommended)", media.len()));
+        }
+        if !offsite {
+            missing.push("no offsite copy".to_string());
+        }
+        if !missing.is_empty() {
+            out.push(
+                Diag::warning(format!("backup `{}` is not 3-2-1: {}", b.name, missing.join(", ")))
+                    .label(b.span, "backup declared here")
+                    .help("3-2-1: three copies, on two kinds of media, one of them offsite (copy \"offsite\" rclone=\"remote:path\" offsite=true)"),
+            );
+        }
+    }
+    out
+}
+
+fn read_dotenv(path: &Path) -> Result<HashMap<String, String>, LoadError> {
+    match dotenvy::from_path_iter(path) {
+        Ok(iter) => iter
+            .collect::<Result<HashMap<_, _>, _>>()
+            .map_err(|source| LoadError::DotEnv {
+                path: path.to_path_buf(),
+                source,
+            }),
+        Err(dotenvy::Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(HashMap::new())
+        }
+        Err(source) => Err(LoadError::DotEnv {
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// The name diagnostics show for the manifest: relative to the working directory if inside it.
+fn display_name(path: &Path) -> String {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| {
+            path.strip_prefix(&cwd)
+                .ok()
+                .map(|p| p.display().to_string())
+        })
+        .unwrap_or_else(|| path.display().to_string())
+}

@@ -1,0 +1,510 @@
+//! The resolved manifest that later stages use: names checked, defaults applied, paths made
+//! absolute against the manifest's directory, values parsed into types.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+
+pub use super::values::*;
+
+/// The kinds of node a manifest declares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Secret,
+    Image,
+    Volume,
+    Network,
+    Service,
+    Task,
+    Test,
+    Backup,
+    Sync,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 9] = [
+        Kind::Secret,
+        Kind::Image,
+        Kind::Volume,
+        Kind::Network,
+        Kind::Service,
+        Kind::Task,
+        Kind::Test,
+        Kind::Backup,
+        Kind::Sync,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Secret => "secret",
+            Kind::Image => "image",
+            Kind::Volume => "volume",
+            Kind::Network => "network",
+            Kind::Service => "service",
+            Kind::Task => "task",
+            Kind::Test => "test",
+            Kind::Backup => "backup",
+            Kind::Sync => "sync",
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Kind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown node kind `{s}`"))
+    }
+}
+
+/// A node's identity: its kind and its name, written `kind.name` (`service.omega`).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NodeId {
+    pub kind: Kind,
+    pub name: String,
+}
+
+impl NodeId {
+    pub fn new(kind: Kind, name: impl Into<String>) -> Self {
+        NodeId {
+            kind,
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.kind, self.name)
+    }
+}
+
+/// A byte range in the manifest text, kept so later stages can point at a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Span {
+    pub offset: usize,
+    pub len: usize,
+}
+
+impl From<&knuffel::span::Span> for Span {
+    fn from(s: &knuffel::span::Span) -> Self {
+        Span {
+            offset: s.0,
+            len: s.1.saturating_sub(s.0),
+        }
+    }
+}
+
+impl From<Span> for miette::SourceSpan {
+    fn from(s: Span) -> Self {
+        (s.offset, s.len).into()
+    }
+}
+
+/// An edge declared with `depends-on`, with what the dependent waits for.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Dependency {
+    pub node: NodeId,
+    pub condition: Condition,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Manifest {
+    /// The manifest file, absolute.
+    pub path: PathBuf,
+    /// The directory relative paths are resolved against.
+    pub dir: PathBuf,
+    #[serde(skip)]
+    pub source: String,
+    pub project: Project,
+    pub secrets: IndexMap<String, Secret>,
+    pub images: IndexMap<String, Image>,
+    pub volumes: IndexMap<String, Volume>,
+    pub networks: IndexMap<String, Network>,
+    pub services: IndexMap<String, Service>,
+    pub tasks: IndexMap<String, Task>,
+    pub tests: IndexMap<String, Test>,
+    pub backups: IndexMap<String, Backup>,
+    pub syncs: IndexMap<String, Sync>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Project {
+    pub name: String,
+    pub description: Option<String>,
+    /// Where state, cache and local backups live (default `.sanctuary` beside the manifest).
+    pub state_dir: PathBuf,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Secret {
+    pub name: String,
+    pub span: Span,
+    pub description: Option<String>,
+    pub source: SecretSource,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecretSource {
+    Env(String),
+    File(PathBuf),
+    Keychain {
+        service: String,
+        account: Option<String>,
+    },
+    Libsecret(BTreeMap<String, String>),
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Image {
+    pub name: String,
+    pub span: Span,
+    pub description: Option<String>,
+    pub source: ImageSource,
+    pub depends_on: Vec<Dependency>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageSource {
+    Build {
+        context: PathBuf,
+        /// Absolute; always inside `context`.
+        dockerfile: PathBuf,
+        args: BTreeMap<String, String>,
+        target: Option<String>,
+    },
+    /// An image used as is, e.g. `node:18-slim`.
+    Reference(String),
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Volume {
+    pub name: String,
+    pub span: Span,
+    pub description: Option<String>,
+    pub driver: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Network {
+    pub name: String,
+    pub span: Span,
+    pub description: Option<String>,
+    pub driver: Option<String>,
+    pub internal: bool,
+}
+
+/// Which image a service or task runs: one the manifest builds, or an external reference.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ImageRef {
+    Declared(String),
+    External(String),
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Service {
+    pub name: String,
+    pub span: Span,
+    pub description: Option<String>,
+    pub image: ImageRef,
+    pub command: Option<Vec<String>>,
+    pub entrypoint: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    pub secret_env: Vec<SecretEnv>,
+    pub secret_files: Vec<SecretFile>,
+    pub ports: Vec<PortSpec>,
+    pub mounts: Vec<Mount>,
+    /// Empty means the project's default network.
+    pub networks: Vec<NetworkAttachment>,
+    pub restart: RestartPolicy,
+    pub resources: Resources,
+    pub health: Option<HealthCheck>,
+    pub depends_on: Vec<Dependency>,
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub hostname: Option<String>,
+    /// How long dependents wait for this service's condition.
+    pub ready_timeout: Duration,
+    pub stop_timeout: Duration,
+    pub labels: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SecretEnv {
+    pub var: String,
+    pub secret: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct SecretFile {
+    pub secret: String,
+    /// Absolute path in the container (default `/run/secrets/<name>`).
+    pub path: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Mount {
+    pub source: MountSource,
+    pub target: String,
+    pub read_only: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MountSource {
+    Volume(String),
+    Bind(PathBuf),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct NetworkAttachment {
+    pub network: String,
+    pub aliases: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Resources {
+    pub cpus: Option<Cpus>,
+    pub memory: Option<Size>,
+    pub pids: Option<i64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HealthCheck {
+    /// Docker's form: `["CMD", …]` or `["CMD-SHELL", "…"]`.
+    pub test: Vec<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub start_period: Duration,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Task {
+    pub name: String,
+    pub span: Span,
+    pub description: Option<String>,
+    /// Shell lines run in order with `sh -c`; the first failure stops the task.
+    pub run: Vec<String>,
+    /// Globs (or paths) relative to `dir`'s manifest directory; absolute paths allowed.
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub secret_env: Vec<SecretEnv>,
+    pub depends_on: Vec<Dependency>,
+    /// Working directory, absolute.
+    pub dir: PathBuf,
+    /// Run inside this image instead of on the host.
+    pub image: Option<ImageRef>,
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Test {
+    pub name: String,
+    pub span: Span,
+    pub description: Option<String>,
+    pub tags: Vec<String>,
+    /// Services brought up before the test runs.
+    pub needs: Vec<String>,
+    pub depends_on: Vec<Dependency>,
+    pub check: TestCheck,
+    pub inputs: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TestCheck {
+    /// Shell lines on the host, or inside `image` when set.
+    Command {
+        run: Vec<String>,
+        image: Option<ImageRef>,
+    },
+    /// A command inside a running service.
+    Exec {
+        service: String,
+        command: Vec<String>,
+    },
+    Http(HttpProbe),
+    Tcp {
+        address: String,
+        retries: u32,
+        delay: Duration,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct HttpProbe {
+    pub url: String,
+    pub method: HttpMethod,
+    pub status: u16,
+    pub contains: Option<String>,
+    pub json_path: Option<String>,
+    pub equals: Option<String>,
+    pub body: Option<String>,
+    pub retries: u32,
+    pub delay: Duration,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Backup {
+    pub name: String,
+    pub span: Span,
+    pub description: Option<String>,
+    pub source: BackupSource,
+    pub quiesce: Option<Quiesce>,
+    pub level: i32,
+    pub copies: Vec<BackupCopy>,
+    pub keep: Keep,
+    pub depends_on: Vec<Dependency>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BackupSource {
+    Volume(String),
+    Path(PathBuf),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Quiesce {
+    pub mode: QuiesceMode,
+    pub services: Vec<String>,
+    pub pre: Option<String>,
+    pub post: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BackupCopy {
+    pub name: String,
+    pub target: CopyTarget,
+    pub media: Media,
+    pub offsite: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CopyTarget {
+    Dir(PathBuf),
+    Rclone(String),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Keep {
+    pub last: Option<u32>,
+    pub hourly: Option<u32>,
+    pub daily: Option<u32>,
+    pub weekly: Option<u32>,
+    pub monthly: Option<u32>,
+    pub yearly: Option<u32>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Sync {
+    pub name: String,
+    pub span: Span,
+    pub description: Option<String>,
+    pub host: PathBuf,
+    pub target: SyncTarget,
+    pub mode: SyncMode,
+    pub ignore: Vec<String>,
+    pub rewrites: Vec<(String, String)>,
+    pub conflict: ConflictPolicy,
+    pub owner: Option<String>,
+    pub file_mode: Option<u32>,
+    pub quiet_period: Duration,
+    pub on_apply: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncTarget {
+    Volume { name: String, path: String },
+    Service { name: String, path: String },
+}
+
+impl Manifest {
+    /// Every declared node, in kind order then declaration order.
+    pub fn node_ids(&self) -> Vec<NodeId> {
+        let mut ids = Vec::new();
+        let mut push = |kind, names: Vec<&String>| {
+            ids.extend(names.into_iter().map(|n| NodeId::new(kind, n.clone())));
+        };
+        push(Kind::Secret, self.secrets.keys().collect());
+        push(Kind::Image, self.images.keys().collect());
+        push(Kind::Volume, self.volumes.keys().collect());
+        push(Kind::Network, self.networks.keys().collect());
+        push(Kind::Service, self.services.keys().collect());
+        push(Kind::Task, self.tasks.keys().collect());
+        push(Kind::Test, self.tests.keys().collect());
+        push(Kind::Backup, self.backups.keys().collect());
+        push(Kind::Sync, self.syncs.keys().collect());
+        ids
+    }
+
+    /// Whether a node of this identity is declared.
+    pub fn contains(&self, id: &NodeId) -> bool {
+        let n = id.name.as_str();
+        match id.kind {
+            Kind::Secret => self.secrets.contains_key(n),
+            Kind::Image => self.images.contains_key(n),
+            Kind::Volume => self.volumes.contains_key(n),
+            Kind::Network => self.networks.contains_key(n),
+            Kind::Service => self.services.contains_key(n),
+            Kind::Task => self.tasks.contains_key(n),
+            Kind::Test => self.tests.contains_key(n),
+            Kind::Backup => self.backups.contains_key(n),
+            Kind::Sync => self.syncs.contains_key(n),
+        }
+    }
+
+    /// The description a node was given, if any.
+    pub fn description(&self, id: &NodeId) -> Option<&str> {
+        let n = id.name.as_str();
+        match id.kind {
+            Kind::Secret => self.secrets.get(n)?.description.as_deref(),
+            Kind::Image => self.images.get(n)?.description.as_deref(),
+            Kind::Volume => self.volumes.get(n)?.description.as_deref(),
+            Kind::Network => self.networks.get(n)?.description.as_deref(),
+            Kind::Service => self.services.get(n)?.description.as_deref(),
+            Kind::Task => self.tasks.get(n)?.description.as_deref(),
+            Kind::Test => self.tests.get(n)?.description.as_deref(),
+            Kind::Backup => self.backups.get(n)?.description.as_deref(),
+            Kind::Sync => self.syncs.get(n)?.description.as_deref(),
+        }
+    }
+
+    /// Finds a node by a name the user typed: `kind.name`, or a bare name that only one kind
+    /// declares. An ambiguous bare name returns every match so the caller can ask to qualify it.
+    pub fn lookup(&self, name: &str) -> Vec<NodeId> {
+        if let Some((kind, rest)) = name.split_once('.') {
+            if let Ok(kind) = kind.parse::<Kind>() {
+                let id = NodeId::new(kind, rest);
+                return if self.contains(&id) { vec![id] } else { vec![] };
+            }
+        }
+        Kind::ALL
+            .into_iter()
+            .map(|k| NodeId::new(k, name))
+            .filter(|id| self.contains(id))
+            .collect()
+    }
+}
