@@ -39,9 +39,9 @@ pub fn tar_context(context_dir: &Path, dockerfile: &Path) -> Result<Vec<u8>, Bac
     for entry in walker {
         let entry = entry.map_err(|e| BackendError::BuildContext {
             path: context_dir.to_path_buf(),
-            source: e.into_io_error().unwrap_or_else(|| {
-                std::io::Error::other("cannot walk the build context")
-            }),
+            source: e
+                .into_io_error()
+                .unwrap_or_else(|| std::io::Error::other("cannot walk the build context")),
         })?;
         let path = entry.path();
         let Ok(rel) = path.strip_prefix(context_dir) else {
@@ -51,9 +51,7 @@ pub fn tar_context(context_dir: &Path, dockerfile: &Path) -> Result<Vec<u8>, Bac
             continue;
         }
         let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
-        let excluded = ignore
-            .matched_path_or_any_parents(rel, is_dir)
-            .is_ignore();
+        let excluded = ignore.matched_path_or_any_parents(rel, is_dir).is_ignore();
         // An excluded directory is still walked: an exception (`!dir/keep`) may re-include
         // something below it, and only files decide what is sent.
         if excluded && !always.iter().any(|a| a == rel) {
@@ -126,7 +124,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         write(d, "Dockerfile", "FROM scratch\n");
-        write(d, ".dockerignore", "# comment\nsecret.txt\nlogs/\n*.tmp\n!keep.tmp\n");
+        write(
+            d,
+            ".dockerignore",
+            "# comment\nsecret.txt\nlogs/\n*.tmp\n!keep.tmp\n",
+        );
         write(d, "secret.txt", "x");
         write(d, "sub/secret.txt", "kept: the pattern is anchored");
         write(d, "logs/a.log", "x");

@@ -97,9 +97,9 @@ impl DockerBackend {
             step: step.clone(),
             message,
         };
-        let mut stream = self
-            .docker
-            .build_image(options, None, Some(bollard::body_full(tar.into())));
+        let mut stream =
+            self.docker
+                .build_image(options, None, Some(bollard::body_full(tar.into())));
         let mut step: Option<String> = None;
         let mut image_id: Option<String> = None;
         while let Some(item) = stream.next().await {
@@ -123,7 +123,9 @@ impl DockerBackend {
                 }
             }
             if let Some(detail) = info.error_detail {
-                let message = detail.message.unwrap_or_else(|| "unknown error".to_string());
+                let message = detail
+                    .message
+                    .unwrap_or_else(|| "unknown error".to_string());
                 return Err(failed(&step, message));
             }
             if let Some(id) = info.aux.and_then(|aux| aux.id) {
@@ -323,7 +325,12 @@ impl DockerBackend {
                             port,
                         });
                     }
-                    Err(classify(Action::StartContainer, ObjectKind::Container, name, err))
+                    Err(classify(
+                        Action::StartContainer,
+                        ObjectKind::Container,
+                        name,
+                        err,
+                    ))
                 }
             },
         }
@@ -368,9 +375,7 @@ impl DockerBackend {
                     .first()
                     .map(|n| n.trim_start_matches('/').to_string())
                     .unwrap_or_default(),
-                state: ContainerState::parse(
-                    &c.state.map(|s| s.to_string()).unwrap_or_default(),
-                ),
+                state: ContainerState::parse(&c.state.map(|s| s.to_string()).unwrap_or_default()),
                 labels: to_btree(c.labels),
                 image: c.image.unwrap_or_default(),
             })
@@ -384,7 +389,11 @@ impl DockerBackend {
             .log_lines(name, false, Some(LOG_LINES_KEPT))
             .collect()
             .await;
-        lines.into_iter().filter_map(|l| l.ok()).map(|l| l.line).collect()
+        lines
+            .into_iter()
+            .filter_map(|l| l.ok())
+            .map(|l| l.line)
+            .collect()
     }
 
     async fn healthy(&self, name: &str, deadline: Instant) -> Result<()> {
@@ -468,7 +477,10 @@ impl DockerBackend {
             .start_exec(&created.id, Some(StartExecOptions::default()))
             .await
             .map_err(fail)?;
-        if let StartExecResults::Attached { output: mut out, .. } = started {
+        if let StartExecResults::Attached {
+            output: mut out, ..
+        } = started
+        {
             while let Some(chunk) = out.next().await {
                 let chunk = chunk.map_err(fail)?;
                 output.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
@@ -491,21 +503,25 @@ impl DockerBackend {
             follow,
             stdout: true,
             stderr: true,
-            tail: tail.map(|t| t.to_string()).unwrap_or_else(|| "all".to_string()),
+            tail: tail
+                .map(|t| t.to_string())
+                .unwrap_or_else(|| "all".to_string()),
             ..Default::default()
         };
         let frames = self.docker.logs(name, Some(options));
         let name = name.to_string();
-        split_lines(frames.map_err(move |e| {
-            failed_in(Action::Logs, ObjectKind::Container, &name, e)
-        }))
+        split_lines(
+            frames.map_err(move |e| failed_in(Action::Logs, ObjectKind::Container, &name, e)),
+        )
     }
 
     async fn copy_out_impl(&self, container: &str, path: &str) -> Result<Vec<u8>> {
         let options = DownloadFromContainerOptions {
             path: path.to_string(),
         };
-        let mut stream = self.docker.download_from_container(container, Some(options));
+        let mut stream = self
+            .docker
+            .download_from_container(container, Some(options));
         let mut out = Vec::new();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| BackendError::Failed {
@@ -602,9 +618,7 @@ fn split_lines<'a>(
 
 fn status(e: &bollard::errors::Error) -> Option<u16> {
     match e {
-        bollard::errors::Error::DockerResponseServerError { status_code, .. } => {
-            Some(*status_code)
-        }
+        bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
         _ => None,
     }
 }
@@ -777,7 +791,12 @@ impl Backend for DockerBackend {
     fn unpause_container<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let result = self.docker.unpause_container(name).await;
-            unit(result, Action::UnpauseContainer, ObjectKind::Container, name)
+            unit(
+                result,
+                Action::UnpauseContainer,
+                ObjectKind::Container,
+                name,
+            )
         })
     }
 

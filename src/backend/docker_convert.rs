@@ -236,7 +236,11 @@ fn published_ports(map: PortMap) -> Vec<PublishedPort> {
         }
     }
     out.sort_by(|a, b| {
-        (a.container_port, a.host_port, &a.host_ip).cmp(&(b.container_port, b.host_port, &b.host_ip))
+        (a.container_port, a.host_port, &a.host_ip).cmp(&(
+            b.container_port,
+            b.host_port,
+            &b.host_ip,
+        ))
     });
     out
 }

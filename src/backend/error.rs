@@ -274,7 +274,10 @@ mod tests {
             logs: vec!["listening on 3000".into()],
         };
         let text = err.to_string();
-        assert!(text.contains("`web` did not become healthy within 3s"), "{text}");
+        assert!(
+            text.contains("`web` did not become healthy within 3s"),
+            "{text}"
+        );
         assert!(text.contains("wget: can't connect"), "{text}");
         assert!(text.contains("listening on 3000"), "{text}");
     }

@@ -213,7 +213,11 @@ impl World {
             started_at: c.started_at,
             labels: c.spec.labels.clone(),
             image: c.spec.image.clone(),
-            ports: if running { published(&c.spec) } else { Vec::new() },
+            ports: if running {
+                published(&c.spec)
+            } else {
+                Vec::new()
+            },
             health_output,
         })
     }
@@ -452,7 +456,11 @@ impl Backend for FakeBackend {
         })
     }
 
-    fn stop_container<'a>(&'a self, name: &'a str, _timeout: Duration) -> BoxFuture<'a, Result<()>> {
+    fn stop_container<'a>(
+        &'a self,
+        name: &'a str,
+        _timeout: Duration,
+    ) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let mut w = self.enter(Action::StopContainer, name)?;
             let c = w.container(name)?;
@@ -743,7 +751,9 @@ mod tests {
         assert_eq!(info.state, ContainerState::Running);
         assert_eq!(info.health, HealthState::Healthy);
         assert_eq!(info.ports[0].host_port, 8080);
-        b.stop_container("web", Duration::from_secs(1)).await.unwrap();
+        b.stop_container("web", Duration::from_secs(1))
+            .await
+            .unwrap();
         let info = b.inspect_container("web").await.unwrap().unwrap();
         assert_eq!(info.state, ContainerState::Exited);
     }
@@ -816,7 +826,10 @@ mod tests {
         fake.start_container("job").await.unwrap();
         let far = Instant::now() + Duration::from_secs(60);
         let err = fake.wait_healthy("job", far).await.unwrap_err();
-        assert!(matches!(err, BackendError::ExitedEarly { exit_code: 3, .. }), "{err}");
+        assert!(
+            matches!(err, BackendError::ExitedEarly { exit_code: 3, .. }),
+            "{err}"
+        );
         assert_eq!(fake.wait_exit("job", far).await.unwrap(), 3);
     }
 
@@ -828,7 +841,13 @@ mod tests {
         fake.create_container(&spec("web", None)).await.unwrap();
         let err = fake.start_container("web").await.unwrap_err();
         assert!(
-            matches!(err, BackendError::Failed { action: Action::StartContainer, .. }),
+            matches!(
+                err,
+                BackendError::Failed {
+                    action: Action::StartContainer,
+                    ..
+                }
+            ),
             "{err}"
         );
         assert_eq!(
@@ -850,13 +869,19 @@ mod tests {
     async fn ensure_volume_and_network_are_idempotent_and_listed_by_label() {
         let b = backend();
         let labels = BTreeMap::from([("sanctuary.project".to_string(), "p".to_string())]);
-        assert_eq!(b.ensure_volume("data", &labels).await.unwrap(), Ensured::Created);
+        assert_eq!(
+            b.ensure_volume("data", &labels).await.unwrap(),
+            Ensured::Created
+        );
         assert_eq!(
             b.ensure_volume("data", &labels).await.unwrap(),
             Ensured::AlreadyExisted
         );
         b.ensure_volume("foreign", &BTreeMap::new()).await.unwrap();
-        assert_eq!(b.ensure_network("net", &labels).await.unwrap(), Ensured::Created);
+        assert_eq!(
+            b.ensure_network("net", &labels).await.unwrap(),
+            Ensured::Created
+        );
         assert_eq!(
             b.ensure_network("net", &labels).await.unwrap(),
             Ensured::AlreadyExisted
@@ -876,7 +901,10 @@ mod tests {
         let mut s = spec("web", None);
         s.image = "missing".into();
         let err = b.create_container(&s).await.unwrap_err();
-        assert!(matches!(err, BackendError::ImageUnavailable { .. }), "{err}");
+        assert!(
+            matches!(err, BackendError::ImageUnavailable { .. }),
+            "{err}"
+        );
         b.create_container(&spec("web", None)).await.unwrap();
         let err = b.create_container(&spec("web", None)).await.unwrap_err();
         assert!(err.to_string().contains("already in use"), "{err}");

@@ -103,13 +103,17 @@ pub enum RestartPolicy {
     No,
     Always,
     /// Restart after a non-zero exit, at most `max_retries` times when set.
-    OnFailure { max_retries: Option<u32> },
+    OnFailure {
+        max_retries: Option<u32>,
+    },
     UnlessStopped,
 }
 
 /// A restart policy string that is none of `no`, `always`, `on-failure[:N]`, `unless-stopped`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown restart policy `{0}`: expected no, always, on-failure, on-failure:N or unless-stopped")]
+#[error(
+    "unknown restart policy `{0}`: expected no, always, on-failure, on-failure:N or unless-stopped"
+)]
 pub struct ParseRestartPolicyError(pub String);
 
 impl FromStr for RestartPolicy {
@@ -187,7 +191,13 @@ mod tests {
 
     #[test]
     fn restart_policies_parse_and_print_back() {
-        for text in ["no", "always", "unless-stopped", "on-failure", "on-failure:5"] {
+        for text in [
+            "no",
+            "always",
+            "unless-stopped",
+            "on-failure",
+            "on-failure:5",
+        ] {
             let policy: RestartPolicy = text.parse().unwrap();
             assert_eq!(policy.to_string(), text);
         }

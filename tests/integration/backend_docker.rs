@@ -15,8 +15,7 @@ use sanctuary::backend::{
 };
 
 use crate::docker_support::{
-    docker_inspect, docker_or_skip, test_image, write_busybox_context, TestProject,
-    PROJECT_LABEL,
+    docker_inspect, docker_or_skip, test_image, write_busybox_context, TestProject, PROJECT_LABEL,
 };
 
 fn deadline(secs: u64) -> Instant {
@@ -73,10 +72,16 @@ fn http_get(port: u16, path: &str) -> String {
 
 #[tokio::test]
 async fn unreachable_daemons_are_reported_quickly() {
-    for host in ["tcp://127.0.0.1:1", "unix:///nonexistent/sanctuary-docker.sock"] {
+    for host in [
+        "tcp://127.0.0.1:1",
+        "unix:///nonexistent/sanctuary-docker.sock",
+    ] {
         let started = Instant::now();
         let err = DockerBackend::connect_to(host).await.unwrap_err();
-        assert!(started.elapsed() < Duration::from_secs(6), "{host} took too long");
+        assert!(
+            started.elapsed() < Duration::from_secs(6),
+            "{host} took too long"
+        );
         match &err {
             BackendError::Unreachable { host: h, hint, .. } => {
                 assert_eq!(h, host);
@@ -118,7 +123,11 @@ async fn builds_an_image_with_labels_dockerignore_and_streamed_output() {
     let id = docker.build_image(&build, &sink).await.unwrap();
     assert!(id.starts_with("sha256:"), "{id}");
     assert!(
-        lines.lock().unwrap().iter().any(|l| l.starts_with("Step 1/")),
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.starts_with("Step 1/")),
         "{:?}",
         lines.lock().unwrap()
     );
@@ -197,12 +206,18 @@ async fn volumes_and_networks_are_ensured_idempotently_and_found_by_label() {
     let labels = project.labels();
     let vol = project.object("data");
     let net = project.object("net");
-    assert_eq!(docker.ensure_volume(&vol, &labels).await.unwrap(), Ensured::Created);
+    assert_eq!(
+        docker.ensure_volume(&vol, &labels).await.unwrap(),
+        Ensured::Created
+    );
     assert_eq!(
         docker.ensure_volume(&vol, &labels).await.unwrap(),
         Ensured::AlreadyExisted
     );
-    assert_eq!(docker.ensure_network(&net, &labels).await.unwrap(), Ensured::Created);
+    assert_eq!(
+        docker.ensure_network(&net, &labels).await.unwrap(),
+        Ensured::Created
+    );
     assert_eq!(
         docker.ensure_network(&net, &labels).await.unwrap(),
         Ensured::AlreadyExisted
@@ -217,7 +232,11 @@ async fn volumes_and_networks_are_ensured_idempotently_and_found_by_label() {
     docker.remove_network(&net).await.unwrap();
     assert!(docker.list_volumes(&filter).await.unwrap().is_empty());
     assert!(docker.remove_volume(&vol).await.unwrap_err().is_not_found());
-    assert!(docker.remove_network(&net).await.unwrap_err().is_not_found());
+    assert!(docker
+        .remove_network(&net)
+        .await
+        .unwrap_err()
+        .is_not_found());
 }
 
 #[tokio::test]
@@ -327,24 +346,29 @@ async fn a_service_container_gets_everything_it_declares() {
         .await
         .unwrap();
     docker.start_container(&spec.name).await.unwrap();
-    docker
-        .wait_healthy(&spec.name, deadline(30))
-        .await
-        .unwrap();
+    docker.wait_healthy(&spec.name, deadline(30)).await.unwrap();
 
     let info = docker.inspect_container(&spec.name).await.unwrap().unwrap();
     assert_eq!(info.state, ContainerState::Running);
     assert_eq!(info.health, HealthState::Healthy);
     assert!(info.started_at.is_some());
-    let port = info.ports.iter().find(|p| p.container_port == 8080).unwrap();
+    let port = info
+        .ports
+        .iter()
+        .find(|p| p.container_port == 8080)
+        .unwrap();
     assert!(port.host_port > 0);
     let response = http_get(port.host_port, "/health");
     assert!(response.contains("running"), "{response}");
 
     let env = BTreeMap::from([("EXTRA".to_string(), "x1".to_string())]);
-    let cmd: Vec<String> = ["sh", "-c", "cat /config/config.txt; echo $CLONE_NAME $EXTRA; touch /config/new"]
-        .map(String::from)
-        .to_vec();
+    let cmd: Vec<String> = [
+        "sh",
+        "-c",
+        "cat /config/config.txt; echo $CLONE_NAME $EXTRA; touch /config/new",
+    ]
+    .map(String::from)
+    .to_vec();
     let result = docker.exec(&spec.name, &cmd, &env).await.unwrap();
     assert_ne!(result.exit_code, 0, "the bind mount is read-only");
     assert!(result.output.contains("from-host"), "{}", result.output);
@@ -369,14 +393,25 @@ async fn a_service_container_gets_everything_it_declares() {
         .unwrap();
     let stopped = docker.inspect_container(&spec.name).await.unwrap().unwrap();
     assert_eq!(stopped.state, ContainerState::Exited);
-    assert!(docker.list_containers(&filter, false).await.unwrap().is_empty());
-    assert_eq!(docker.list_containers(&filter, true).await.unwrap().len(), 1);
+    assert!(docker
+        .list_containers(&filter, false)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        docker.list_containers(&filter, true).await.unwrap().len(),
+        1
+    );
     docker
         .stop_container(&spec.name, Duration::from_secs(1))
         .await
         .unwrap();
     docker.remove_container(&spec.name, false).await.unwrap();
-    assert!(docker.inspect_container(&spec.name).await.unwrap().is_none());
+    assert!(docker
+        .inspect_container(&spec.name)
+        .await
+        .unwrap()
+        .is_none());
     let err = docker.remove_container(&spec.name, true).await.unwrap_err();
     assert!(err.is_not_found(), "{err}");
 }
@@ -453,12 +488,22 @@ async fn copy_in_and_out_round_trip_a_file() {
     let spec = base_spec(&project, "box", "exec sleep 600");
     docker.create_container(&spec).await.unwrap();
     docker.start_container(&spec.name).await.unwrap();
+    // The scratch image has no /tmp; the target directory must exist.
+    let mkdir = ["mkdir", "-p", "/tmp"].map(String::from).to_vec();
+    let made = docker
+        .exec(&spec.name, &mkdir, &BTreeMap::new())
+        .await
+        .unwrap();
+    assert_eq!(made.exit_code, 0, "{}", made.output);
     docker
         .copy_in(&spec.name, "/tmp", tar_with("note.txt", b"round trip\n"))
         .await
         .unwrap();
     let cat = ["cat", "/tmp/note.txt"].map(String::from).to_vec();
-    let result = docker.exec(&spec.name, &cat, &BTreeMap::new()).await.unwrap();
+    let result = docker
+        .exec(&spec.name, &cat, &BTreeMap::new())
+        .await
+        .unwrap();
     assert_eq!(result.exit_code, 0);
     assert_eq!(result.output, "round trip\n");
 
@@ -470,7 +515,10 @@ async fn copy_in_and_out_round_trip_a_file() {
     entry.read_to_string(&mut content).unwrap();
     assert_eq!(content, "round trip\n");
 
-    let err = docker.copy_out(&spec.name, "/no/such/file").await.unwrap_err();
+    let err = docker
+        .copy_out(&spec.name, "/no/such/file")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("/no/such/file"), "{err}");
 }
 
@@ -550,5 +598,8 @@ async fn absent_objects_are_none_or_not_found() {
         ..base_spec(&project, "noimg", "true")
     };
     let err = docker.create_container(&missing_image).await.unwrap_err();
-    assert!(matches!(err, BackendError::ImageUnavailable { .. }), "{err}");
+    assert!(
+        matches!(err, BackendError::ImageUnavailable { .. }),
+        "{err}"
+    );
 }
