@@ -5,6 +5,7 @@
 //! (nodes, edges, order) → `fingerprint` (content hashes) → `plan` → `exec` (scheduler)
 //! → `backend` (Docker). `cache` and `state` are side stores under `.sanctuary/`.
 
+pub mod backend;
 pub mod cli;
 pub mod error;
 pub mod fsutil;

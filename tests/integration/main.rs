@@ -1,0 +1,5 @@
+//! The one integration-test binary. Docker tests share `docker_support`.
+
+mod docker_support;
+
+mod backend_docker;
