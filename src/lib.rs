@@ -5,6 +5,8 @@
 //! (nodes, edges, order) → `fingerprint` (content hashes) → `plan` → `exec` (scheduler)
 //! → `backend` (Docker). `cache` and `state` are side stores under `.sanctuary/`.
 
+pub mod cache;
+pub mod fingerprint;
 pub mod fsutil;
 
 pub fn run() -> i32 {
