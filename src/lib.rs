@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod cli;
 pub mod error;
+pub mod fingerprint;
 pub mod fsutil;
 pub mod graph;
 pub mod manifest;
