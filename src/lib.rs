@@ -12,6 +12,8 @@ pub mod fingerprint;
 pub mod fsutil;
 pub mod graph;
 pub mod manifest;
+pub mod plan;
+pub mod secrets;
 
 /// Runs the command line and returns the process exit code.
 pub fn run() -> i32 {
