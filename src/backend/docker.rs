@@ -305,7 +305,7 @@ impl DockerBackend {
                 .await
                 .map_err(|e| BackendError::Failed {
                     action: Action::ConnectNetwork,
-                    target: format!("{} to network {}", spec.name, extra.network),
+                    target: format!("{} -> {}", spec.name, extra.network),
                     source: daemon_error(e),
                 })?;
         }
@@ -344,14 +344,14 @@ impl DockerBackend {
         }
     }
 
-    async fn inspect_existing(&self, action: Action, name: &str) -> Result<ContainerInfo> {
-        self.inspect(name).await?.ok_or_else(|| {
-            let _ = action;
-            BackendError::NotFound {
+    /// Like `inspect`, for callers that need the container to exist.
+    async fn inspect_existing(&self, name: &str) -> Result<ContainerInfo> {
+        self.inspect(name)
+            .await?
+            .ok_or_else(|| BackendError::NotFound {
                 kind: ObjectKind::Container,
                 name: name.to_string(),
-            }
-        })
+            })
     }
 
     async fn list(&self, filter: &LabelFilter, all: bool) -> Result<Vec<ContainerListing>> {
@@ -399,7 +399,7 @@ impl DockerBackend {
     async fn healthy(&self, name: &str, deadline: Instant) -> Result<()> {
         let started = Instant::now();
         loop {
-            let info = self.inspect_existing(Action::WaitHealthy, name).await?;
+            let info = self.inspect_existing(name).await?;
             match (info.state, info.health) {
                 (_, HealthState::Healthy) => return Ok(()),
                 (ContainerState::Exited | ContainerState::Dead, _) => {
@@ -438,7 +438,7 @@ impl DockerBackend {
     async fn exited(&self, name: &str, deadline: Instant) -> Result<i64> {
         let started = Instant::now();
         loop {
-            let info = self.inspect_existing(Action::WaitExit, name).await?;
+            let info = self.inspect_existing(name).await?;
             if matches!(info.state, ContainerState::Exited | ContainerState::Dead) {
                 return Ok(info.exit_code.unwrap_or(-1));
             }
@@ -837,5 +837,58 @@ impl Backend for DockerBackend {
         tar: Vec<u8>,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(self.copy_in_impl(container, path, tar))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::container::LogOutput;
+
+    #[tokio::test]
+    async fn frames_are_split_into_lines_per_stream_even_across_frame_boundaries() {
+        let frames = vec![
+            Ok(LogOutput::StdOut {
+                message: "one\ntw".into(),
+            }),
+            Ok(LogOutput::StdErr {
+                message: "err\n".into(),
+            }),
+            Ok(LogOutput::StdOut {
+                message: "o\r\nunterminated".into(),
+            }),
+        ];
+        let lines: Vec<LogLine> = split_lines(stream::iter(frames))
+            .map(|l| l.unwrap())
+            .collect()
+            .await;
+        let seen: Vec<(LogStream, &str)> =
+            lines.iter().map(|l| (l.stream, l.line.as_str())).collect();
+        assert_eq!(
+            seen,
+            vec![
+                (LogStream::Stdout, "one"),
+                (LogStream::Stderr, "err"),
+                (LogStream::Stdout, "two"),
+                (LogStream::Stdout, "unterminated"),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stream_error_ends_the_lines_after_what_came_before() {
+        let frames = vec![
+            Ok(LogOutput::StdOut {
+                message: "a\n".into(),
+            }),
+            Err(BackendError::NotFound {
+                kind: ObjectKind::Container,
+                name: "web".into(),
+            }),
+        ];
+        let items: Vec<Result<LogLine>> = split_lines(stream::iter(frames)).collect().await;
+        assert_eq!(items.len(), 2);
+        assert!(items[0].is_ok());
+        assert!(items[1].as_ref().unwrap_err().is_not_found());
     }
 }
