@@ -5,7 +5,7 @@
 //! newer API than Docker 20.10 speaks). 404 answers become `None` from `inspect_*` and
 //! [`BackendError::NotFound`] elsewhere; 304 answers ("already started/stopped") are success.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use bollard::exec::{StartExecOptions, StartExecResults};
@@ -19,7 +19,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures_util::future::BoxFuture;
-use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 
 use super::context::tar_context;
 use super::docker_convert::{
@@ -28,8 +28,9 @@ use super::docker_convert::{
 use super::error::{Action, BackendError, DaemonError, ObjectKind};
 use super::info::{
     ContainerInfo, ContainerListing, ContainerState, Ensured, ExecResult, HealthState, ImageInfo,
-    LabelFilter, LogLine, LogStream, ObjectListing,
+    LabelFilter, LogLine, ObjectListing,
 };
+use super::log_lines::split_lines;
 use super::spec::{ContainerSpec, ImageBuild};
 use super::{remaining, Backend, OutputSink, Result};
 
@@ -550,72 +551,6 @@ impl DockerBackend {
     }
 }
 
-/// Splits Docker's output frames into lines, per stream, holding a partial line until its
-/// end arrives (a frame boundary need not fall on a newline).
-fn split_lines<'a>(
-    frames: impl futures_util::Stream<Item = Result<bollard::container::LogOutput>> + Send + 'a,
-) -> BoxStream<'a, Result<LogLine>> {
-    struct State<S> {
-        frames: S,
-        partial: [String; 2],
-        ready: VecDeque<Result<LogLine>>,
-        done: bool,
-    }
-    let state = State {
-        frames: Box::pin(frames),
-        partial: [String::new(), String::new()],
-        ready: VecDeque::new(),
-        done: false,
-    };
-    stream::unfold(state, |mut st| async move {
-        loop {
-            if let Some(item) = st.ready.pop_front() {
-                return Some((item, st));
-            }
-            if st.done {
-                return None;
-            }
-            match st.frames.next().await {
-                Some(Ok(frame)) => {
-                    let (stream, index, bytes) = match frame {
-                        bollard::container::LogOutput::StdErr { message } => {
-                            (LogStream::Stderr, 1, message)
-                        }
-                        bollard::container::LogOutput::StdOut { message }
-                        | bollard::container::LogOutput::Console { message } => {
-                            (LogStream::Stdout, 0, message)
-                        }
-                        bollard::container::LogOutput::StdIn { .. } => continue,
-                    };
-                    let buf = &mut st.partial[index];
-                    buf.push_str(&String::from_utf8_lossy(&bytes));
-                    while let Some(pos) = buf.find('\n') {
-                        let line: String = buf.drain(..=pos).collect();
-                        st.ready.push_back(Ok(LogLine {
-                            stream,
-                            line: line.trim_end_matches(['\n', '\r']).to_string(),
-                        }));
-                    }
-                }
-                Some(Err(e)) => {
-                    st.ready.push_back(Err(e));
-                    st.done = true;
-                }
-                None => {
-                    for (index, stream) in [(0, LogStream::Stdout), (1, LogStream::Stderr)] {
-                        let rest = std::mem::take(&mut st.partial[index]);
-                        if !rest.is_empty() {
-                            st.ready.push_back(Ok(LogLine { stream, line: rest }));
-                        }
-                    }
-                    st.done = true;
-                }
-            }
-        }
-    })
-    .boxed()
-}
-
 fn status(e: &bollard::errors::Error) -> Option<u16> {
     match e {
         bollard::errors::Error::DockerResponseServerError { status_code, .. } => Some(*status_code),
@@ -837,58 +772,5 @@ impl Backend for DockerBackend {
         tar: Vec<u8>,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(self.copy_in_impl(container, path, tar))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use bollard::container::LogOutput;
-
-    #[tokio::test]
-    async fn frames_are_split_into_lines_per_stream_even_across_frame_boundaries() {
-        let frames = vec![
-            Ok(LogOutput::StdOut {
-                message: "one\ntw".into(),
-            }),
-            Ok(LogOutput::StdErr {
-                message: "err\n".into(),
-            }),
-            Ok(LogOutput::StdOut {
-                message: "o\r\nunterminated".into(),
-            }),
-        ];
-        let lines: Vec<LogLine> = split_lines(stream::iter(frames))
-            .map(|l| l.unwrap())
-            .collect()
-            .await;
-        let seen: Vec<(LogStream, &str)> =
-            lines.iter().map(|l| (l.stream, l.line.as_str())).collect();
-        assert_eq!(
-            seen,
-            vec![
-                (LogStream::Stdout, "one"),
-                (LogStream::Stderr, "err"),
-                (LogStream::Stdout, "two"),
-                (LogStream::Stdout, "unterminated"),
-            ]
-        );
-    }
-
-    #[tokio::test]
-    async fn a_stream_error_ends_the_lines_after_what_came_before() {
-        let frames = vec![
-            Ok(LogOutput::StdOut {
-                message: "a\n".into(),
-            }),
-            Err(BackendError::NotFound {
-                kind: ObjectKind::Container,
-                name: "web".into(),
-            }),
-        ];
-        let items: Vec<Result<LogLine>> = split_lines(stream::iter(frames)).collect().await;
-        assert_eq!(items.len(), 2);
-        assert!(items[0].is_ok());
-        assert!(items[1].as_ref().unwrap_err().is_not_found());
     }
 }

@@ -14,6 +14,7 @@ mod docker_convert;
 pub mod error;
 pub mod fake;
 pub mod info;
+mod log_lines;
 pub mod spec;
 
 use std::collections::BTreeMap;
