@@ -410,6 +410,8 @@ impl DockerBackend {
                         logs: self.last_logs(name).await,
                     })
                 }
+                // Not started yet: no health to read, but it may be started while we wait.
+                (ContainerState::Created, _) => {}
                 (_, HealthState::None) => {
                     return Err(BackendError::NoHealthCheck {
                         container: name.to_string(),

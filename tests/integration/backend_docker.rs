@@ -345,6 +345,12 @@ async fn a_service_container_gets_everything_it_declares() {
         .copy_in(&spec.name, "/www", tar_with("health", b"running\n"))
         .await
         .unwrap();
+    // Waiting on a container that is not started yet times out instead of misreading it.
+    let err = docker
+        .wait_healthy(&spec.name, Instant::now() + Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::HealthTimeout { .. }), "{err}");
     docker.start_container(&spec.name).await.unwrap();
     docker.wait_healthy(&spec.name, deadline(30)).await.unwrap();
 
