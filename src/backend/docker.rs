@@ -5,7 +5,7 @@
 //! newer API than Docker 20.10 speaks). 404 answers become `None` from `inspect_*` and
 //! [`BackendError::NotFound`] elsewhere; 304 answers ("already started/stopped") are success.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use bollard::exec::{StartExecOptions, StartExecResults};
@@ -19,7 +19,7 @@ use bollard::query_parameters::{
 };
 use bollard::Docker;
 use futures_util::future::BoxFuture;
-use futures_util::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use futures_util::stream::{BoxStream, StreamExt, TryStreamExt};
 
 use super::context::tar_context;
 use super::docker_convert::{
@@ -28,8 +28,9 @@ use super::docker_convert::{
 use super::error::{Action, BackendError, DaemonError, ObjectKind};
 use super::info::{
     ContainerInfo, ContainerListing, ContainerState, Ensured, ExecResult, HealthState, ImageInfo,
-    LabelFilter, LogLine, LogStream, ObjectListing,
+    LabelFilter, LogLine, ObjectListing,
 };
+use super::log_lines::split_lines;
 use super::spec::{ContainerSpec, ImageBuild};
 use super::{remaining, Backend, OutputSink, Result};
 
@@ -305,7 +306,7 @@ impl DockerBackend {
                 .await
                 .map_err(|e| BackendError::Failed {
                     action: Action::ConnectNetwork,
-                    target: format!("{} to network {}", spec.name, extra.network),
+                    target: format!("{} -> {}", spec.name, extra.network),
                     source: daemon_error(e),
                 })?;
         }
@@ -344,14 +345,14 @@ impl DockerBackend {
         }
     }
 
-    async fn inspect_existing(&self, action: Action, name: &str) -> Result<ContainerInfo> {
-        self.inspect(name).await?.ok_or_else(|| {
-            let _ = action;
-            BackendError::NotFound {
+    /// Like `inspect`, for callers that need the container to exist.
+    async fn inspect_existing(&self, name: &str) -> Result<ContainerInfo> {
+        self.inspect(name)
+            .await?
+            .ok_or_else(|| BackendError::NotFound {
                 kind: ObjectKind::Container,
                 name: name.to_string(),
-            }
-        })
+            })
     }
 
     async fn list(&self, filter: &LabelFilter, all: bool) -> Result<Vec<ContainerListing>> {
@@ -399,7 +400,7 @@ impl DockerBackend {
     async fn healthy(&self, name: &str, deadline: Instant) -> Result<()> {
         let started = Instant::now();
         loop {
-            let info = self.inspect_existing(Action::WaitHealthy, name).await?;
+            let info = self.inspect_existing(name).await?;
             match (info.state, info.health) {
                 (_, HealthState::Healthy) => return Ok(()),
                 (ContainerState::Exited | ContainerState::Dead, _) => {
@@ -409,6 +410,8 @@ impl DockerBackend {
                         logs: self.last_logs(name).await,
                     })
                 }
+                // Not started yet: no health to read, but it may be started while we wait.
+                (ContainerState::Created, _) => {}
                 (_, HealthState::None) => {
                     return Err(BackendError::NoHealthCheck {
                         container: name.to_string(),
@@ -438,7 +441,7 @@ impl DockerBackend {
     async fn exited(&self, name: &str, deadline: Instant) -> Result<i64> {
         let started = Instant::now();
         loop {
-            let info = self.inspect_existing(Action::WaitExit, name).await?;
+            let info = self.inspect_existing(name).await?;
             if matches!(info.state, ContainerState::Exited | ContainerState::Dead) {
                 return Ok(info.exit_code.unwrap_or(-1));
             }
@@ -548,72 +551,6 @@ impl DockerBackend {
                 source: daemon_error(e),
             })
     }
-}
-
-/// Splits Docker's output frames into lines, per stream, holding a partial line until its
-/// end arrives (a frame boundary need not fall on a newline).
-fn split_lines<'a>(
-    frames: impl futures_util::Stream<Item = Result<bollard::container::LogOutput>> + Send + 'a,
-) -> BoxStream<'a, Result<LogLine>> {
-    struct State<S> {
-        frames: S,
-        partial: [String; 2],
-        ready: VecDeque<Result<LogLine>>,
-        done: bool,
-    }
-    let state = State {
-        frames: Box::pin(frames),
-        partial: [String::new(), String::new()],
-        ready: VecDeque::new(),
-        done: false,
-    };
-    stream::unfold(state, |mut st| async move {
-        loop {
-            if let Some(item) = st.ready.pop_front() {
-                return Some((item, st));
-            }
-            if st.done {
-                return None;
-            }
-            match st.frames.next().await {
-                Some(Ok(frame)) => {
-                    let (stream, index, bytes) = match frame {
-                        bollard::container::LogOutput::StdErr { message } => {
-                            (LogStream::Stderr, 1, message)
-                        }
-                        bollard::container::LogOutput::StdOut { message }
-                        | bollard::container::LogOutput::Console { message } => {
-                            (LogStream::Stdout, 0, message)
-                        }
-                        bollard::container::LogOutput::StdIn { .. } => continue,
-                    };
-                    let buf = &mut st.partial[index];
-                    buf.push_str(&String::from_utf8_lossy(&bytes));
-                    while let Some(pos) = buf.find('\n') {
-                        let line: String = buf.drain(..=pos).collect();
-                        st.ready.push_back(Ok(LogLine {
-                            stream,
-                            line: line.trim_end_matches(['\n', '\r']).to_string(),
-                        }));
-                    }
-                }
-                Some(Err(e)) => {
-                    st.ready.push_back(Err(e));
-                    st.done = true;
-                }
-                None => {
-                    for (index, stream) in [(0, LogStream::Stdout), (1, LogStream::Stderr)] {
-                        let rest = std::mem::take(&mut st.partial[index]);
-                        if !rest.is_empty() {
-                            st.ready.push_back(Ok(LogLine { stream, line: rest }));
-                        }
-                    }
-                    st.done = true;
-                }
-            }
-        }
-    })
-    .boxed()
 }
 
 fn status(e: &bollard::errors::Error) -> Option<u16> {

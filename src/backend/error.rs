@@ -53,7 +53,7 @@ impl fmt::Display for Action {
             Action::ListNetworks => "list networks",
             Action::RemoveNetwork => "remove network",
             Action::CreateContainer => "create container",
-            Action::ConnectNetwork => "connect network for container",
+            Action::ConnectNetwork => "connect container to network",
             Action::StartContainer => "start container",
             Action::StopContainer => "stop container",
             Action::RemoveContainer => "remove container",

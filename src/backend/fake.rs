@@ -196,6 +196,7 @@ impl World {
                     HealthState::Healthy
                 }
             }
+            (Some(_), ContainerState::Created) => HealthState::Starting,
             (Some(_), _) => HealthState::Unhealthy,
         };
         let health_output = if self.never_healthy.contains(name) {
@@ -815,6 +816,15 @@ mod tests {
             }
             other => panic!("unexpected {other}"),
         }
+    }
+
+    #[tokio::test]
+    async fn a_container_never_started_is_not_healthy_by_the_deadline() {
+        let b = backend();
+        b.create_container(&spec("web", None)).await.unwrap();
+        let deadline = Instant::now() + Duration::from_millis(20);
+        let err = b.wait_healthy("web", deadline).await.unwrap_err();
+        assert!(matches!(err, BackendError::HealthTimeout { .. }), "{err}");
     }
 
     #[tokio::test]

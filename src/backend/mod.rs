@@ -14,6 +14,7 @@ mod docker_convert;
 pub mod error;
 pub mod fake;
 pub mod info;
+mod log_lines;
 pub mod spec;
 
 use std::collections::BTreeMap;
@@ -126,6 +127,8 @@ pub trait Backend: Send + Sync {
     /// Fails early when the container exits ([`BackendError::ExitedEarly`]) or the daemon
     /// declares it unhealthy ([`BackendError::Unhealthy`]); at the deadline fails with
     /// [`BackendError::HealthTimeout`]. Errors carry the last health-check outputs and logs.
+    /// A container without a health check fails with [`BackendError::NoHealthCheck`]: the
+    /// caller asked for a condition that can never hold.
     fn wait_healthy<'a>(&'a self, name: &'a str, deadline: Instant) -> BoxFuture<'a, Result<()>>;
 
     /// Waits until the container exits and returns its exit code.

@@ -345,6 +345,12 @@ async fn a_service_container_gets_everything_it_declares() {
         .copy_in(&spec.name, "/www", tar_with("health", b"running\n"))
         .await
         .unwrap();
+    // Waiting on a container that is not started yet times out instead of misreading it.
+    let err = docker
+        .wait_healthy(&spec.name, Instant::now() + Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, BackendError::HealthTimeout { .. }), "{err}");
     docker.start_container(&spec.name).await.unwrap();
     docker.wait_healthy(&spec.name, deadline(30)).await.unwrap();
 
@@ -602,4 +608,53 @@ async fn absent_objects_are_none_or_not_found() {
         matches!(err, BackendError::ImageUnavailable { .. }),
         "{err}"
     );
+}
+
+#[tokio::test]
+async fn the_daemon_declaring_a_container_unhealthy_ends_the_wait_early() {
+    let Some(docker) = docker_or_skip("unhealthy_ends_the_wait").await else {
+        return;
+    };
+    let project = TestProject::new("sick");
+    let spec = ContainerSpec {
+        health: health(&["sh", "-c", "echo broken-check; exit 1"], 1),
+        ..base_spec(&project, "sick", "exec sleep 600")
+    };
+    docker.create_container(&spec).await.unwrap();
+    docker.start_container(&spec.name).await.unwrap();
+    let started = Instant::now();
+    let err = docker
+        .wait_healthy(&spec.name, deadline(60))
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    match &err {
+        BackendError::Unhealthy { checks, .. } => {
+            assert!(checks.iter().any(|c| c.contains("broken-check")), "{err}");
+        }
+        other => panic!("expected Unhealthy, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn the_cleanup_guard_removes_labelled_objects_even_when_a_test_panics() {
+    if docker_or_skip("the_cleanup_guard").await.is_none() {
+        return;
+    }
+    let mut project_name = String::new();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let project = TestProject::new("guard");
+        project_name = project.name.clone();
+        let label = format!("{PROJECT_LABEL}={}", project.name);
+        let created = std::process::Command::new("docker")
+            .args(["volume", "create", "--label", &label, &project.object("v")])
+            .output()
+            .unwrap();
+        assert!(created.status.success());
+        panic!("a failing test");
+    }));
+    assert!(outcome.is_err());
+    let filter = format!("label={PROJECT_LABEL}={project_name}");
+    let left = crate::docker_support::docker_lines(&["volume", "ls", "-q", "--filter", &filter]);
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
