@@ -52,6 +52,27 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error(transparent)]
+    Backend(#[from] crate::backend::BackendError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Plan(#[from] crate::plan::PlanError),
+
+    #[error(transparent)]
+    Lock(#[from] crate::state::LockError),
+
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
+
+    #[error("the saved plan {} is stale: {reason}", path.display())]
+    #[diagnostic(help("run `sanctuary plan -o {}` again and review the new plan", path.display()))]
+    StalePlan { path: std::path::PathBuf, reason: String },
+
+    /// Docker or another piece of infrastructure failed (build, health timeout, daemon).
+    #[error("{0}")]
+    Infrastructure(String),
+
     /// Work ran and some of it failed; the summary has already been shown.
     #[error("{0}")]
     Failed(String),
@@ -68,6 +89,11 @@ impl Error {
                 ExitCode::Usage
             }
             Error::Io { .. } => ExitCode::Failed,
+            Error::Backend(_) | Error::Infrastructure(_) => ExitCode::Infrastructure,
+            Error::Plan(crate::plan::PlanError::Backend(_)) => ExitCode::Infrastructure,
+            Error::Plan(_) => ExitCode::Usage,
+            Error::Lock(_) | Error::StalePlan { .. } => ExitCode::Conflict,
+            Error::State(_) => ExitCode::Failed,
             Error::Failed(_) => ExitCode::Failed,
             Error::Interrupted => ExitCode::Interrupted,
         }

@@ -5,15 +5,20 @@
 //! (nodes, edges, order) → `fingerprint` (content hashes) → `plan` → `exec` (scheduler)
 //! → `backend` (Docker). `cache` and `state` are side stores under `.sanctuary/`.
 
+pub mod apply;
 pub mod backend;
+pub mod cache;
 pub mod cli;
 pub mod error;
+pub mod exec;
 pub mod fingerprint;
 pub mod fsutil;
 pub mod graph;
 pub mod manifest;
 pub mod plan;
+pub mod run;
 pub mod secrets;
+pub mod state;
 
 /// Runs the command line and returns the process exit code.
 pub fn run() -> i32 {

@@ -1,10 +1,16 @@
 //! The command line: argument parsing with clap and dispatch to one module per command.
 //! Each command returns `Result<ExitCode>`; `run` prints errors and maps them to exit codes.
 
+mod apply;
+mod cache;
+mod engine;
 mod graph;
 mod list;
 pub mod output;
+mod run;
+mod stack;
 mod validate;
+mod why;
 
 use std::path::PathBuf;
 
@@ -45,17 +51,43 @@ pub enum Command {
     Graph(graph::Args),
     /// List tasks and tests with their descriptions.
     List,
+    /// Run tasks after their dependencies, skipping what is up to date.
+    Run(run::Args),
+    /// Explain why a task would run now.
+    Why(why::Args),
+    /// Inspect and trim the task cache.
+    #[command(subcommand)]
+    Cache(cache::Command),
+    /// Show what apply would change, and why.
+    Plan(apply::PlanArgs),
+    /// Converge Docker to the manifest.
+    Apply(apply::ApplyArgs),
+    /// Remove the project's containers and networks (volumes with --volumes).
+    Destroy(stack::DestroyArgs),
+    /// Each service's state, health, uptime, ports and image.
+    Status,
+    /// Stream service logs, prefixed by service.
+    Logs(stack::LogsArgs),
+    /// `sanctuary TASK [ARGS…]` runs a task, as `sanctuary run TASK -- ARGS…` does.
+    #[command(external_subcommand)]
+    External(Vec<String>),
 }
 
 /// Parses arguments, runs the command, prints any error, and returns the exit code.
 pub fn run() -> i32 {
     let cli = Cli::parse();
     let json = cli.json;
+    // `plan --detailed-exitcode` promises 1 for any error, as Terraform's does.
+    let detailed = matches!(&cli.command, Command::Plan(a) if a.detailed_exitcode);
     match dispatch(cli) {
         Ok(code) => code.code(),
         Err(e) => {
             report_error(&e, json);
-            e.exit_code().code()
+            if detailed {
+                ExitCode::Failed.code()
+            } else {
+                e.exit_code().code()
+            }
         }
     }
 }
@@ -69,6 +101,18 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Validate => validate::run(&ctx),
         Command::Graph(args) => graph::run(&ctx, args),
         Command::List => list::run(&ctx),
+        Command::Run(args) => run::run(&ctx, args),
+        Command::Why(args) => why::run(&ctx, args),
+        Command::Cache(cmd) => cache::run(&ctx, cmd),
+        Command::Plan(args) => apply::plan(&ctx, args),
+        Command::Apply(args) => apply::apply(&ctx, args),
+        Command::Destroy(args) => stack::destroy(&ctx, args),
+        Command::Status => stack::status(&ctx),
+        Command::Logs(args) => stack::logs(&ctx, args),
+        Command::External(words) => {
+            let (tasks, args) = split_external(words);
+            run::run(&ctx, run::Args { tasks, args, opts: run::RunOpts { jobs: None, fail_fast: false, force: false } })
+        }
     }
 }
 
@@ -114,5 +158,14 @@ fn report_error(e: &Error, json: bool) {
     }
     if !matches!(e, Error::Failed(_)) || !json {
         output::eprint_diag(e);
+    }
+}
+
+/// `sanctuary build -- --release` → tasks `[build]`, args `[--release]`;
+/// `sanctuary build test` → tasks `[build, test]`.
+fn split_external(words: Vec<String>) -> (Vec<String>, Vec<String>) {
+    match words.iter().position(|w| w == "--") {
+        Some(i) => (words[..i].to_vec(), words[i + 1..].to_vec()),
+        None => (words, Vec::new()),
     }
 }
