@@ -5,7 +5,9 @@
 //! (nodes, edges, order) → `fingerprint` (content hashes) → `plan` → `exec` (scheduler)
 //! → `backend` (Docker). `cache` and `state` are side stores under `.sanctuary/`.
 
+pub mod exec;
 pub mod fsutil;
+pub mod state;
 
 pub fn run() -> i32 {
     0
