@@ -91,6 +91,17 @@ pub struct Finished {
     pub log: String,
 }
 
+impl Finished {
+    /// The scheduler outcome this ending amounts to: success is `Ran`, anything else a
+    /// failure whose message says how the command ended.
+    pub fn outcome(&self) -> crate::exec::Outcome {
+        match self.exit {
+            Exit::Success => crate::exec::Outcome::ran(),
+            other => crate::exec::Outcome::Failed(other.to_string()),
+        }
+    }
+}
+
 /// Why a command could not be run at all (a failing command is a [`Finished`], not this).
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
@@ -295,6 +306,7 @@ mod tests {
         let cmd = HostCommand::new("echo one; echo two >&2; printf 'no newline'", dir.path());
         let (f, lines) = collect(&cmd).await;
         assert_eq!(f.exit, Exit::Success);
+        assert_eq!(f.outcome(), crate::exec::Outcome::ran());
         assert!(lines.contains(&(Stream::Stdout, "one".into())));
         assert!(lines.contains(&(Stream::Stderr, "two".into())));
         assert!(lines.contains(&(Stream::Stdout, "no newline".into())));
@@ -309,6 +321,10 @@ mod tests {
         assert_eq!(f.exit, Exit::Code(3));
         assert!(!f.exit.success());
         assert_eq!(f.exit.to_string(), "exit status 3");
+        assert_eq!(
+            f.outcome(),
+            crate::exec::Outcome::Failed("exit status 3".into())
+        );
     }
 
     #[tokio::test]

@@ -318,3 +318,77 @@ fn a_cycle_is_rejected_before_anything_runs() {
     .unwrap_err();
     assert!(matches!(err, crate::exec::DagError::Cycle { .. }));
 }
+
+/// Records reporter calls as short strings.
+#[derive(Default)]
+struct Log(Mutex<Vec<String>>);
+
+impl Reporter for Log {
+    fn run_started(&self, total: usize) {
+        self.0.lock().unwrap().push(format!("run {total}"));
+    }
+    fn node_started(&self, node: &str) {
+        self.0.lock().unwrap().push(format!("start {node}"));
+    }
+    fn output(&self, node: &str, line: &str) {
+        self.0.lock().unwrap().push(format!("[{node}] {line}"));
+    }
+    fn node_finished(&self, node: &str, status: &Status, _: Duration) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("{} {node}", status.name()));
+    }
+    fn run_finished(&self, summary: &Summary) {
+        self.0
+            .lock()
+            .unwrap()
+            .push(format!("done {}", summary.nodes.len()));
+    }
+}
+
+#[tokio::test]
+async fn the_reporter_hears_every_node_exactly_once_and_output_under_its_label() {
+    let d = dag(&["a", "b", "c"], &[&[], &[0], &[]]);
+    let rec = Recorder::with(&[("a", failing())]);
+    let log = Arc::new(Log::default());
+    run(
+        &d,
+        &rec,
+        log.clone(),
+        Options {
+            jobs: 1,
+            fail_fast: false,
+        },
+        CancellationToken::new(),
+    )
+    .await;
+    let events = log.0.lock().unwrap().clone();
+    assert_eq!(
+        events,
+        [
+            "run 3",
+            "start a",
+            "[a] working",
+            "failed a",
+            "skipped b",
+            "start c",
+            "[c] working",
+            "ran c",
+            "done 3"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_node_with_one_failed_and_one_slow_dependency_never_starts() {
+    // `top` needs `fast-fail` and `slow`; `slow` succeeds after the failure is known.
+    let d = dag(&["fast-fail", "slow", "top"], &[&[], &[], &[0, 1]]);
+    let rec = Recorder::with(&[("fast-fail", failing()), ("slow", sleepy(30))]);
+    let s = walk(&d, &rec, 2, false).await;
+    assert_eq!(
+        statuses(&s),
+        [("fast-fail", "failed"), ("slow", "ran"), ("top", "skipped")]
+    );
+    assert_eq!(rec.started(), ["fast-fail", "slow"]);
+}
