@@ -341,10 +341,8 @@ mod tests {
         new.inputs.remove("src/b.rs");
         new.inputs.insert("src/c.rs".into(), "cc".into());
         new.dependencies.insert("fetch".into(), "f2".into());
-        new.secrets.insert(
-            "TOKEN".into(),
-            Salt::from_bytes([7; 32]).keyed_hash(b"n3w"),
-        );
+        new.secrets
+            .insert("TOKEN".into(), Salt::from_bytes([7; 32]).keyed_hash(b"n3w"));
         assert_eq!(
             messages(&old, &new),
             [
@@ -378,7 +376,12 @@ mod tests {
             "TOKEN".into(),
             Salt::from_bytes([7; 32]).keyed_hash(b"t0ps3cret"),
         );
-        let text = format!("{}{:?}{:?}", new.canonical_json(), messages(&old, &new), new);
+        let text = format!(
+            "{}{:?}{:?}",
+            new.canonical_json(),
+            messages(&old, &new),
+            new
+        );
         assert!(!text.contains("s3cret") && !text.contains("t0ps3cret"));
     }
 

@@ -19,7 +19,9 @@ pub const FILE_NAME: &str = "salt";
 pub enum SaltError {
     #[error("cannot read the secret salt {path}")]
     Read { path: PathBuf, source: io::Error },
-    #[error("the secret salt {path} is malformed (expected 64 hex digits); delete it to make a new one")]
+    #[error(
+        "the secret salt {path} is malformed (expected 64 hex digits); delete it to make a new one"
+    )]
     Malformed { path: PathBuf },
     #[error("cannot create the secret salt {path}")]
     Create { path: PathBuf, source: io::Error },

@@ -71,7 +71,10 @@ impl StatCache {
     pub fn load(path: &Path) -> StatCache {
         let records = match fs::read(path) {
             Ok(bytes) => decode(&bytes).unwrap_or_else(|| {
-                tracing::warn!("stat cache {} is unreadable; starting afresh", path.display());
+                tracing::warn!(
+                    "stat cache {} is unreadable; starting afresh",
+                    path.display()
+                );
                 HashMap::new()
             }),
             Err(e) => {
@@ -135,12 +138,12 @@ impl StatCache {
         let hashed: Vec<(&InputFile, [u8; 32])> = todo
             .par_iter()
             .map(|file| {
-                hash_file(&file.path)
-                    .map(|h| (*file, h))
-                    .map_err(|source| StatCacheError::HashFile {
+                hash_file(&file.path).map(|h| (*file, h)).map_err(|source| {
+                    StatCacheError::HashFile {
                         path: file.path.clone(),
                         source,
-                    })
+                    }
+                })
             })
             .collect::<Result<_, _>>()?;
         self.hashed += hashed.len();
