@@ -67,7 +67,10 @@ pub enum Error {
 
     #[error("the saved plan {} is stale: {reason}", path.display())]
     #[diagnostic(help("run `sanctuary plan -o {}` again and review the new plan", path.display()))]
-    StalePlan { path: std::path::PathBuf, reason: String },
+    StalePlan {
+        path: std::path::PathBuf,
+        reason: String,
+    },
 
     /// Docker or another piece of infrastructure failed (build, health timeout, daemon).
     #[error("{0}")]

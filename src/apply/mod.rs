@@ -76,7 +76,13 @@ impl ApplyExecutor {
         }
     }
 
-    fn record(&self, id: &NodeId, fingerprint: &str, spec: serde_json::Value, result: RecordResult) -> Result<(), String> {
+    fn record(
+        &self,
+        id: &NodeId,
+        fingerprint: &str,
+        spec: serde_json::Value,
+        result: RecordResult,
+    ) -> Result<(), String> {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         state
             .record(
@@ -104,20 +110,39 @@ impl ApplyExecutor {
 
     async fn image(&self, id: &NodeId, ctx: &NodeCtx) -> Result<Outcome, String> {
         let d = desired::image(&self.manifest, &id.name).map_err(|e| e.to_string())?;
-        self.tags.lock().unwrap_or_else(|e| e.into_inner()).insert(id.name.clone(), d.tag.clone());
-        let present = self.backend.inspect_image(&d.tag).await.map_err(|e| e.to_string())?.is_some();
+        self.tags
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.name.clone(), d.tag.clone());
+        let present = self
+            .backend
+            .inspect_image(&d.tag)
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some();
         let outcome = if present {
             Outcome::UpToDate(None)
         } else if let Some(build) = &d.build {
             let sink = |line: &str| ctx.emit(line);
-            self.backend.build_image(build, &sink).await.map_err(|e| e.to_string())?;
+            self.backend
+                .build_image(build, &sink)
+                .await
+                .map_err(|e| e.to_string())?;
             Outcome::Ran(Some(format!("built {}", d.tag)))
         } else {
             ctx.emit(&format!("pulling {}", d.tag));
-            self.backend.pull_image(&d.tag).await.map_err(|e| e.to_string())?;
+            self.backend
+                .pull_image(&d.tag)
+                .await
+                .map_err(|e| e.to_string())?;
             Outcome::Ran(Some(format!("pulled {}", d.tag)))
         };
-        self.record(id, &d.fingerprint, serde_json::json!({ "tag": d.tag }), Self::result_of(&outcome))?;
+        self.record(
+            id,
+            &d.fingerprint,
+            serde_json::json!({ "tag": d.tag }),
+            Self::result_of(&outcome),
+        )?;
         Ok(outcome)
     }
 
@@ -125,12 +150,21 @@ impl ApplyExecutor {
         let project = &self.manifest.project.name;
         let name = names::volume(project, &id.name);
         let labels = names::labels(project, &id.to_string(), None);
-        let ensured = self.backend.ensure_volume(&name, &labels).await.map_err(|e| e.to_string())?;
+        let ensured = self
+            .backend
+            .ensure_volume(&name, &labels)
+            .await
+            .map_err(|e| e.to_string())?;
         let outcome = match ensured {
             crate::backend::Ensured::Created => Outcome::Ran(Some(format!("created {name}"))),
             crate::backend::Ensured::AlreadyExisted => Outcome::UpToDate(None),
         };
-        self.record(id, "", serde_json::json!({ "name": name }), Self::result_of(&outcome))?;
+        self.record(
+            id,
+            "",
+            serde_json::json!({ "name": name }),
+            Self::result_of(&outcome),
+        )?;
         Ok(outcome)
     }
 
@@ -138,12 +172,21 @@ impl ApplyExecutor {
         let project = &self.manifest.project.name;
         let name = names::network(project, &id.name);
         let labels = names::labels(project, &id.to_string(), None);
-        let ensured = self.backend.ensure_network(&name, &labels).await.map_err(|e| e.to_string())?;
+        let ensured = self
+            .backend
+            .ensure_network(&name, &labels)
+            .await
+            .map_err(|e| e.to_string())?;
         let outcome = match ensured {
             crate::backend::Ensured::Created => Outcome::Ran(Some(format!("created {name}"))),
             crate::backend::Ensured::AlreadyExisted => Outcome::UpToDate(None),
         };
-        self.record(id, "", serde_json::json!({ "name": name }), Self::result_of(&outcome))?;
+        self.record(
+            id,
+            "",
+            serde_json::json!({ "name": name }),
+            Self::result_of(&outcome),
+        )?;
         Ok(outcome)
     }
 
@@ -158,7 +201,9 @@ impl ApplyExecutor {
         let tag = match tag {
             Some(t) => t,
             None => match &svc.image {
-                crate::manifest::ImageRef::Declared(n) => desired::image(m, n).map_err(|e| e.to_string())?.tag,
+                crate::manifest::ImageRef::Declared(n) => {
+                    desired::image(m, n).map_err(|e| e.to_string())?.tag
+                }
                 crate::manifest::ImageRef::External(r) => r.clone(),
             },
         };
@@ -167,22 +212,34 @@ impl ApplyExecutor {
         if d.uses_default_network {
             let net = names::default_network(&m.project.name);
             let labels = names::labels(&m.project.name, "network.default", None);
-            self.backend.ensure_network(&net, &labels).await.map_err(|e| e.to_string())?;
+            self.backend
+                .ensure_network(&net, &labels)
+                .await
+                .map_err(|e| e.to_string())?;
         }
-        let observed = self.backend.inspect_container(&name).await.map_err(|e| e.to_string())?;
+        let observed = self
+            .backend
+            .inspect_container(&name)
+            .await
+            .map_err(|e| e.to_string())?;
         let mut detail = None;
         match observed {
-            Some(c) if c.labels.get(names::LABEL_FINGERPRINT) == Some(&d.fingerprint) => match c.state {
-                ContainerState::Running => {}
-                ContainerState::Paused => {
-                    self.backend.unpause_container(&name).await.map_err(|e| e.to_string())?;
-                    detail = Some("unpaused".to_string());
+            Some(c) if c.labels.get(names::LABEL_FINGERPRINT) == Some(&d.fingerprint) => {
+                match c.state {
+                    ContainerState::Running => {}
+                    ContainerState::Paused => {
+                        self.backend
+                            .unpause_container(&name)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        detail = Some("unpaused".to_string());
+                    }
+                    _ => {
+                        self.start(&name, svc).await?;
+                        detail = Some("started".to_string());
+                    }
                 }
-                _ => {
-                    self.start(&name, svc).await?;
-                    detail = Some("started".to_string());
-                }
-            },
+            }
             Some(c) => {
                 if c.labels.get(names::LABEL_PROJECT) != Some(&m.project.name) {
                     return Err(format!(
@@ -191,26 +248,49 @@ impl ApplyExecutor {
                     ));
                 }
                 ctx.emit(&format!("replacing {name}"));
-                self.backend.stop_container(&name, svc.stop_timeout.0).await.map_err(|e| e.to_string())?;
-                self.backend.remove_container(&name, true).await.map_err(|e| e.to_string())?;
-                self.backend.create_container(&d.spec).await.map_err(|e| e.to_string())?;
+                self.backend
+                    .stop_container(&name, svc.stop_timeout.0)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.backend
+                    .remove_container(&name, true)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                self.backend
+                    .create_container(&d.spec)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 self.start(&name, svc).await?;
                 detail = Some("replaced".to_string());
             }
             None => {
-                self.backend.create_container(&d.spec).await.map_err(|e| e.to_string())?;
+                self.backend
+                    .create_container(&d.spec)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 self.start(&name, svc).await?;
                 detail = Some("created".to_string());
             }
         }
         if let (Some(h), true) = (&svc.health, self.wait_ready.contains(&svc.name)) {
-            ready::wait_ready(self.backend.as_ref(), &svc.name, &name, &h.test, svc.ready_timeout.0, ctx.cancel())
-                .await
-                .map_err(|e| e.to_string())?;
+            ready::wait_ready(
+                self.backend.as_ref(),
+                &svc.name,
+                &name,
+                &h.test,
+                svc.ready_timeout.0,
+                ctx.cancel(),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
         }
         if self.wait_complete.contains(&svc.name) {
             let deadline = Instant::now() + svc.ready_timeout.0;
-            let code = self.backend.wait_exit(&name, deadline).await.map_err(|e| e.to_string())?;
+            let code = self
+                .backend
+                .wait_exit(&name, deadline)
+                .await
+                .map_err(|e| e.to_string())?;
             if code != 0 {
                 return Err(format!("service `{}` exited with code {code}; dependents wait for it to complete successfully", svc.name));
             }
@@ -219,7 +299,12 @@ impl ApplyExecutor {
             Some(d) => Outcome::Ran(Some(d)),
             None => Outcome::UpToDate(None),
         };
-        self.record(id, &d.fingerprint, d.public.clone(), Self::result_of(&outcome))?;
+        self.record(
+            id,
+            &d.fingerprint,
+            d.public.clone(),
+            Self::result_of(&outcome),
+        )?;
         Ok(outcome)
     }
 
@@ -256,8 +341,17 @@ impl Executor<NodeId> for ApplyExecutor {
                     let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
                     state.get(node.kind.as_str(), &node.name).cloned()
                 };
-                let (fp, spec) = previous.map(|r| (r.fingerprint, r.spec)).unwrap_or_default();
-                let _ = self.record(node, &fp, spec, RecordResult::Failed { message: message.clone() });
+                let (fp, spec) = previous
+                    .map(|r| (r.fingerprint, r.spec))
+                    .unwrap_or_default();
+                let _ = self.record(
+                    node,
+                    &fp,
+                    spec,
+                    RecordResult::Failed {
+                        message: message.clone(),
+                    },
+                );
                 Outcome::Failed(message)
             })
         }

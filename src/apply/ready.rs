@@ -15,9 +15,18 @@ const LOG_LINES: usize = 20;
 #[derive(Debug, thiserror::Error)]
 pub enum NotReady {
     #[error("service `{service}` did not become healthy within {}{}", humantime::format_duration(*waited), details(last_output, logs))]
-    Timeout { service: String, waited: Duration, last_output: String, logs: Vec<String> },
+    Timeout {
+        service: String,
+        waited: Duration,
+        last_output: String,
+        logs: Vec<String>,
+    },
     #[error("service `{service}` exited with code {code} before it became healthy{}", details(&String::new(), logs))]
-    Exited { service: String, code: i64, logs: Vec<String> },
+    Exited {
+        service: String,
+        code: i64,
+        logs: Vec<String>,
+    },
     #[error("service `{service}`: {source}")]
     Backend {
         service: String,
@@ -47,7 +56,9 @@ fn details(last_output: &str, logs: &[String]) -> String {
 pub fn probe_argv(test: &[String]) -> Option<Vec<String>> {
     match test.split_first()? {
         (kind, rest) if kind == "CMD" && !rest.is_empty() => Some(rest.to_vec()),
-        (kind, [script]) if kind == "CMD-SHELL" => Some(vec!["/bin/sh".into(), "-c".into(), script.clone()]),
+        (kind, [script]) if kind == "CMD-SHELL" => {
+            Some(vec!["/bin/sh".into(), "-c".into(), script.clone()])
+        }
         _ => None,
     }
 }
@@ -70,7 +81,9 @@ pub async fn wait_ready(
     timeout: Duration,
     cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<(), NotReady> {
-    let Some(argv) = probe_argv(test) else { return Ok(()) };
+    let Some(argv) = probe_argv(test) else {
+        return Ok(());
+    };
     let deadline = Instant::now() + timeout;
     let env = Default::default();
     let mut last_output = String::new();
@@ -78,7 +91,10 @@ pub async fn wait_ready(
         let info = backend
             .inspect_container(container)
             .await
-            .map_err(|source| NotReady::Backend { service: service.to_string(), source })?;
+            .map_err(|source| NotReady::Backend {
+                service: service.to_string(),
+                source,
+            })?;
         if let Some(info) = &info {
             if info.state == ContainerState::Running {
                 if let Ok(r) = backend.exec(container, &argv, &env).await {
@@ -117,8 +133,14 @@ mod tests {
     #[test]
     fn probe_argv_follows_docker_forms() {
         let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
-        assert_eq!(probe_argv(&s(&["CMD", "wget", "-q"])), Some(s(&["wget", "-q"])));
-        assert_eq!(probe_argv(&s(&["CMD-SHELL", "test -f x"])), Some(s(&["/bin/sh", "-c", "test -f x"])));
+        assert_eq!(
+            probe_argv(&s(&["CMD", "wget", "-q"])),
+            Some(s(&["wget", "-q"]))
+        );
+        assert_eq!(
+            probe_argv(&s(&["CMD-SHELL", "test -f x"])),
+            Some(s(&["/bin/sh", "-c", "test -f x"]))
+        );
         assert_eq!(probe_argv(&s(&["NONE"])), None);
     }
 }

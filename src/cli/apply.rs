@@ -50,15 +50,39 @@ struct SavedPlan {
     plan: Plan,
 }
 
-pub(crate) fn prior_spec(state: &StateFile) -> impl Fn(&NodeId) -> Option<serde_json::Value> + Sync + '_ {
-    move |id: &NodeId| state.get(id.kind.as_str(), &id.name).map(|r| r.spec.clone()).filter(|v| !v.is_null())
+pub(crate) fn prior_spec(
+    state: &StateFile,
+) -> impl Fn(&NodeId) -> Option<serde_json::Value> + Sync + '_ {
+    move |id: &NodeId| {
+        state
+            .get(id.kind.as_str(), &id.name)
+            .map(|r| r.spec.clone())
+            .filter(|v| !v.is_null())
+    }
 }
 
-async fn make_plan(m: &Manifest, backend: &dyn Backend, targets: &[NodeId], state: &StateFile) -> Result<Plan> {
+async fn make_plan(
+    m: &Manifest,
+    backend: &dyn Backend,
+    targets: &[NodeId],
+    state: &StateFile,
+) -> Result<Plan> {
     let salt = engine::salt(m)?;
     let graph = plan::apply_graph(m, targets);
     let prior = prior_spec(state);
-    Ok(plan::make(m, backend, &graph, &salt, &prior, targets.is_empty()).await?)
+    let tasks = TaskExecutor::new(Arc::new(m.clone()), salt.clone(), false);
+    let plan = plan::make(
+        m,
+        backend,
+        &graph,
+        &salt,
+        &prior,
+        &tasks,
+        targets.is_empty(),
+    )
+    .await?;
+    tasks.finish();
+    Ok(plan)
 }
 
 fn manifest_sha(m: &Manifest) -> String {
@@ -81,15 +105,29 @@ pub fn plan(ctx: &Context, args: PlanArgs) -> Result<ExitCode> {
         print!("{}", plan.render(true));
     }
     if let Some(out) = &args.out {
-        let saved = SavedPlan { manifest_sha256: manifest_sha(&m), targets: args.targets.clone(), plan: plan.clone() };
+        let saved = SavedPlan {
+            manifest_sha256: manifest_sha(&m),
+            targets: args.targets.clone(),
+            plan: plan.clone(),
+        };
         let bytes = serde_json::to_vec_pretty(&saved).unwrap_or_default();
-        crate::fsutil::write_atomic(out, &bytes)
-            .map_err(|source| Error::Io { message: format!("cannot write the plan to {}", out.display()), source })?;
+        crate::fsutil::write_atomic(out, &bytes).map_err(|source| Error::Io {
+            message: format!("cannot write the plan to {}", out.display()),
+            source,
+        })?;
         if !ctx.json {
-            println!("Saved the plan to {}; apply it with `sanctuary apply {}`.", out.display(), out.display());
+            println!(
+                "Saved the plan to {}; apply it with `sanctuary apply {}`.",
+                out.display(),
+                out.display()
+            );
         }
     }
-    Ok(if args.detailed_exitcode && plan.has_changes() { ExitCode::Usage } else { ExitCode::Ok })
+    Ok(if args.detailed_exitcode && plan.has_changes() {
+        ExitCode::Usage
+    } else {
+        ExitCode::Ok
+    })
 }
 
 fn confirm(plan: &Plan) -> Result<bool> {
@@ -99,7 +137,10 @@ fn confirm(plan: &Plan) -> Result<bool> {
     std::io::stdin()
         .lock()
         .read_line(&mut line)
-        .map_err(|source| Error::Io { message: "cannot read the answer".into(), source })?;
+        .map_err(|source| Error::Io {
+            message: "cannot read the answer".into(),
+            source,
+        })?;
     Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES"))
 }
 
@@ -113,9 +154,16 @@ pub fn apply(ctx: &Context, args: ApplyArgs) -> Result<ExitCode> {
     let m = Arc::new(loaded.manifest);
     let (target_names, saved) = match &saved_path {
         Some(p) => {
-            let bytes = std::fs::read(p).map_err(|source| Error::Io { message: format!("cannot read the plan {}", p.display()), source })?;
-            let saved: SavedPlan = serde_json::from_slice(&bytes)
-                .map_err(|e| Error::usage(format!("{} is not a saved plan: {e}", p.display()), "save one with `sanctuary plan -o FILE`"))?;
+            let bytes = std::fs::read(p).map_err(|source| Error::Io {
+                message: format!("cannot read the plan {}", p.display()),
+                source,
+            })?;
+            let saved: SavedPlan = serde_json::from_slice(&bytes).map_err(|e| {
+                Error::usage(
+                    format!("{} is not a saved plan: {e}", p.display()),
+                    "save one with `sanctuary plan -o FILE`",
+                )
+            })?;
             (saved.targets.clone(), Some(saved))
         }
         None => (args.targets.clone(), None),
@@ -132,10 +180,16 @@ pub fn apply(ctx: &Context, args: ApplyArgs) -> Result<ExitCode> {
         let plan = make_plan(&m, backend.as_ref(), &targets, &state).await?;
         if let (Some(saved), Some(path)) = (&saved, &saved_path) {
             if saved.manifest_sha256 != manifest_sha(&m) {
-                return Err(Error::StalePlan { path: path.clone(), reason: "the manifest changed since it was saved".into() });
+                return Err(Error::StalePlan {
+                    path: path.clone(),
+                    reason: "the manifest changed since it was saved".into(),
+                });
             }
             if saved.plan.changes() != plan.changes() {
-                return Err(Error::StalePlan { path: path.clone(), reason: "what Docker holds changed since it was saved".into() });
+                return Err(Error::StalePlan {
+                    path: path.clone(),
+                    reason: "what Docker holds changed since it was saved".into(),
+                });
             }
         }
         if !json {
@@ -145,12 +199,21 @@ pub fn apply(ctx: &Context, args: ApplyArgs) -> Result<ExitCode> {
             return Ok(ExitCode::Ok);
         }
         // On a terminal, ask; off a terminal (CI, scripts) proceed, as documented.
-        if saved.is_none() && !args.yes && std::io::stdin().is_terminal() && !json && !confirm(&plan)? {
+        if saved.is_none()
+            && !args.yes
+            && std::io::stdin().is_terminal()
+            && !json
+            && !confirm(&plan)?
+        {
             println!("Nothing applied.");
             return Ok(ExitCode::Ok);
         }
         // Orphans first: a deleted service frees its port and name for the rest.
-        for step in plan.steps.iter().filter(|s| s.action == plan::Action::Delete) {
+        for step in plan
+            .steps
+            .iter()
+            .filter(|s| s.action == plan::Action::Delete)
+        {
             if step.node.starts_with("container ") {
                 backend.remove_container(&step.object, true).await?;
             } else if step.node.starts_with("network ") {
@@ -162,11 +225,21 @@ pub fn apply(ctx: &Context, args: ApplyArgs) -> Result<ExitCode> {
         }
         let salt = engine::salt(&m)?;
         let tasks = Arc::new(TaskExecutor::new(Arc::clone(&m), salt.clone(), false));
-        let executor = ApplyExecutor::new(Arc::clone(&m), Arc::clone(&backend), salt, tasks.clone(), state, state_path.clone());
+        let executor = ApplyExecutor::new(
+            Arc::clone(&m),
+            Arc::clone(&backend),
+            salt,
+            tasks.clone(),
+            state,
+            state_path.clone(),
+        );
         let graph = plan::apply_graph(&m, &targets);
         let dag = dag_of(&graph);
         let reporter = engine::reporter(json);
-        let options = Options { jobs: engine::jobs(args.opts.jobs), fail_fast: args.opts.fail_fast };
+        let options = Options {
+            jobs: engine::jobs(args.opts.jobs),
+            fail_fast: args.opts.fail_fast,
+        };
         let cancel = engine::interrupt_token();
         let summary = exec::run(&dag, &executor, reporter, options, cancel.clone()).await;
         tasks.finish();

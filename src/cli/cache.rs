@@ -42,7 +42,10 @@ fn human(bytes: u64) -> String {
 pub fn run(ctx: &Context, cmd: Command) -> Result<ExitCode> {
     let loaded = ctx.load()?;
     let cache = Cache::in_state_dir(&loaded.manifest.project.state_dir);
-    let fail = |e: crate::cache::CacheError| Error::Io { message: "cache".into(), source: std::io::Error::other(e.to_string()) };
+    let fail = |e: crate::cache::CacheError| Error::Io {
+        message: "cache".into(),
+        source: std::io::Error::other(e.to_string()),
+    };
     match cmd {
         Command::Stats => {
             let s = cache.stats().map_err(fail)?;
@@ -66,13 +69,25 @@ pub fn run(ctx: &Context, cmd: Command) -> Result<ExitCode> {
         }
         Command::Gc { max_size, max_age } => {
             if max_size.is_none() && max_age.is_none() {
-                return Err(Error::usage("cache gc needs a limit", "give --max-size SIZE, --max-age DURATION, or both"));
+                return Err(Error::usage(
+                    "cache gc needs a limit",
+                    "give --max-size SIZE, --max-age DURATION, or both",
+                ));
             }
-            let r = cache.gc(max_size.map(|s| s.0), max_age.map(|d| d.0)).map_err(fail)?;
+            let r = cache
+                .gc(max_size.map(|s| s.0), max_age.map(|d| d.0))
+                .map_err(fail)?;
             if ctx.json {
-                println!("{}", serde_json::json!({"removed": r.removed.len(), "freed_bytes": r.freed, "strays": r.strays}));
+                println!(
+                    "{}",
+                    serde_json::json!({"removed": r.removed.len(), "freed_bytes": r.freed, "strays": r.strays})
+                );
             } else {
-                println!("removed {} entries, freed {}", r.removed.len(), human(r.freed));
+                println!(
+                    "removed {} entries, freed {}",
+                    r.removed.len(),
+                    human(r.freed)
+                );
             }
         }
     }

@@ -16,7 +16,10 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|source| Error::Io { message: "cannot start the async runtime".into(), source })
+        .map_err(|source| Error::Io {
+            message: "cannot start the async runtime".into(),
+            source,
+        })
 }
 
 /// Connects to Docker (`DOCKER_HOST` or the default socket); an unreachable daemon is an
@@ -27,7 +30,10 @@ pub async fn docker() -> Result<Arc<dyn Backend>> {
 
 pub fn salt(m: &Manifest) -> Result<Salt> {
     Salt::load_or_create(&m.project.state_dir).map_err(|e| Error::Io {
-        message: format!("cannot read or create the project salt in {}", m.project.state_dir.display()),
+        message: format!(
+            "cannot read or create the project salt in {}",
+            m.project.state_dir.display()
+        ),
         source: std::io::Error::other(e.to_string()),
     })
 }

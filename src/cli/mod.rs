@@ -111,7 +111,18 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Logs(args) => stack::logs(&ctx, args),
         Command::External(words) => {
             let (tasks, args) = split_external(words);
-            run::run(&ctx, run::Args { tasks, args, opts: run::RunOpts { jobs: None, fail_fast: false, force: false } })
+            run::run(
+                &ctx,
+                run::Args {
+                    tasks,
+                    args,
+                    opts: run::RunOpts {
+                        jobs: None,
+                        fail_fast: false,
+                        force: false,
+                    },
+                },
+            )
         }
     }
 }

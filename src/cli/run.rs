@@ -48,7 +48,11 @@ pub fn task_targets(m: &Manifest, names: &[String]) -> Result<Vec<NodeId>> {
             } else {
                 let help = did_you_mean(name, m.tasks.keys().map(String::as_str))
                     .unwrap_or_else(|| "`sanctuary list` shows every task".to_string());
-                Err(Error::UnknownTarget { what: "task", name: name.clone(), help })
+                Err(Error::UnknownTarget {
+                    what: "task",
+                    name: name.clone(),
+                    help,
+                })
             }
         })
         .collect()
@@ -56,13 +60,17 @@ pub fn task_targets(m: &Manifest, names: &[String]) -> Result<Vec<NodeId>> {
 
 /// The tasks `targets` need, in a DAG the scheduler can walk.
 pub fn task_dag(m: &Manifest, targets: &[NodeId]) -> Dag<NodeId> {
-    let graph = Graph::from_manifest(m).select(targets).filter(|n| n.kind == Kind::Task);
+    let graph = Graph::from_manifest(m)
+        .select(targets)
+        .filter(|n| n.kind == Kind::Task);
     dag_of(&graph)
 }
 
 pub fn dag_of(graph: &Graph) -> Dag<NodeId> {
     let nodes: Vec<NodeId> = graph.nodes().to_vec();
-    let deps = (0..graph.len()).map(|i| graph.dependencies(i).iter().map(|e| e.to).collect()).collect();
+    let deps = (0..graph.len())
+        .map(|i| graph.dependencies(i).iter().map(|e| e.to).collect())
+        .collect();
     // The manifest validator has rejected cycles already.
     Dag::new(nodes, deps).expect("a validated manifest has no cycles")
 }
@@ -73,12 +81,22 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     let targets = task_targets(&m, &args.tasks)?;
     let dag = task_dag(&m, &targets);
     let salt = engine::salt(&m)?;
-    let executor = TaskExecutor::new(Arc::clone(&m), salt, args.opts.force).with_args(&targets, args.args);
+    let executor =
+        TaskExecutor::new(Arc::clone(&m), salt, args.opts.force).with_args(&targets, args.args);
     let reporter = engine::reporter(ctx.json);
-    let options = Options { jobs: engine::jobs(args.opts.jobs), fail_fast: args.opts.fail_fast };
+    let options = Options {
+        jobs: engine::jobs(args.opts.jobs),
+        fail_fast: args.opts.fail_fast,
+    };
     let rt = engine::runtime()?;
     let cancel = rt.block_on(async { engine::interrupt_token() });
-    let summary = rt.block_on(exec::run(&dag, &executor, reporter, options, cancel.clone()));
+    let summary = rt.block_on(exec::run(
+        &dag,
+        &executor,
+        reporter,
+        options,
+        cancel.clone(),
+    ));
     executor.finish();
     Ok(engine::exit_of(&summary, &cancel))
 }

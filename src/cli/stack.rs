@@ -64,7 +64,11 @@ pub fn destroy(ctx: &Context, args: DestroyArgs) -> Result<ExitCode> {
         Ok::<_, Error>(removed)
     })?;
     // Forget what no longer exists, so the next plan does not compare against it.
-    let kinds: &[&str] = if args.volumes { &["service", "network", "volume"] } else { &["service", "network"] };
+    let kinds: &[&str] = if args.volumes {
+        &["service", "network", "volume"]
+    } else {
+        &["service", "network"]
+    };
     let keys: Vec<(String, String)> = state
         .nodes
         .values()
@@ -82,7 +86,11 @@ pub fn destroy(ctx: &Context, args: DestroyArgs) -> Result<ExitCode> {
         for r in &removed {
             println!("- {r}");
         }
-        let kept = if args.volumes { "" } else { " (volumes kept; --volumes removes them)" };
+        let kept = if args.volumes {
+            ""
+        } else {
+            " (volumes kept; --volumes removes them)"
+        };
         println!("Destroyed {} objects{kept}.", removed.len());
     }
     Ok(ExitCode::Ok)
@@ -150,29 +158,62 @@ pub fn status(ctx: &Context) -> Result<ExitCode> {
                 }),
             })
             .collect();
-        println!("{}", serde_json::json!({ "project": m.project.name, "services": list }));
+        println!(
+            "{}",
+            serde_json::json!({ "project": m.project.name, "services": list })
+        );
         return Ok(ExitCode::Ok);
     }
-    let mut table: Vec<[String; 6]> = vec![["SERVICE", "STATE", "HEALTH", "UPTIME", "PORTS", "IMAGE"].map(String::from)];
+    let mut table: Vec<[String; 6]> =
+        vec![["SERVICE", "STATE", "HEALTH", "UPTIME", "PORTS", "IMAGE"].map(String::from)];
     for (svc, info) in &rows {
         table.push(match info {
-            None => [svc.clone(), "absent".into(), "-".into(), "-".into(), "-".into(), "-".into()],
+            None => [
+                svc.clone(),
+                "absent".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ],
             Some(i) => {
-                let ports: Vec<String> = i.ports.iter().map(|p| format!("{}->{}", p.host_port, p.container_port)).collect();
+                // Docker lists a port once per address family; show each mapping once.
+                let mut ports: Vec<String> = i
+                    .ports
+                    .iter()
+                    .map(|p| format!("{}->{}", p.host_port, p.container_port))
+                    .collect();
+                ports.dedup();
                 [
                     svc.clone(),
                     state_word(i.state).into(),
                     health_word(i.health).into(),
                     uptime(i.started_at, i.state == ContainerState::Running),
-                    if ports.is_empty() { "-".into() } else { ports.join(",") },
+                    if ports.is_empty() {
+                        "-".into()
+                    } else {
+                        ports.join(",")
+                    },
                     i.image.clone(),
                 ]
             }
         });
     }
-    let widths: Vec<usize> = (0..6).map(|c| table.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+    let widths: Vec<usize> = (0..6)
+        .map(|c| {
+            table
+                .iter()
+                .map(|r| r[c].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     for row in &table {
-        let line: Vec<String> = row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
         println!("{}", line.join("  ").trim_end());
     }
     Ok(ExitCode::Ok)
@@ -183,25 +224,42 @@ pub fn logs(ctx: &Context, args: LogsArgs) -> Result<ExitCode> {
     let m = loaded.manifest;
     for s in &args.services {
         if !m.services.contains_key(s) {
-            let help = crate::manifest::diagnostic::did_you_mean(s, m.services.keys().map(String::as_str))
-                .unwrap_or_else(|| format!("services: {}", m.services.keys().cloned().collect::<Vec<_>>().join(", ")));
-            return Err(Error::UnknownTarget { what: "service", name: s.clone(), help });
+            let help =
+                crate::manifest::diagnostic::did_you_mean(s, m.services.keys().map(String::as_str))
+                    .unwrap_or_else(|| {
+                        format!(
+                            "services: {}",
+                            m.services.keys().cloned().collect::<Vec<_>>().join(", ")
+                        )
+                    });
+            return Err(Error::UnknownTarget {
+                what: "service",
+                name: s.clone(),
+                help,
+            });
         }
     }
-    let services: Vec<String> = if args.services.is_empty() { m.services.keys().cloned().collect() } else { args.services.clone() };
+    let services: Vec<String> = if args.services.is_empty() {
+        m.services.keys().cloned().collect()
+    } else {
+        args.services.clone()
+    };
     let width = services.iter().map(|s| s.len()).max().unwrap_or(0);
     let rt = engine::runtime()?;
     let json = ctx.json;
     rt.block_on(async {
         let backend = engine::docker().await?;
-        let mut streams = Vec::new();
+        let mut present = Vec::new();
         for s in &services {
             let name = names::container(&m.project.name, s);
-            if backend.inspect_container(&name).await?.is_none() {
-                continue;
+            if backend.inspect_container(&name).await?.is_some() {
+                present.push((s.clone(), name));
             }
-            let service = s.clone();
-            streams.push(backend.logs(&name, args.follow, args.tail).map(move |l| (service.clone(), l)).boxed());
+        }
+        let mut streams = Vec::new();
+        for (service, name) in &present {
+            let service = service.clone();
+            streams.push(backend.logs(name, args.follow, args.tail).map(move |l| (service.clone(), l)).boxed());
         }
         let mut all = futures_util::stream::select_all(streams);
         let mut errors: BTreeMap<String, String> = BTreeMap::new();

@@ -21,21 +21,30 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     let targets = task_targets(&m, std::slice::from_ref(&args.task))?;
     let dag = task_dag(&m, &targets);
     let executor = TaskExecutor::new(Arc::clone(&m), engine::salt(&m)?, false);
-    let answer = why(&executor, dag.nodes(), &targets[0]).map_err(|e| Error::usage(e, "fix the task's inputs"))?;
+    let answer = why(&executor, dag.nodes(), &targets[0])
+        .map_err(|e| Error::usage(e, "fix the task's inputs"))?;
     executor.finish();
     let name = &targets[0].name;
     if ctx.json {
         let obj = match &answer {
-            Why::NeverRan => serde_json::json!({"task": name, "would_run": true, "reason": "never ran"}),
-            Why::UpToDate { restore } => serde_json::json!({"task": name, "would_run": false, "restore": restore}),
-            Why::Changed(changes) => serde_json::json!({"task": name, "would_run": true, "changes": changes}),
+            Why::NeverRan => {
+                serde_json::json!({"task": name, "would_run": true, "reason": "never ran"})
+            }
+            Why::UpToDate { restore } => {
+                serde_json::json!({"task": name, "would_run": false, "restore": restore})
+            }
+            Why::Changed(changes) => {
+                serde_json::json!({"task": name, "would_run": true, "changes": changes})
+            }
         };
         println!("{obj}");
         return Ok(ExitCode::Ok);
     }
     match answer {
         Why::NeverRan => println!("{name} would run: it never ran successfully"),
-        Why::UpToDate { restore } if restore.is_empty() => println!("{name} is up to date: nothing changed since its last success"),
+        Why::UpToDate { restore } if restore.is_empty() => {
+            println!("{name} is up to date: nothing changed since its last success")
+        }
         Why::UpToDate { restore } => {
             println!("{name} is up to date; these outputs would be restored from the cache:");
             for r in restore {

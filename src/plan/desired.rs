@@ -12,7 +12,9 @@ use sha2::{Digest, Sha256};
 use super::names;
 use crate::backend::{self, ContainerSpec, ImageBuild};
 use crate::fingerprint::salt::Salt;
-use crate::manifest::{ImageRef, ImageSource, Kind, Manifest, MountSource, NodeId, RestartPolicy, Service};
+use crate::manifest::{
+    ImageRef, ImageSource, Kind, Manifest, MountSource, NodeId, RestartPolicy, Service,
+};
 
 /// Why desired state could not be computed.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -28,7 +30,10 @@ pub enum DesiredError {
     },
     #[error("bind mount source {} of service `{service}` does not exist", path.display())]
     #[diagnostic(help("create the directory, or fix the path in the manifest"))]
-    MissingBind { service: String, path: std::path::PathBuf },
+    MissingBind {
+        service: String,
+        path: std::path::PathBuf,
+    },
 }
 
 /// An image as apply would realise it.
@@ -76,13 +81,28 @@ pub fn image(m: &Manifest, name: &str) -> Result<DesiredImage, DesiredError> {
             build: None,
             fingerprint: sha256_hex(r.as_bytes()),
         }),
-        ImageSource::Build { context, dockerfile, args, target } => {
-            let rel = dockerfile.strip_prefix(context).unwrap_or(Path::new("Dockerfile")).to_path_buf();
-            let tar = backend::context::tar_context(context, &rel)
-                .map_err(|source| DesiredError::Context { image: name.to_string(), source })?;
+        ImageSource::Build {
+            context,
+            dockerfile,
+            args,
+            target,
+        } => {
+            let rel = dockerfile
+                .strip_prefix(context)
+                .unwrap_or(Path::new("Dockerfile"))
+                .to_path_buf();
+            let tar = backend::context::tar_context(context, &rel).map_err(|source| {
+                DesiredError::Context {
+                    image: name.to_string(),
+                    source,
+                }
+            })?;
             let content = context_hash(&tar).map_err(|e| DesiredError::Context {
                 image: name.to_string(),
-                source: backend::BackendError::BuildContext { path: context.clone(), source: e },
+                source: backend::BackendError::BuildContext {
+                    path: context.clone(),
+                    source: e,
+                },
             })?;
             let key = json!({
                 "context": content,
@@ -91,7 +111,11 @@ pub fn image(m: &Manifest, name: &str) -> Result<DesiredImage, DesiredError> {
                 "target": target,
             });
             let fingerprint = sha256_hex(key.to_string().as_bytes());
-            let tag = format!("{}:{}", names::image_repo(&m.project.name, name), &fingerprint[..12]);
+            let tag = format!(
+                "{}:{}",
+                names::image_repo(&m.project.name, name),
+                &fingerprint[..12]
+            );
             let build = ImageBuild {
                 tag: tag.clone(),
                 context_dir: context.clone(),
@@ -99,7 +123,12 @@ pub fn image(m: &Manifest, name: &str) -> Result<DesiredImage, DesiredError> {
                 build_args: args.clone(),
                 labels: names::labels(&m.project.name, &node.to_string(), Some(&fingerprint)),
             };
-            Ok(DesiredImage { node, tag, build: Some(build), fingerprint })
+            Ok(DesiredImage {
+                node,
+                tag,
+                build: Some(build),
+                fingerprint,
+            })
         }
     }
 }
@@ -126,14 +155,26 @@ pub struct DesiredContainer {
 }
 
 /// Builds a service's container spec. `image_tag` is the tag its image resolved to.
-pub fn container(m: &Manifest, svc: &Service, image_tag: &str, salt: &Salt) -> Result<DesiredContainer, DesiredError> {
+pub fn container(
+    m: &Manifest,
+    svc: &Service,
+    image_tag: &str,
+    salt: &Salt,
+) -> Result<DesiredContainer, DesiredError> {
     let project = &m.project.name;
     let node = NodeId::new(Kind::Service, &svc.name);
     let mut env = svc.env.clone();
     let mut public_env: BTreeMap<String, String> = svc.env.clone();
     for se in &svc.secret_env {
         let value = crate::secrets::resolve(m, &se.secret)?;
-        public_env.insert(se.var.clone(), format!("<secret {}:{}>", se.secret, &salt.keyed_hash(value.as_bytes())[..12]));
+        public_env.insert(
+            se.var.clone(),
+            format!(
+                "<secret {}:{}>",
+                se.secret,
+                &salt.keyed_hash(value.as_bytes())[..12]
+            ),
+        );
         env.insert(se.var.clone(), value);
     }
     let mut mounts = Vec::new();
@@ -142,16 +183,26 @@ pub fn container(m: &Manifest, svc: &Service, image_tag: &str, salt: &Salt) -> R
             MountSource::Volume(v) => backend::MountSource::Volume(names::volume(project, v)),
             MountSource::Bind(p) => {
                 if !p.exists() {
-                    return Err(DesiredError::MissingBind { service: svc.name.clone(), path: p.clone() });
+                    return Err(DesiredError::MissingBind {
+                        service: svc.name.clone(),
+                        path: p.clone(),
+                    });
                 }
                 backend::MountSource::Bind(p.clone())
             }
         };
-        mounts.push(backend::MountSpec { source, target: mnt.target.clone(), read_only: mnt.read_only });
+        mounts.push(backend::MountSpec {
+            source,
+            target: mnt.target.clone(),
+            read_only: mnt.read_only,
+        });
     }
     let uses_default_network = svc.networks.is_empty();
     let networks = if uses_default_network {
-        vec![backend::NetworkAttachment { network: names::default_network(project), aliases: vec![svc.name.clone()] }]
+        vec![backend::NetworkAttachment {
+            network: names::default_network(project),
+            aliases: vec![svc.name.clone()],
+        }]
     } else {
         svc.networks
             .iter()
@@ -159,7 +210,10 @@ pub fn container(m: &Manifest, svc: &Service, image_tag: &str, salt: &Salt) -> R
                 // The service's own name always resolves on its networks, as in Compose.
                 let mut aliases = vec![svc.name.clone()];
                 aliases.extend(n.aliases.iter().filter(|a| **a != svc.name).cloned());
-                backend::NetworkAttachment { network: names::network(project, &n.network), aliases }
+                backend::NetworkAttachment {
+                    network: names::network(project, &n.network),
+                    aliases,
+                }
             })
             .collect()
     };
@@ -182,8 +236,9 @@ pub fn container(m: &Manifest, svc: &Service, image_tag: &str, salt: &Salt) -> R
         RestartPolicy::UnlessStopped => backend::RestartPolicy::UnlessStopped,
         RestartPolicy::OnFailure(n) => backend::RestartPolicy::OnFailure { max_retries: n },
     };
+    // The backend runs health checks as `CMD`: the shell form becomes `/bin/sh -c`.
     let health = svc.health.as_ref().map(|h| backend::HealthCheck {
-        cmd: h.test.clone(),
+        cmd: crate::apply::ready::probe_argv(&h.test).unwrap_or_default(),
         interval: h.interval.0,
         timeout: h.timeout.0,
         retries: h.retries,
@@ -213,12 +268,25 @@ pub fn container(m: &Manifest, svc: &Service, image_tag: &str, salt: &Salt) -> R
     public["env"] = serde_json::to_value(&public_env).unwrap_or(Value::Null);
     if let Value::Object(o) = &mut public {
         o.remove("labels");
-        o.insert("labels".into(), serde_json::to_value(&svc.labels).unwrap_or(Value::Null));
+        o.insert(
+            "labels".into(),
+            serde_json::to_value(&svc.labels).unwrap_or(Value::Null),
+        );
     }
     let fingerprint = sha256_hex(public.to_string().as_bytes());
-    labels.extend(names::labels(project, &node.to_string(), Some(&fingerprint)));
+    labels.extend(names::labels(
+        project,
+        &node.to_string(),
+        Some(&fingerprint),
+    ));
     spec.labels = labels;
-    Ok(DesiredContainer { node, spec, public, fingerprint, uses_default_network })
+    Ok(DesiredContainer {
+        node,
+        spec,
+        public,
+        fingerprint,
+        uses_default_network,
+    })
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -29,7 +29,9 @@ pub fn reasons(old: &Value, new: &Value) -> Vec<String> {
                 inner.dedup();
                 for k in inner {
                     match (am.get(k), bm.get(k)) {
-                        (Some(x), Some(y)) if x != y => out.push(format!("{key} {k}: {} → {}", short(x), short(y))),
+                        (Some(x), Some(y)) if x != y => {
+                            out.push(format!("{key} {k}: {} → {}", short(x), short(y)))
+                        }
                         (None, Some(y)) => out.push(format!("{key} {k} added: {}", short(y))),
                         (Some(_), None) => out.push(format!("{key} {k} removed")),
                         _ => {}
@@ -66,11 +68,14 @@ mod tests {
         let old = json!({"image": "a:1", "env": {"A": "1", "B": "2"}, "cpus": 0.5});
         let new = json!({"image": "a:2", "env": {"A": "1", "B": "3", "C": "x"}, "cpus": 0.5});
         let r = reasons(&old, &new);
-        assert_eq!(r, vec![
-            "env B: \"2\" → \"3\"".to_string(),
-            "env C added: \"x\"".to_string(),
-            "image: \"a:1\" → \"a:2\"".to_string(),
-        ]);
+        assert_eq!(
+            r,
+            vec![
+                "env B: \"2\" → \"3\"".to_string(),
+                "env C added: \"x\"".to_string(),
+                "image: \"a:1\" → \"a:2\"".to_string(),
+            ]
+        );
         assert!(reasons(&old, &old).is_empty());
     }
 }

@@ -94,6 +94,8 @@ pub enum PlanError {
     Desired(#[from] desired::DesiredError),
     #[error(transparent)]
     Backend(#[from] BackendError),
+    #[error("{0}")]
+    Task(String),
 }
 
 impl Plan {
@@ -114,7 +116,10 @@ impl Plan {
     pub fn summary_line(&self) -> String {
         let counts = self.counts();
         if !self.has_changes() {
-            return format!("No changes: {} up to date.", counts.get(&Action::UpToDate).unwrap_or(&0));
+            return format!(
+                "No changes: {} up to date.",
+                counts.get(&Action::UpToDate).unwrap_or(&0)
+            );
         }
         let parts: Vec<String> = counts
             .iter()
@@ -135,11 +140,25 @@ impl Plan {
             if !show_up_to_date && !s.action.is_change() {
                 continue;
             }
-            let first = s.reasons.first().map(|r| format!(" ({r})")).unwrap_or_default();
+            let first = s
+                .reasons
+                .first()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
             if s.reasons.len() <= 1 {
-                out.push_str(&format!("  {} {:<width$}  {}{first}\n", s.action.symbol(), s.node, s.action));
+                out.push_str(&format!(
+                    "  {} {:<width$}  {}{first}\n",
+                    s.action.symbol(),
+                    s.node,
+                    s.action
+                ));
             } else {
-                out.push_str(&format!("  {} {:<width$}  {}\n", s.action.symbol(), s.node, s.action));
+                out.push_str(&format!(
+                    "  {} {:<width$}  {}\n",
+                    s.action.symbol(),
+                    s.node,
+                    s.action
+                ));
                 for r in &s.reasons {
                     out.push_str(&format!("  {:<width$}      · {r}\n", ""));
                 }
@@ -165,13 +184,25 @@ impl Plan {
 /// context). Tests, backups and syncs have commands of their own.
 pub fn apply_graph(m: &Manifest, targets: &[NodeId]) -> Graph {
     let graph = Graph::from_manifest(m);
-    let infra = |k: Kind| matches!(k, Kind::Image | Kind::Volume | Kind::Network | Kind::Service);
+    let infra = |k: Kind| {
+        matches!(
+            k,
+            Kind::Image | Kind::Volume | Kind::Network | Kind::Service
+        )
+    };
     let roots: Vec<NodeId> = if targets.is_empty() {
-        graph.nodes().iter().filter(|n| infra(n.kind)).cloned().collect()
+        graph
+            .nodes()
+            .iter()
+            .filter(|n| infra(n.kind))
+            .cloned()
+            .collect()
     } else {
         targets.to_vec()
     };
-    graph.select(&roots).filter(|n| infra(n.kind) || n.kind == Kind::Task)
+    graph
+        .select(&roots)
+        .filter(|n| infra(n.kind) || n.kind == Kind::Task)
 }
 
 /// Where the previous public spec of a node comes from (the state store), for reasons.
@@ -186,27 +217,41 @@ pub async fn make(
     graph: &Graph,
     salt: &Salt,
     prior: PriorSpec<'_>,
+    tasks: &crate::run::TaskExecutor,
     orphans: bool,
 ) -> Result<Plan, PlanError> {
     let project = &m.project.name;
     let filter = LabelFilter::new().with(names::LABEL_PROJECT, project.clone());
-    let volumes: BTreeSet<String> = backend.list_volumes(&filter).await?.into_iter().map(|v| v.name).collect();
+    let volumes: BTreeSet<String> = backend
+        .list_volumes(&filter)
+        .await?
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
     let networks = backend.list_networks(&filter).await?;
     let network_names: BTreeSet<&str> = networks.iter().map(|n| n.name.as_str()).collect();
 
     let mut steps = Vec::new();
     let mut tags: BTreeMap<String, String> = BTreeMap::new();
-    let order = graph.topo_order().unwrap_or_else(|| (0..graph.len()).collect());
+    let order = graph
+        .topo_order()
+        .unwrap_or_else(|| (0..graph.len()).collect());
     for i in order {
         let id = graph.node(i);
         let step = match id.kind {
-            Kind::Task => Step {
-                node: id.to_string(),
-                action: Action::Run,
-                reasons: vec!["runs when its inputs changed".into()],
-                object: String::new(),
-                fingerprint: String::new(),
-            },
+            Kind::Task => {
+                let (action, reasons) = match tasks.check(id).map_err(PlanError::Task)? {
+                    Some(reasons) => (Action::Run, reasons),
+                    None => (Action::UpToDate, vec![]),
+                };
+                Step {
+                    node: id.to_string(),
+                    action,
+                    reasons,
+                    object: String::new(),
+                    fingerprint: String::new(),
+                }
+            }
             Kind::Image => {
                 let d = desired::image(m, &id.name)?;
                 tags.insert(id.name.clone(), d.tag.clone());
@@ -214,19 +259,48 @@ pub async fn make(
                 let (action, reasons) = match (&d.build, present) {
                     (_, true) => (Action::UpToDate, vec![]),
                     (Some(_), false) => (Action::Build, vec![format!("no image {}", d.tag)]),
-                    (None, false) => (Action::Pull, vec![format!("{} is not present locally", d.tag)]),
+                    (None, false) => (
+                        Action::Pull,
+                        vec![format!("{} is not present locally", d.tag)],
+                    ),
                 };
-                Step { node: id.to_string(), action, reasons, object: d.tag, fingerprint: d.fingerprint }
+                Step {
+                    node: id.to_string(),
+                    action,
+                    reasons,
+                    object: d.tag,
+                    fingerprint: d.fingerprint,
+                }
             }
             Kind::Volume => {
                 let name = names::volume(project, &id.name);
-                let action = if volumes.contains(&name) { Action::UpToDate } else { Action::Create };
-                Step { node: id.to_string(), action, reasons: vec![], object: name, fingerprint: String::new() }
+                let action = if volumes.contains(&name) {
+                    Action::UpToDate
+                } else {
+                    Action::Create
+                };
+                Step {
+                    node: id.to_string(),
+                    action,
+                    reasons: vec![],
+                    object: name,
+                    fingerprint: String::new(),
+                }
             }
             Kind::Network => {
                 let name = names::network(project, &id.name);
-                let action = if network_names.contains(name.as_str()) { Action::UpToDate } else { Action::Create };
-                Step { node: id.to_string(), action, reasons: vec![], object: name, fingerprint: String::new() }
+                let action = if network_names.contains(name.as_str()) {
+                    Action::UpToDate
+                } else {
+                    Action::Create
+                };
+                Step {
+                    node: id.to_string(),
+                    action,
+                    reasons: vec![],
+                    object: name,
+                    fingerprint: String::new(),
+                }
             }
             Kind::Service => {
                 let svc = &m.services[&id.name];
@@ -237,20 +311,36 @@ pub async fn make(
                     None => (Action::Create, vec![]),
                     Some(c) if c.labels.get(names::LABEL_PROJECT) != Some(project) => (
                         Action::Replace,
-                        vec![format!("a container named {} exists that this project does not own", d.spec.name)],
+                        vec![format!(
+                            "a container named {} exists that this project does not own",
+                            d.spec.name
+                        )],
                     ),
                     Some(c) if c.labels.get(names::LABEL_FINGERPRINT) != Some(&d.fingerprint) => {
                         let reasons = match prior(id) {
                             Some(old) => diff::reasons(&old, &d.public),
                             None => vec![],
                         };
-                        let reasons = if reasons.is_empty() { vec!["configuration changed".to_string()] } else { reasons };
+                        let reasons = if reasons.is_empty() {
+                            vec!["configuration changed".to_string()]
+                        } else {
+                            reasons
+                        };
                         (Action::Replace, reasons)
                     }
                     Some(c) if c.state == ContainerState::Running => (Action::UpToDate, vec![]),
-                    Some(c) => (Action::Start, vec![format!("exists, {}", state_word(c.state))]),
+                    Some(c) => (
+                        Action::Start,
+                        vec![format!("exists, {}", state_word(c.state))],
+                    ),
                 };
-                Step { node: id.to_string(), action, reasons, object: d.spec.name, fingerprint: d.fingerprint }
+                Step {
+                    node: id.to_string(),
+                    action,
+                    reasons,
+                    object: d.spec.name,
+                    fingerprint: d.fingerprint,
+                }
             }
             _ => continue,
         };
@@ -265,7 +355,10 @@ pub async fn make(
                 steps.push(Step {
                     node: format!("container {}", c.name),
                     action: Action::Delete,
-                    reasons: vec![format!("{} is no longer declared", if node.is_empty() { "it" } else { node })],
+                    reasons: vec![format!(
+                        "{} is no longer declared",
+                        if node.is_empty() { "it" } else { node }
+                    )],
                     object: c.name,
                     fingerprint: String::new(),
                 });
@@ -287,7 +380,10 @@ pub async fn make(
             }
         }
     }
-    Ok(Plan { project: project.clone(), steps })
+    Ok(Plan {
+        project: project.clone(),
+        steps,
+    })
 }
 
 fn state_word(s: ContainerState) -> &'static str {

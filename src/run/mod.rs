@@ -44,7 +44,10 @@ pub struct TaskExecutor {
 
 /// `'it'\''s'`-style quoting so arguments reach the shell as single words.
 fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c)) {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))
@@ -94,7 +97,10 @@ impl TaskExecutor {
     /// The key of `task`, given its dependencies' fingerprints computed earlier in the walk.
     pub fn key(&self, id: &NodeId) -> Result<Key, String> {
         let m = &self.manifest;
-        let task = m.tasks.get(&id.name).ok_or_else(|| format!("no task `{}`", id.name))?;
+        let task = m
+            .tasks
+            .get(&id.name)
+            .ok_or_else(|| format!("no task `{}`", id.name))?;
         let workdir = task
             .dir
             .strip_prefix(&m.dir)
@@ -110,7 +116,8 @@ impl TaskExecutor {
         let mut key = Key::new("task", &task.name, spec);
         if !task.inputs.is_empty() {
             let mut stat = self.statcache.lock().unwrap_or_else(|e| e.into_inner());
-            key.inputs = hash_inputs(&m.dir, &task.inputs, &mut stat).map_err(|e| format!("task `{}`: {e}", task.name))?;
+            key.inputs = hash_inputs(&m.dir, &task.inputs, &mut stat)
+                .map_err(|e| format!("task `{}`: {e}", task.name))?;
         }
         let fps = self.fingerprints.lock().unwrap_or_else(|e| e.into_inner());
         for dep in &task.depends_on {
@@ -121,14 +128,18 @@ impl TaskExecutor {
         drop(fps);
         for se in &task.secret_env {
             let value = crate::secrets::resolve(m, &se.secret).map_err(|e| e.to_string())?;
-            key.secrets.insert(se.secret.clone(), self.salt.keyed_hash(value.as_bytes()));
+            key.secrets
+                .insert(se.secret.clone(), self.salt.keyed_hash(value.as_bytes()));
         }
         Ok(key)
     }
 
     /// Remembers a node's fingerprint for the keys of its dependents.
     pub fn note_fingerprint(&self, id: &NodeId, fp: String) {
-        self.fingerprints.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), fp);
+        self.fingerprints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), fp);
     }
 
     /// Saves the stat cache so the next run does not re-read unchanged inputs.
@@ -143,7 +154,10 @@ impl TaskExecutor {
         let m = &self.manifest;
         let task = &m.tasks[&id.name];
         if task.image.is_some() {
-            return Err(format!("task `{}` runs inside an image; `sanctuary run` runs host tasks only", task.name));
+            return Err(format!(
+                "task `{}` runs inside an image; `sanctuary run` runs host tasks only",
+                task.name
+            ));
         }
         let key = self.key(id)?;
         let fp = key.fingerprint();
@@ -153,7 +167,10 @@ impl TaskExecutor {
         if !task.outputs.is_empty() {
             match self.cache.lookup(&fp).map_err(|e| e.to_string())? {
                 Lookup::Hit(entry) if !self.force => {
-                    let restored = self.cache.restore(&entry, &m.dir).map_err(|e| e.to_string())?;
+                    let restored = self
+                        .cache
+                        .restore(&entry, &m.dir)
+                        .map_err(|e| e.to_string())?;
                     let _ = self.cache.record_success(&key);
                     let detail = match restored.len() {
                         0 => "outputs up to date".to_string(),
@@ -164,8 +181,15 @@ impl TaskExecutor {
                 }
                 Lookup::Hit(_) => {}
                 Lookup::Miss(m) => miss = Some(m),
-                Lookup::Corrupt { fingerprint, reason, miss: m } => {
-                    ctx.emit(&format!("cache entry {} corrupt ({reason}), discarded", &fingerprint[..12.min(fingerprint.len())]));
+                Lookup::Corrupt {
+                    fingerprint,
+                    reason,
+                    miss: m,
+                } => {
+                    ctx.emit(&format!(
+                        "cache entry {} corrupt ({reason}), discarded",
+                        &fingerprint[..12.min(fingerprint.len())]
+                    ));
                     miss = Some(m);
                 }
             }
@@ -177,7 +201,11 @@ impl TaskExecutor {
             }
         }
 
-        let mut env: Vec<(String, String)> = task.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut env: Vec<(String, String)> = task
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         for se in &task.secret_env {
             let value = crate::secrets::resolve(m, &se.secret).map_err(|e| e.to_string())?;
             env.push((se.var.clone(), value));
@@ -199,7 +227,15 @@ impl TaskExecutor {
         }
         if let Some(miss) = miss {
             self.cache
-                .save(miss, SaveRequest { key: &key, root: &m.dir, duration: started.elapsed(), log: &finished.log })
+                .save(
+                    miss,
+                    SaveRequest {
+                        key: &key,
+                        root: &m.dir,
+                        duration: started.elapsed(),
+                        log: &finished.log,
+                    },
+                )
                 .map_err(|e| format!("{e}"))?;
         }
         self.cache.record_success(&key).map_err(|e| e.to_string())?;
@@ -213,9 +249,47 @@ impl Executor<NodeId> for TaskExecutor {
             if node.kind != Kind::Task {
                 return Outcome::Failed(format!("{node} is not a task"));
             }
-            self.run_task(node, ctx).await.unwrap_or_else(Outcome::Failed)
+            self.run_task(node, ctx)
+                .await
+                .unwrap_or_else(Outcome::Failed)
         }
         .boxed()
+    }
+}
+
+impl TaskExecutor {
+    /// Whether `id` would run now, with the reasons — for plans. Dependencies must have been
+    /// checked first (in graph order), as for [`why`].
+    pub fn check(&self, id: &NodeId) -> Result<Option<Vec<String>>, String> {
+        let key = self.key(id)?;
+        let fp = key.fingerprint();
+        self.note_fingerprint(id, fp.clone());
+        let task = &self.manifest.tasks[&id.name];
+        match self
+            .cache
+            .last_success("task", &id.name)
+            .map_err(|e| e.to_string())?
+        {
+            None => Ok(Some(vec!["never ran".to_string()])),
+            Some(rec) if rec.fingerprint == fp => {
+                let missing: Vec<String> = task
+                    .outputs
+                    .iter()
+                    .filter(|o| {
+                        !crate::fingerprint::inputs::is_glob(o)
+                            && !self.manifest.dir.join(o).exists()
+                    })
+                    .map(|o| format!("output {o} missing (restored from the cache)"))
+                    .collect();
+                Ok((!missing.is_empty()).then_some(missing))
+            }
+            Some(rec) => Ok(Some(
+                Key::diff(&rec.key, &key)
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect(),
+            )),
+        }
     }
 }
 
@@ -240,7 +314,10 @@ pub fn why(exec: &TaskExecutor, order: &[NodeId], target: &NodeId) -> Result<Why
     }
     let key = last_key.ok_or_else(|| format!("`{}` is not a task", target.name))?;
     let fp = key.fingerprint();
-    let previous = exec.cache.last_success("task", &target.name).map_err(|e| e.to_string())?;
+    let previous = exec
+        .cache
+        .last_success("task", &target.name)
+        .map_err(|e| e.to_string())?;
     match previous {
         None => Ok(Why::NeverRan),
         Some(rec) if rec.fingerprint == fp => {
@@ -248,11 +325,18 @@ pub fn why(exec: &TaskExecutor, order: &[NodeId], target: &NodeId) -> Result<Why
             let missing: Vec<String> = task
                 .outputs
                 .iter()
-                .filter(|o| !crate::fingerprint::inputs::is_glob(o) && !exec.manifest.dir.join(o).exists())
+                .filter(|o| {
+                    !crate::fingerprint::inputs::is_glob(o) && !exec.manifest.dir.join(o).exists()
+                })
                 .cloned()
                 .collect();
             Ok(Why::UpToDate { restore: missing })
         }
-        Some(rec) => Ok(Why::Changed(Key::diff(&rec.key, &key).iter().map(|c| c.to_string()).collect())),
+        Some(rec) => Ok(Why::Changed(
+            Key::diff(&rec.key, &key)
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
+        )),
     }
 }
