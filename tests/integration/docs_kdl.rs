@@ -99,13 +99,7 @@ fn vars() -> Vars {
 /// Loads one block; `None` when it behaved as marked, otherwise why not.
 fn check(file: &Path, block: &Block, dir: &Path) -> Option<String> {
     let name = format!("{} (block at line {})", file.display(), block.line);
-    let result = load_str(
-        &name,
-        &block.text,
-        &dir.join("Sanctuary.kdl"),
-        dir,
-        &vars(),
-    );
+    let result = load_str(&name, &block.text, &dir.join("Sanctuary.kdl"), dir, &vars());
     let place = format!("{}:{}", file.display(), block.line);
     match (result, block.should_fail) {
         (Ok(_), false) | (Err(_), true) => None,
@@ -128,8 +122,7 @@ fn every_kdl_block_in_the_docs_behaves_as_marked() {
     for path in doc_files() {
         let text = std::fs::read_to_string(&path).unwrap();
         let file = path.strip_prefix(root).unwrap_or(&path);
-        let blocks = kdl_blocks(&text)
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let blocks = kdl_blocks(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         for block in &blocks {
             *counts.entry(block.should_fail).or_insert(0usize) += 1;
             failures.extend(check(file, block, dir.path()));
