@@ -21,7 +21,10 @@ pub enum NotReady {
         last_output: String,
         logs: Vec<String>,
     },
-    #[error("service `{service}` exited with code {code} before it became healthy{}", details(&String::new(), logs))]
+    #[error(
+        "service `{service}` exited with code {code} before it became healthy{}",
+        details("", logs)
+    )]
     Exited {
         service: String,
         code: i64,

@@ -320,7 +320,8 @@ fn locate<'a>(
         for child in children.iter() {
             let s = child.span();
             if s.0 <= span.0 && span.1 <= s.1 {
-                if s == span {
+                // knuffel points at a whole unexpected node, or at its name for a repeat.
+                if s == span || child.node_name.span() == span {
                     return Some(child);
                 }
                 return locate(child, span, path);
@@ -351,9 +352,15 @@ fn convert(e: DecodeError<Span>, top: &SpannedNode<Span>, kind: &str) -> Diag {
                         (!children.is_empty())
                             .then(|| format!("`{parent}` accepts: {}", children.join(", ")))
                     });
-                    Diag::error(format!("unknown node `{name}` in `{parent}`"))
-                        .label(at, "unknown node")
-                        .help_opt(help)
+                    if children.contains(&name.as_str()) {
+                        Diag::error(format!("`{name}` is given more than once in `{parent}`"))
+                            .label(at, "repeated here")
+                            .help(format!("`{name}` takes one value; keep one of them"))
+                    } else {
+                        Diag::error(format!("unknown node `{name}` in `{parent}`"))
+                            .label(at, "unknown node")
+                            .help_opt(help)
+                    }
                 }
                 "property" => {
                     // The property's own node is the innermost one around it.

@@ -49,18 +49,25 @@ impl Names {
 
 pub struct Resolver<'a> {
     dir: &'a Path,
+    /// The project's state directory, once known (default copies of backups go there).
+    state_dir: PathBuf,
     home: Option<PathBuf>,
     names: Names,
     pub diags: Vec<Diag>,
+    /// Every `depends-on` edge with where its condition was written, by owner, checked once
+    /// every node is known.
+    located: LocatedDeps,
 }
 
 impl<'a> Resolver<'a> {
     pub fn new(dir: &'a Path) -> Self {
         Resolver {
             dir,
+            state_dir: dir.join(".sanctuary"),
             home: std::env::var_os("HOME").map(PathBuf::from),
             names: Names::default(),
             diags: Vec::new(),
+            located: Vec::new(),
         }
     }
 
@@ -148,10 +155,7 @@ impl<'a> Resolver<'a> {
         }
     }
 
-    fn depends_on(
-        &mut self,
-        deps: &[raw::DependsOn],
-    ) -> (Vec<Dependency>, Vec<(Dependency, SourceSpan)>) {
+    fn depends_on(&mut self, owner: &str, deps: &[raw::DependsOn]) -> Vec<Dependency> {
         let mut out = Vec::new();
         let mut located = Vec::new();
         for d in deps {
@@ -175,7 +179,8 @@ impl<'a> Resolver<'a> {
                 }
             }
         }
-        (out, located)
+        self.located.push((owner.to_string(), located));
+        out
     }
 
     /// Makes a manifest path absolute: `~` is the home directory, relative means relative to
@@ -346,6 +351,7 @@ pub fn resolve(
         .and_then(|p| p.state_dir.as_ref())
         .map(|s| r.path(s))
         .unwrap_or_else(|| dir.join(".sanctuary"));
+    r.state_dir = state_dir.clone();
 
     let mut m = Manifest {
         path: path.to_path_buf(),
@@ -367,8 +373,6 @@ pub fn resolve(
         syncs: IndexMap::new(),
     };
 
-    let mut service_deps: LocatedDeps = Vec::new();
-    let mut task_deps: LocatedDeps = Vec::new();
     let mut ports: Vec<(String, PortSpec, SourceSpan)> = Vec::new();
 
     // Pass 2: resolve each node; the first declaration of a duplicated name wins.
@@ -393,12 +397,22 @@ pub fn resolve(
                             account: k.account.as_ref().map(|a| a.to_string()),
                         }
                     } else {
-                        SecretSource::Libsecret(
-                            s.libsecret
-                                .as_ref()
-                                .map(|l| l.attributes.clone())
-                                .unwrap_or_default(),
-                        )
+                        let attrs = s
+                            .libsecret
+                            .as_ref()
+                            .map(|l| l.attributes.clone())
+                            .unwrap_or_default();
+                        if attrs.is_empty() {
+                            r.err(
+                                Diag::error(format!(
+                                    "secret `{}`: libsecret needs attributes to find the item",
+                                    &*s.name
+                                ))
+                                .label(at(s.name.span()), "no attributes")
+                                .help("libsecret service=\"anthropic\" account=\"me\""),
+                            );
+                        }
+                        SecretSource::Libsecret(attrs)
                     }),
                     0 => {
                         r.err(
@@ -427,9 +441,13 @@ pub fn resolve(
                 }
             }
             TopNode::Image(i) => {
-                let (depends_on, _) = r.depends_on(&i.depends_on);
+                let depends_on = r.depends_on(&format!("image `{}`", &*i.name), &i.depends_on);
                 let source = if let Some(reference) = &i.reference {
-                    if i.context.is_some() || i.dockerfile.is_some() {
+                    if i.context.is_some()
+                        || i.dockerfile.is_some()
+                        || !i.args.is_empty()
+                        || i.target.is_some()
+                    {
                         r.err(
                             Diag::error(format!("image `{}` has both a reference and a build", &*i.name))
                                 .label(at(reference.span()), "external reference")
@@ -486,7 +504,7 @@ pub fn resolve(
                 });
             }
             TopNode::Service(s) => {
-                if let Some(svc) = resolve_service(&mut r, s, &mut ports, &mut service_deps) {
+                if let Some(svc) = resolve_service(&mut r, s, &mut ports) {
                     m.services.entry(svc.name.clone()).or_insert(svc);
                 }
             }
@@ -498,8 +516,7 @@ pub fn resolve(
                             .help("add `run \"command\"`"),
                     );
                 }
-                let (depends_on, located) = r.depends_on(&t.depends_on);
-                task_deps.push((t.name.to_string(), located));
+                let depends_on = r.depends_on(&format!("task `{}`", &*t.name), &t.depends_on);
                 let secret_env = secret_envs(&mut r, &t.secret_env);
                 let image = t
                     .image
@@ -545,7 +562,8 @@ pub fn resolve(
 
     // Conditions: `healthy` needs a health check; `completed` and `healthy` make no sense on
     // nodes that are not services (a task always completes; it has no health).
-    for (owner, deps) in service_deps.iter().chain(task_deps.iter()) {
+    let located = std::mem::take(&mut r.located);
+    for (owner, deps) in &located {
         for (dep, cond_at) in deps {
             match (dep.condition, dep.node.kind) {
                 (Condition::Healthy, Kind::Service) => {
@@ -553,7 +571,7 @@ pub fn resolve(
                         if target.health.is_none() {
                             r.err(
                                 Diag::error(format!(
-                                    "`{owner}` waits for `{}` to be healthy, but `{}` has no health check",
+                                    "{owner} waits for `{}` to be healthy, but `{}` has no health check",
                                     dep.node.name, dep.node.name
                                 ))
                                 .label(*cond_at, "condition=\"healthy\"")
@@ -619,7 +637,6 @@ fn resolve_service(
     r: &mut Resolver,
     s: &raw::Service,
     ports: &mut Vec<(String, PortSpec, SourceSpan)>,
-    service_deps: &mut LocatedDeps,
 ) -> Option<Service> {
     let name = s.name.to_string();
     let role = format!("service `{name}`");
@@ -635,18 +652,25 @@ fn resolve_service(
         }
     };
     let secret_env = secret_envs(r, &s.secret_env);
-    let secret_files = s
-        .secret_file
-        .iter()
-        .filter(|f| r.check_ref(Kind::Secret, &f.secret, &role))
-        .map(|f| SecretFile {
-            secret: f.secret.to_string(),
-            path: f
-                .path
-                .clone()
-                .unwrap_or_else(|| format!("/run/secrets/{}", &*f.secret)),
-        })
-        .collect();
+    let mut secret_files = Vec::new();
+    for f in &s.secret_file {
+        let path = f
+            .path
+            .clone()
+            .unwrap_or_else(|| format!("/run/secrets/{}", &*f.secret));
+        if !path.starts_with('/') {
+            r.err(
+                Diag::error(format!("secret-file path `{path}` is not absolute"))
+                    .label(at(&f.span), "must start with `/`"),
+            );
+        }
+        if r.check_ref(Kind::Secret, &f.secret, &role) {
+            secret_files.push(SecretFile {
+                secret: f.secret.to_string(),
+                path,
+            });
+        }
+    }
 
     let mut port_specs = Vec::new();
     for p in &s.ports {
@@ -788,8 +812,7 @@ fn resolve_service(
         })
     });
 
-    let (depends_on, located) = r.depends_on(&s.depends_on);
-    service_deps.push((name.clone(), located));
+    let depends_on = r.depends_on(&format!("service `{name}`"), &s.depends_on);
 
     Some(Service {
         name: name.clone(),
@@ -838,7 +861,7 @@ fn resolve_test(r: &mut Resolver, t: &raw::Test) -> Option<Test> {
             }
         }
     }
-    let (depends_on, _) = r.depends_on(&t.depends_on);
+    let depends_on = r.depends_on(&format!("test `{}`", &*t.name), &t.depends_on);
     let forms = [
         !t.run.is_empty(),
         t.exec.is_some(),
@@ -1064,7 +1087,7 @@ fn resolve_backup(r: &mut Resolver, b: &raw::Backup) -> Option<Backup> {
     if copies.is_empty() && b.copies.is_empty() {
         copies.push(BackupCopy {
             name: "local".into(),
-            target: CopyTarget::Dir(r.path(".sanctuary/backups")),
+            target: CopyTarget::Dir(r.state_dir.join("backups").join(&name)),
             media: Media::Disk,
             offsite: false,
         });
@@ -1081,7 +1104,7 @@ fn resolve_backup(r: &mut Resolver, b: &raw::Backup) -> Option<Backup> {
             yearly: k.yearly,
         })
         .unwrap_or_default();
-    let (depends_on, _) = r.depends_on(&b.depends_on);
+    let depends_on = r.depends_on(&format!("backup `{}`", &*b.name), &b.depends_on);
     Some(Backup {
         name,
         span: span(&b.name),
@@ -1186,13 +1209,21 @@ fn resolve_sync(r: &mut Resolver, s: &raw::Sync) -> Option<Sync> {
         }
         rewrites.push((rw.from.to_string(), rw.to.to_string()));
     }
+    // A KDL number (`0o600`) is the mode itself; a string ("0600") is octal text.
     let file_mode = s.file_mode.as_ref().and_then(|fm| {
-        match u32::from_str_radix(fm.text.trim_start_matches("0o"), 8) {
-            Ok(v) if v <= 0o7777 => Some(v),
+        let parsed = if fm.is_string {
+            u32::from_str_radix(fm.text.trim_start_matches("0o"), 8).ok()
+        } else {
+            fm.text.parse::<u32>().ok()
+        };
+        match parsed {
+            Some(v) if v <= 0o7777 => Some(v),
             _ => {
                 r.err(
-                    Diag::error(format!("invalid file mode `{}`", fm.text))
-                        .label(at(fm.span()), "expected an octal mode like \"0644\""),
+                    Diag::error(format!("invalid file mode `{}`", fm.text)).label(
+                        at(fm.span()),
+                        "expected an octal mode like \"0644\" or 0o644",
+                    ),
                 );
                 None
             }
@@ -1219,7 +1250,8 @@ fn resolve_sync(r: &mut Resolver, s: &raw::Sync) -> Option<Sync> {
 
 /// Two services may not publish the same host port (same protocol, overlapping address).
 fn check_port_clashes(r: &mut Resolver, ports: &[(String, PortSpec, SourceSpan)]) {
-    let mut seen: HashMap<(u16, Protocol), Vec<(&String, &PortSpec, SourceSpan)>> = HashMap::new();
+    type Published<'a> = Vec<(&'a String, &'a PortSpec, SourceSpan)>;
+    let mut seen: HashMap<(u16, Protocol), Published> = HashMap::new();
     for (svc, spec, s) in ports {
         let Some(host) = spec.host else { continue };
         let entry = seen.entry((host, spec.protocol)).or_default();
