@@ -847,15 +847,28 @@ fn resolve_test(r: &mut Resolver, t: &raw::Test) -> Option<Test> {
     ];
     let count = forms.iter().filter(|b| **b).count();
     if count != 1 {
-        r.err(
-            Diag::error(if count == 0 {
-                format!("test `{name}` has no check")
-            } else {
-                format!("test `{name}` has more than one check")
-            })
-            .label(at(t.name.span()), "declared here")
-            .help("a test has exactly one of: run \"command\", exec \"service\" \"cmd\"…, http \"url\", tcp \"host:port\""),
-        );
+        let mut d = Diag::error(if count == 0 {
+            format!("test `{name}` has no check")
+        } else {
+            format!("test `{name}` has more than one check")
+        })
+        .help("a test has exactly one of: run \"command\", exec \"service\" \"cmd\"…, http \"url\", tcp \"host:port\"");
+        if count == 0 {
+            d = d.label(at(t.name.span()), "declared here");
+        } else {
+            // Point at every check, so the user sees which ones compete.
+            let checks = t
+                .run
+                .iter()
+                .map(|c| (at(c.span()), "`run` check"))
+                .chain(t.exec.iter().map(|c| (at(&c.span), "`exec` check")))
+                .chain(t.http.iter().map(|c| (at(&c.span), "`http` check")))
+                .chain(t.tcp.iter().map(|c| (at(&c.span), "`tcp` check")));
+            for (span, text) in checks {
+                d = d.label(span, text);
+            }
+        }
+        r.err(d);
         return None;
     }
     if t.image.is_some() && t.run.is_empty() {
