@@ -15,8 +15,7 @@ fn at_root(args: &[&str]) -> crate::support::Output {
 }
 
 fn json(text: &str) -> serde_json::Value {
-    serde_json::from_str(text.trim())
-        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
 }
 
 #[test]

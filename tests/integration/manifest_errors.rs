@@ -134,7 +134,7 @@ task "build" {
 );
 
 case!(
-    test_without_check,
+    check_missing_from_test,
     2,
     "",
     r#"project "demo"
@@ -145,7 +145,7 @@ test "smoke" {
 );
 
 case!(
-    test_with_two_checks,
+    two_checks_in_one_test,
     4,
     "`tcp` check",
     r#"project "demo"
@@ -482,13 +482,14 @@ task "c" {
 case!(
     self_dependency,
     2,
-    "",
+    "lists itself in depends-on",
     r#"project "demo"
 task "loop" {
     run "true"
     depends-on "loop"
 }
 "#,
+    has = "task.loop depends on itself",
 );
 
 #[test]
@@ -613,7 +614,7 @@ backup "both" {
 case!(
     copy_without_destination,
     5,
-    "",
+    "where does this copy go?",
     r#"project "demo"
 volume "data"
 backup "data" {
@@ -622,6 +623,42 @@ backup "data" {
 }
 "#,
 );
+
+#[test]
+fn warnings_wait_until_errors_are_fixed() {
+    // Judged on what resolved, this backup would be "0 copies": a false warning.
+    let out = invalid(
+        r#"project "demo"
+volume "data"
+backup "data" {
+    volume "data"
+    copy "primary" media="disk"
+}
+"#,
+    );
+    assert!(!out.stderr.contains("3-2-1"), "{}", out.stderr);
+    assert!(!out.stderr.contains("Warning"), "{}", out.stderr);
+}
+
+#[test]
+fn warnings_of_a_valid_manifest_are_shown() {
+    let out = Test::manifest(
+        r#"project "demo"
+volume "data"
+backup "data" {
+    volume "data"
+    copy "primary" path="./backups" media="disk"
+}
+"#,
+    )
+    .args(&["validate"])
+    .run();
+    out.code(0)
+        .no_panic()
+        .stdout_has("(1 warning)")
+        .stderr_has("backup `data` is not 3-2-1: 1 copy (3 recommended)")
+        .label_at(3, "backup declared here");
+}
 
 case!(
     sync_without_host,

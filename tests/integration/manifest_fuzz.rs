@@ -167,9 +167,8 @@ fn load(text: &str) {
 }
 
 fn render(e: &LoadError) {
-    let handler = miette::GraphicalReportHandler::new_themed(
-        miette::GraphicalTheme::unicode_nocolor(),
-    );
+    let handler =
+        miette::GraphicalReportHandler::new_themed(miette::GraphicalTheme::unicode_nocolor());
     let mut out = String::new();
     // A span outside the text makes miette return an error rather than panic; that is a bug
     // in the loader's spans worth failing on.
@@ -243,7 +242,10 @@ enum Mutation {
 fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         (any::<usize>(), 1usize..40).prop_map(|(at, len)| Mutation::Delete { at, len }),
-        (any::<usize>(), prop::sample::select(b"{}\"\\;=/$ \n-0a#".to_vec()))
+        (
+            any::<usize>(),
+            prop::sample::select(b"{}\"\\;=/$ \n-0a#".to_vec())
+        )
             .prop_map(|(at, byte)| Mutation::Insert { at, byte }),
         (any::<usize>(), 0u8..8).prop_map(|(at, bit)| Mutation::Flip { at, bit }),
         (any::<usize>(), 1usize..80).prop_map(|(at, len)| Mutation::Duplicate { at, len }),
