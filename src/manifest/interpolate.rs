@@ -61,7 +61,7 @@ fn interpolate_value(value: &mut Value<Span>, vars: &Vars, source: &str, diags: 
         // When the literal is written without escapes, offsets inside it map 1:1 onto the
         // text, and a diagnostic can point at the `${VAR}` itself rather than the whole string.
         let raw = source.get(span.0..span.1).unwrap_or("");
-        let inner_offset = if raw.len() == s.len() + 2 && &raw[1..raw.len() - 1] == &**s {
+        let inner_offset = if raw.len() == s.len() + 2 && raw[1..raw.len() - 1] == **s {
             Some(span.0 + 1)
         } else {
             None

@@ -1232,7 +1232,9 @@ fn resolve_sync(r: &mut Resolver, s: &raw::Sync) -> Option<Sync> {
 
 /// Two services may not publish the same host port (same protocol, overlapping address).
 fn check_port_clashes(r: &mut Resolver, ports: &[(String, PortSpec, SourceSpan)]) {
-    let mut seen: HashMap<(u16, Protocol), Vec<(&String, &PortSpec, SourceSpan)>> = HashMap::new();
+    /// Who published a host port first: service, spec, place.
+    type Published<'a> = (&'a String, &'a PortSpec, SourceSpan);
+    let mut seen: HashMap<(u16, Protocol), Vec<Published>> = HashMap::new();
     for (svc, spec, s) in ports {
         let Some(host) = spec.host else { continue };
         let entry = seen.entry((host, spec.protocol)).or_default();
