@@ -1,6 +1,6 @@
-//! Property tests: whatever text reaches the manifest loader — random strings, random KDL
-//! built from sanctuary's own node and property names, or the example manifests with bytes
-//! mutated — it returns `Ok` or `Err`, and never panics.
+//! Property tests: whatever text reaches the manifest loader — random strings, KDL punctuation
+//! soup, random KDL built from sanctuary's own node and property names, or the example
+//! manifests with bytes mutated — it returns `Ok` or `Err`, and never panics.
 //!
 //! The loader runs in-process (`manifest::load_str`), so hundreds of cases take seconds. Each
 //! property also stops doing work past a wall-clock budget, so a slow machine cannot make the
@@ -317,6 +317,17 @@ proptest! {
 
     #[test]
     fn random_text_never_panics(text in any::<String>()) {
+        if within_budget() {
+            load(&text);
+        }
+    }
+
+    /// Text made of KDL's own punctuation and a few words, so the parser gets past the first
+    /// character far more often than with arbitrary Unicode.
+    #[test]
+    fn kdl_alphabet_soup_never_panics(
+        text in r#"(service|task|test|"a"|"\$\{X\}"|"1s"|[a-z]|[0-9]|[-{}=;/ \n\\#"()*.]){0,120}"#,
+    ) {
         if within_budget() {
             load(&text);
         }
