@@ -113,24 +113,35 @@ pub fn load_str(
     {
         let graph = Graph::from_manifest(&manifest);
         for cycle in graph.cycles() {
-            let mut d = Diag::error(format!("dependency cycle: {}", cycle_text(&graph, &cycle)))
-                .help("break the cycle by removing one of these dependencies");
+            let mut d = match cycle.as_slice() {
+                [only] => Diag::error(format!("{only} depends on itself"))
+                    .help("remove the dependency on itself"),
+                _ => Diag::error(format!("dependency cycle: {}", cycle_text(&graph, &cycle)))
+                    .help("break the cycle by removing one of these dependencies"),
+            };
             for id in &cycle {
                 if let Some(span) = node_span(&manifest, id) {
-                    d = d.label(span, format!("{id} is part of the cycle"));
+                    d = d.label(
+                        span,
+                        if cycle.len() == 1 {
+                            format!("{id} lists itself in depends-on")
+                        } else {
+                            format!("{id} is part of the cycle")
+                        },
+                    );
                 }
             }
             diags.push(d);
         }
     }
-    diags.extend(warnings(&manifest));
-
-    let (errors, warns): (Vec<Diag>, Vec<Diag>) = diags.into_iter().partition(Diag::is_error);
+    let (errors, mut warns): (Vec<Diag>, Vec<Diag>) = diags.into_iter().partition(Diag::is_error);
     if !errors.is_empty() {
-        let mut all = errors;
-        all.extend(warns);
-        return Err(ManifestError::new(name, text, all).into());
+        // Warnings are judged on the resolved model, which lacks whatever failed to resolve
+        // (a backup whose only copy is invalid would be "0 copies"): they wait until the
+        // errors are fixed.
+        return Err(ManifestError::new(name, text, errors).into());
     }
+    warns.extend(warnings(&manifest));
     let warnings =
         (!warns.is_empty()).then(|| ManifestWarnings(ManifestError::new(name, text, warns)));
     Ok(Loaded { manifest, warnings })

@@ -870,15 +870,28 @@ fn resolve_test(r: &mut Resolver, t: &raw::Test) -> Option<Test> {
     ];
     let count = forms.iter().filter(|b| **b).count();
     if count != 1 {
-        r.err(
-            Diag::error(if count == 0 {
-                format!("test `{name}` has no check")
-            } else {
-                format!("test `{name}` has more than one check")
-            })
-            .label(at(t.name.span()), "declared here")
-            .help("a test has exactly one of: run \"command\", exec \"service\" \"cmd\"…, http \"url\", tcp \"host:port\""),
-        );
+        let mut d = Diag::error(if count == 0 {
+            format!("test `{name}` has no check")
+        } else {
+            format!("test `{name}` has more than one check")
+        })
+        .help("a test has exactly one of: run \"command\", exec \"service\" \"cmd\"…, http \"url\", tcp \"host:port\"");
+        if count == 0 {
+            d = d.label(at(t.name.span()), "declared here");
+        } else {
+            // Point at every check, so the user sees which ones compete.
+            let checks = t
+                .run
+                .iter()
+                .map(|c| (at(c.span()), "`run` check"))
+                .chain(t.exec.iter().map(|c| (at(&c.span), "`exec` check")))
+                .chain(t.http.iter().map(|c| (at(&c.span), "`http` check")))
+                .chain(t.tcp.iter().map(|c| (at(&c.span), "`tcp` check")));
+            for (span, text) in checks {
+                d = d.label(span, text);
+            }
+        }
+        r.err(d);
         return None;
     }
     if t.image.is_some() && t.run.is_empty() {
@@ -1250,8 +1263,9 @@ fn resolve_sync(r: &mut Resolver, s: &raw::Sync) -> Option<Sync> {
 
 /// Two services may not publish the same host port (same protocol, overlapping address).
 fn check_port_clashes(r: &mut Resolver, ports: &[(String, PortSpec, SourceSpan)]) {
-    type Published<'a> = Vec<(&'a String, &'a PortSpec, SourceSpan)>;
-    let mut seen: HashMap<(u16, Protocol), Published> = HashMap::new();
+    /// Who published a host port first: service, spec, place.
+    type Published<'a> = (&'a String, &'a PortSpec, SourceSpan);
+    let mut seen: HashMap<(u16, Protocol), Vec<Published>> = HashMap::new();
     for (svc, spec, s) in ports {
         let Some(host) = spec.host else { continue };
         let entry = seen.entry((host, spec.protocol)).or_default();

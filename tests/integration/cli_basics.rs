@@ -1,0 +1,256 @@
+//! The command line's basic contract: version and help, `validate`, `list` and `graph` on the
+//! shipped manifests, target selection, unknown targets, and JSON output that parses.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use crate::support::{repo_root, Test};
+
+const VOIDCAT: &str = "examples/voidcat/Sanctuary.kdl";
+const CLAUDE_CODE: &str = "examples/claude-code/Sanctuary.kdl";
+
+/// Runs the binary from the repository root, where the example paths are relative.
+fn at_root(args: &[&str]) -> crate::support::Output {
+    Test::new().current_dir_abs(&repo_root()).args(args).run()
+}
+
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("not JSON ({e}):\n{text}"))
+}
+
+#[test]
+fn version() {
+    let out = Test::new().args(&["--version"]).run();
+    out.code(0)
+        .stdout_has(&format!("sanctuary {}", env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn help_for_the_program_lists_every_command() {
+    let out = Test::new().args(&["--help"]).run();
+    out.code(0).stdout_has("Usage:");
+    for cmd in ["validate", "graph", "list"] {
+        out.stdout_has(cmd);
+    }
+}
+
+#[test]
+fn help_for_each_command() {
+    for (cmd, about) in [
+        ("validate", "Check the manifest"),
+        ("graph", "dependency graph"),
+        ("list", "List tasks and tests"),
+    ] {
+        let out = Test::new().args(&[cmd, "--help"]).run();
+        out.code(0)
+            .stdout_has(&format!("Usage: sanctuary {cmd}"))
+            .stdout_has(about)
+            .stdout_has("--file");
+    }
+}
+
+#[test]
+fn unknown_command_is_a_usage_error() {
+    let out = Test::new().args(&["frobnicate"]).run();
+    out.code(2).no_panic().stderr_has("frobnicate");
+}
+
+#[test]
+fn validate_each_example_and_the_project_manifest() {
+    for file in [VOIDCAT, CLAUDE_CODE, "Sanctuary.kdl"] {
+        let out = at_root(&["validate", "-f", file]);
+        out.code(0).no_panic().stdout_has("valid");
+    }
+}
+
+#[test]
+fn validate_json_reports_counts() {
+    let out = at_root(&["validate", "--json", "-f", VOIDCAT]);
+    out.code(0);
+    let v = json(&out.stdout);
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["project"], "voidcat");
+    assert_eq!(v["nodes"]["service"], 5, "{v}");
+}
+
+#[test]
+fn list_shows_tasks_with_descriptions() {
+    let out = at_root(&["list", "-f", VOIDCAT]);
+    out.code(0)
+        .stdout_has("Tasks:")
+        .stdout_has("fetch-busybox")
+        .stdout_has("# Copy the static busybox into the image context")
+        .stdout_has("Tests:")
+        .stdout_has("omega-healthy");
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.contains("fetch-busybox"))
+        .unwrap_or_default();
+    assert!(line.contains("# Copy the static busybox"), "{line:?}");
+}
+
+#[test]
+fn list_of_the_project_manifest() {
+    let out = at_root(&["list"]);
+    out.code(0).stdout_has("build").stdout_has("test");
+}
+
+#[test]
+fn list_json_parses() {
+    let out = at_root(&["list", "--json", "-f", VOIDCAT]);
+    out.code(0);
+    let v = json(&out.stdout);
+    let tasks = v["tasks"].as_array().expect("tasks array");
+    assert!(tasks.iter().any(|t| t["name"] == "fetch-busybox"
+        && t["description"] == "Copy the static busybox into the image context"));
+}
+
+#[test]
+fn graph_text_has_the_edges() {
+    let out = at_root(&["graph", "-f", VOIDCAT]);
+    out.code(0);
+    let text = &out.stdout;
+    // Each node is followed by the nodes it depends on, marked `←`.
+    let deps_of = |node: &str| -> Vec<String> {
+        text.lines()
+            .skip_while(|l| *l != node)
+            .skip(1)
+            .take_while(|l| l.starts_with("  ← "))
+            .map(|l| l.trim_start_matches("  ← ").to_string())
+            .collect()
+    };
+    let beta = deps_of("service.beta");
+    assert!(
+        beta.contains(&"service.omega (healthy)".to_string()),
+        "{beta:?}\n{text}"
+    );
+    assert!(beta.contains(&"image.clone".to_string()), "{beta:?}");
+    assert!(beta.contains(&"volume.artifacts".to_string()), "{beta:?}");
+    assert!(
+        deps_of("image.clone")
+            .iter()
+            .any(|d| d.starts_with("task.fetch-busybox")),
+        "{text}"
+    );
+}
+
+#[test]
+fn graph_mermaid() {
+    let out = at_root(&["graph", "--format", "mermaid", "-f", VOIDCAT]);
+    out.code(0)
+        .stdout_has("flowchart LR")
+        .stdout_has("service omega")
+        .stdout_has("-->|healthy|");
+}
+
+#[test]
+fn graph_dot_renders_with_graphviz() {
+    let out = at_root(&["graph", "--format", "dot", "-f", VOIDCAT]);
+    out.code(0)
+        .stdout_has("digraph \"voidcat\"")
+        .stdout_has("\"service.omega\" -> \"service.beta\" [label=\"healthy\"]");
+
+    let dot = Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match dot {
+        Ok(c) => c,
+        Err(e) => {
+            if std::env::var("SANCTUARY_REQUIRE_DOT").as_deref() == Ok("1") {
+                panic!("SANCTUARY_REQUIRE_DOT=1 but Graphviz `dot` cannot run: {e}");
+            }
+            eprintln!(
+                "\n*** SKIPPED: Graphviz `dot` is not installed ({e}); the DOT output was not \
+                 rendered. Set SANCTUARY_REQUIRE_DOT=1 to make this a failure. ***\n"
+            );
+            return;
+        }
+    };
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(out.stdout.as_bytes())
+        .expect("write DOT to dot");
+    let result = child.wait_with_output().expect("wait for dot");
+    assert!(
+        result.status.success(),
+        "dot rejected the output:\n{}\n{}",
+        String::from_utf8_lossy(&result.stderr),
+        out.stdout
+    );
+    assert!(String::from_utf8_lossy(&result.stdout).contains("<svg"));
+}
+
+#[test]
+fn graph_with_a_target_selects_only_its_dependencies() {
+    let out = at_root(&["graph", "-f", VOIDCAT, "image.clone"]);
+    out.code(0);
+    let nodes: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| !l.starts_with(' ') && !l.is_empty())
+        .collect();
+    assert_eq!(nodes.len(), 2, "{}", out.stdout);
+    assert!(nodes.contains(&"image.clone"));
+    assert!(nodes.contains(&"task.fetch-busybox"));
+}
+
+#[test]
+fn graph_target_by_bare_name() {
+    let out = at_root(&["graph", "--json", "-f", VOIDCAT, "beta"]);
+    out.code(0);
+    let v = json(&out.stdout);
+    let ids: Vec<&str> = v["nodes"]
+        .as_array()
+        .expect("nodes array")
+        .iter()
+        .filter_map(|n| n["id"].as_str())
+        .collect();
+    assert!(ids.contains(&"service.beta") && ids.contains(&"service.omega"));
+    // Only beta's dependencies: no sibling services, no tests.
+    assert!(!ids.contains(&"service.gamma"), "{ids:?}");
+    assert!(!ids.iter().any(|i| i.starts_with("test.")), "{ids:?}");
+}
+
+#[test]
+fn graph_unknown_target_suggests() {
+    let out = at_root(&["graph", "-f", VOIDCAT, "omgea"]);
+    out.code(2)
+        .no_panic()
+        .stderr_has("unknown node `omgea`")
+        .stderr_has("did you mean `omega`?");
+}
+
+#[test]
+fn graph_json_parses() {
+    let out = at_root(&["graph", "--json", "-f", VOIDCAT]);
+    out.code(0);
+    let v = json(&out.stdout);
+    let beta = v["nodes"]
+        .as_array()
+        .expect("nodes array")
+        .iter()
+        .find(|n| n["id"] == "service.beta")
+        .expect("service.beta in the graph");
+    assert!(beta["depends_on"]
+        .as_array()
+        .expect("depends_on array")
+        .iter()
+        .any(|d| d["node"] == "service.omega"));
+}
+
+#[test]
+fn errors_with_json_are_json_on_stdout() {
+    let out = Test::manifest("servce \"x\"\n")
+        .args(&["validate", "--json"])
+        .run();
+    out.code(2).no_panic();
+    let v = json(&out.stdout);
+    assert_eq!(v["event"], "error");
+    assert_eq!(v["exit_code"], 2);
+}
