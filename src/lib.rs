@@ -6,6 +6,7 @@
 //! → `backend` (Docker). `cache` and `state` are side stores under `.sanctuary/`.
 
 pub mod fsutil;
+pub mod sync;
 
 pub fn run() -> i32 {
     0

@@ -1,0 +1,762 @@
+//! One sync pass between two [`Side`]s: scan, reconcile, check safety, apply, record the base.
+//!
+//! Safety rules, checked before anything is changed: a missing root, or a root that is empty
+//! while the base lists files, halts the pass (an unmounted volume must not read as "the user
+//! deleted everything"); so do more deletions than the [`DeleteGuard`] allows, and unresolved
+//! conflicts under the `fail` policy. While applying, each action is re-checked: a file is
+//! propagated only once it has been quiet for the configured period, a `.json` file only when
+//! it parses, a source only if it still hashes as scanned, and a target is overwritten or
+//! deleted only if it still looks as scanned. An action that fails a check is deferred to a
+//! later pass (its base entry is not moved); the rest of the pass goes on.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use ignore::gitignore::{Gitignore, GitignoreBuilder};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::base_store::{BaseState, BaseStore, BaseStoreError};
+use super::json_merge::merge3;
+use super::model::{ConflictPolicy, Entry, EntryKind, Mode, RelPath, SideName, Snapshot};
+use super::reconcile::{
+    conflict_name, keep_both_winner, reconcile, Action, Conflict, Op, Plan, Reason, Resolution,
+};
+use super::rewrite::{Direction, RewriteError, RuleSet};
+use super::side::{Side, SideError};
+
+/// Limits on deletions in one pass: the pass halts when it would delete more than `min_count`
+/// paths AND more than `max_fraction` of the base's entries.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeleteGuard {
+    /// Fraction of base entries (0.0–1.0).
+    pub max_fraction: f64,
+    /// Deletions always allowed regardless of the fraction.
+    pub min_count: usize,
+}
+
+impl Default for DeleteGuard {
+    fn default() -> Self {
+        DeleteGuard {
+            max_fraction: 0.5,
+            min_count: 10,
+        }
+    }
+}
+
+/// How a pass behaves.
+#[derive(Debug, Clone)]
+pub struct SyncOptions {
+    /// Direction.
+    pub mode: Mode,
+    /// Conflict handling.
+    pub policy: ConflictPolicy,
+    /// Path rewrites (host form ↔ container form).
+    pub rules: RuleSet,
+    /// Ignore patterns, gitignore syntax, relative to each root.
+    pub ignore: Vec<String>,
+    /// A file is propagated only when its mtime is at least this old.
+    pub quiet_period: Duration,
+    /// Deletion limits.
+    pub delete_guard: DeleteGuard,
+    /// Plan only: report what would happen and change nothing.
+    pub dry_run: bool,
+}
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions {
+            mode: Mode::TwoWay,
+            policy: ConflictPolicy::KeepBoth,
+            rules: RuleSet::default(),
+            ignore: Vec::new(),
+            quiet_period: Duration::from_millis(2000),
+            delete_guard: DeleteGuard::default(),
+            dry_run: false,
+        }
+    }
+}
+
+/// An action not carried out in this pass, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Skipped {
+    /// The action.
+    pub action: Action,
+    /// Why it was deferred or failed.
+    pub why: String,
+}
+
+/// What a pass did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// The plan (after JSON merges were settled), each action with its reason.
+    pub plan: Plan,
+    /// Actions carried out.
+    pub applied: Vec<Action>,
+    /// Actions postponed to a later pass (still changing, unparsable JSON, changed since scan).
+    pub deferred: Vec<Skipped>,
+    /// Actions that failed.
+    pub failed: Vec<Skipped>,
+    /// `.json` files merged key by key.
+    pub merged: Vec<RelPath>,
+    /// True when nothing was changed on purpose.
+    pub dry_run: bool,
+}
+
+/// A pass that stopped before changing anything, or could not record its result.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// A root does not exist.
+    #[error("the {side} root ({describe}) does not exist; nothing was changed")]
+    RootMissing {
+        /// Which side.
+        side: SideName,
+        /// The side's description.
+        describe: String,
+    },
+    /// A root is empty although the base lists entries: probably unmounted, not emptied.
+    #[error("the {side} root ({describe}) is empty but the last sync recorded {base_entries} entries; refusing to propagate a wholesale deletion (nothing was changed)")]
+    RootEmptied {
+        /// Which side.
+        side: SideName,
+        /// The side's description.
+        describe: String,
+        /// How many entries the base holds.
+        base_entries: usize,
+    },
+    /// Too many deletions at once.
+    #[error("the pass would delete {deletions} of {base_entries} recorded entries, more than the limit; nothing was changed")]
+    TooManyDeletions {
+        /// Planned deletions.
+        deletions: usize,
+        /// Entries in the base.
+        base_entries: usize,
+    },
+    /// Conflicts under the `fail` policy.
+    #[error("{} conflict(s), both sides changed: {}; nothing was changed", .conflicts.len(), list_paths(.conflicts))]
+    Conflicts {
+        /// The conflicts.
+        conflicts: Vec<Conflict>,
+    },
+    /// An ignore pattern is not valid gitignore syntax.
+    #[error("invalid ignore pattern `{pattern}`")]
+    IgnorePattern {
+        /// The pattern.
+        pattern: String,
+        /// The cause.
+        source: ignore::Error,
+    },
+    /// A side could not be scanned.
+    #[error("cannot scan the {side} side")]
+    Scan {
+        /// Which side.
+        side: SideName,
+        /// The cause.
+        source: SideError,
+    },
+    /// The base could not be loaded or saved.
+    #[error(transparent)]
+    Base(#[from] BaseStoreError),
+}
+
+fn list_paths(conflicts: &[Conflict]) -> String {
+    conflicts
+        .iter()
+        .map(|c| c.path.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Why a single action did not happen.
+#[derive(Debug, thiserror::Error)]
+enum Hold {
+    #[error("{0}")]
+    Defer(String),
+    #[error(transparent)]
+    Side(#[from] SideError),
+    #[error(transparent)]
+    Rewrite(#[from] RewriteError),
+}
+
+/// The two sides and how content crosses between them.
+struct Pair<'a> {
+    host: &'a dyn Side,
+    container: &'a dyn Side,
+    rules: &'a RuleSet,
+    quiet_ms: i64,
+    now_ms: i64,
+}
+
+impl Pair<'_> {
+    fn side(&self, s: SideName) -> &dyn Side {
+        match s {
+            SideName::Host => self.host,
+            SideName::Container => self.container,
+        }
+    }
+
+    /// A file's content in host form, checked against what the scan saw.
+    fn read_host_form(
+        &self,
+        side: SideName,
+        path: &RelPath,
+        expect: &Entry,
+    ) -> Result<Vec<u8>, Hold> {
+        let raw = self.side(side).read(path)?;
+        let host_form = match side {
+            SideName::Host => raw,
+            SideName::Container => self
+                .rules
+                .convert_checked(path, &raw, Direction::ToHost)?
+                .into_owned(),
+        };
+        if sha256_hex(&host_form) != expect.hash {
+            return Err(Hold::Defer(format!(
+                "{path} changed {} since the scan",
+                side.preposition()
+            )));
+        }
+        Ok(host_form)
+    }
+
+    fn link_host_form(
+        &self,
+        side: SideName,
+        path: &RelPath,
+        expect: &Entry,
+    ) -> Result<String, Hold> {
+        let raw = self.side(side).read_link(path)?;
+        let target = match side {
+            SideName::Host => raw,
+            SideName::Container => self.rules.apply_str(&raw, Direction::ToHost).into_owned(),
+        };
+        if sha256_hex(target.as_bytes()) != expect.hash {
+            return Err(Hold::Defer(format!(
+                "{path} changed {} since the scan",
+                side.preposition()
+            )));
+        }
+        Ok(target)
+    }
+
+    fn to_side_form<'b>(
+        &self,
+        side: SideName,
+        path: &RelPath,
+        host_form: &'b [u8],
+    ) -> Result<std::borrow::Cow<'b, [u8]>, Hold> {
+        Ok(match side {
+            SideName::Host => host_form.into(),
+            SideName::Container => {
+                self.rules
+                    .convert_checked(path, host_form, Direction::ToContainer)?
+            }
+        })
+    }
+
+    fn check_quiet(&self, side: SideName, path: &RelPath, entry: &Entry) -> Result<(), Hold> {
+        if self.quiet_ms > 0 && self.now_ms - entry.mtime < self.quiet_ms {
+            return Err(Hold::Defer(format!(
+                "{path} is still changing {}",
+                side.preposition()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The target still looks as scanned (so a concurrent edit there is not clobbered).
+    fn check_unchanged(
+        &self,
+        side: SideName,
+        path: &RelPath,
+        scanned: Option<&Entry>,
+    ) -> Result<(), Hold> {
+        let now = self.side(side).stat(path)?;
+        let same = match (now, scanned) {
+            (None, None) => true,
+            (Some(st), Some(e)) => {
+                st.kind == e.kind && (st.kind == EntryKind::Dir || st.mtime == e.mtime)
+            }
+            _ => false,
+        };
+        if same {
+            Ok(())
+        } else {
+            Err(Hold::Defer(format!(
+                "{path} changed {} since the scan",
+                side.preposition()
+            )))
+        }
+    }
+
+    /// Writes host-form content to `side` at `path`, clearing whatever else is there.
+    fn put_file(
+        &self,
+        side: SideName,
+        path: &RelPath,
+        host_form: &[u8],
+        mode: u32,
+        current: Option<&Entry>,
+    ) -> Result<(), Hold> {
+        let bytes = self.to_side_form(side, path, host_form)?;
+        if current.is_some_and(|e| e.kind != EntryKind::File) {
+            self.side(side).delete(path)?;
+        }
+        self.side(side).write_file(path, &bytes, mode)?;
+        Ok(())
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn build_ignore(patterns: &[String]) -> Result<Gitignore, SyncError> {
+    let mut b = GitignoreBuilder::new("/");
+    for p in patterns {
+        b.add_line(None, p)
+            .map_err(|source| SyncError::IgnorePattern {
+                pattern: p.clone(),
+                source,
+            })?;
+    }
+    b.build().map_err(|source| SyncError::IgnorePattern {
+        pattern: patterns.join(" "),
+        source,
+    })
+}
+
+fn parses_as_json(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(bytes).is_ok()
+}
+
+/// Runs one sync pass between `host` and `container`, against the base in `store`.
+pub fn sync_pass(
+    host: &dyn Side,
+    container: &dyn Side,
+    store: &BaseStore,
+    opts: &SyncOptions,
+) -> Result<Report, SyncError> {
+    let base = store.load()?;
+    for (side, s) in [(SideName::Host, host), (SideName::Container, container)] {
+        let exists = s
+            .root_exists()
+            .map_err(|source| SyncError::Scan { side, source })?;
+        if !exists {
+            return Err(SyncError::RootMissing {
+                side,
+                describe: s.describe(),
+            });
+        }
+    }
+    let ignore = build_ignore(&opts.ignore)?;
+    let host_snap = host.scan(&ignore, None).map_err(|source| SyncError::Scan {
+        side: SideName::Host,
+        source,
+    })?;
+    let container_snap = container
+        .scan(&ignore, Some(&opts.rules))
+        .map_err(|source| SyncError::Scan {
+            side: SideName::Container,
+            source,
+        })?;
+    for (side, s, snap) in [
+        (SideName::Host, host, &host_snap),
+        (SideName::Container, container, &container_snap),
+    ] {
+        if snap.is_empty() && !base.entries.is_empty() {
+            return Err(SyncError::RootEmptied {
+                side,
+                describe: s.describe(),
+                base_entries: base.entries.len(),
+            });
+        }
+    }
+
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let mut plan = reconcile(
+        &base.entries,
+        &host_snap,
+        &container_snap,
+        opts.mode,
+        opts.policy,
+        &stamp,
+    );
+    if plan.is_blocked() {
+        return Err(SyncError::Conflicts {
+            conflicts: plan.conflicts,
+        });
+    }
+    let deletions = plan
+        .actions
+        .iter()
+        .filter(|a| matches!(a.op, Op::Delete { .. }))
+        .count();
+    let guard = opts.delete_guard;
+    if deletions > guard.min_count
+        && deletions as f64 > guard.max_fraction * base.entries.len() as f64
+    {
+        return Err(SyncError::TooManyDeletions {
+            deletions,
+            base_entries: base.entries.len(),
+        });
+    }
+
+    let pair = Pair {
+        host,
+        container,
+        rules: &opts.rules,
+        quiet_ms: i64::try_from(opts.quiet_period.as_millis()).unwrap_or(i64::MAX),
+        now_ms: now_ms(),
+    };
+    let mut report = Report {
+        dry_run: opts.dry_run,
+        ..Report::default()
+    };
+
+    // Settle JSON merges first: a failed merge under `fail` must stop the pass before anything
+    // is written, and under the other policies it turns into ordinary actions.
+    let mut taken: BTreeSet<RelPath> = host_snap
+        .keys()
+        .chain(container_snap.keys())
+        .cloned()
+        .collect();
+    let mut merged_docs = Vec::new();
+    let mut settled = Vec::with_capacity(plan.actions.len());
+    let mut unresolved = Vec::new();
+    for action in std::mem::take(&mut plan.actions) {
+        if action.op != Op::MergeJson {
+            settled.push(action);
+            continue;
+        }
+        let path = &action.path;
+        let (Some(h), Some(c)) = (host_snap.get(path), container_snap.get(path)) else {
+            continue;
+        };
+        match prepare_merge(&pair, &base, path, h, c) {
+            Ok(Ok(text)) => {
+                merged_docs.push((path.clone(), text));
+                settled.push(action);
+            }
+            Ok(Err(_pointers)) => {
+                let conflict = |resolution| Conflict {
+                    path: path.clone(),
+                    host: Some(h.clone()),
+                    container: Some(c.clone()),
+                    resolution,
+                };
+                let winner = match opts.policy {
+                    ConflictPolicy::Fail => {
+                        unresolved.push(conflict(Resolution::Unresolved));
+                        continue;
+                    }
+                    ConflictPolicy::PreferHost => SideName::Host,
+                    ConflictPolicy::PreferContainer => SideName::Container,
+                    ConflictPolicy::KeepBoth => keep_both_winner(Some(h), Some(c)),
+                };
+                let (win, lose) = match winner {
+                    SideName::Host => (h, c),
+                    SideName::Container => (c, h),
+                };
+                let copy = (opts.policy == ConflictPolicy::KeepBoth).then(|| {
+                    let to = conflict_name(path, winner.other(), &stamp, &mut taken);
+                    settled.push(Action {
+                        path: path.clone(),
+                        op: Op::KeepConflictCopy {
+                            from: winner.other(),
+                            entry: lose.clone(),
+                            to: to.clone(),
+                        },
+                        reason: Reason::Conflict,
+                    });
+                    to
+                });
+                settled.push(Action {
+                    path: path.clone(),
+                    op: Op::Copy {
+                        from: winner,
+                        entry: win.clone(),
+                    },
+                    reason: Reason::Conflict,
+                });
+                plan.conflicts
+                    .push(conflict(if opts.policy == ConflictPolicy::KeepBoth {
+                        Resolution::KeptBoth { side: winner, copy }
+                    } else {
+                        Resolution::Kept { side: winner }
+                    }));
+            }
+            Err(hold) => report.deferred.push(Skipped {
+                action: action.clone(),
+                why: hold.to_string(),
+            }),
+        }
+    }
+    if !unresolved.is_empty() {
+        return Err(SyncError::Conflicts {
+            conflicts: unresolved,
+        });
+    }
+    plan.actions = settled;
+    report.plan = plan.clone();
+    if opts.dry_run {
+        return Ok(report);
+    }
+
+    // Order: conflict copies (before their originals are overwritten), deletions deepest
+    // first (a directory empties before it goes), then writes shallowest first (a directory
+    // exists before its contents), then base-only updates.
+    let rank = |a: &Action| match a.op {
+        Op::KeepConflictCopy { .. } => 0,
+        Op::Delete { .. } => 1,
+        Op::Copy { .. } | Op::MergeJson => 2,
+        Op::RecordBase { .. } => 3,
+    };
+    let mut ordered: Vec<&Action> = plan.actions.iter().collect();
+    ordered.sort_by(|a, b| {
+        rank(a).cmp(&rank(b)).then_with(|| {
+            if rank(a) == 1 {
+                b.path.cmp(&a.path)
+            } else {
+                a.path.cmp(&b.path)
+            }
+        })
+    });
+
+    let mut new_base = base.clone();
+    let mut changed_base = false;
+    for action in ordered {
+        let snaps = Snaps {
+            host: &host_snap,
+            container: &container_snap,
+        };
+        let result = apply_one(&pair, action, &snaps, &merged_docs, &mut new_base);
+        match result {
+            Ok(()) => {
+                changed_base = true;
+                if action.op == Op::MergeJson {
+                    report.merged.push(action.path.clone());
+                }
+                report.applied.push(action.clone());
+            }
+            Err(Hold::Defer(why)) => report.deferred.push(Skipped {
+                action: action.clone(),
+                why,
+            }),
+            Err(e) => report.failed.push(Skipped {
+                action: action.clone(),
+                why: error_chain(&e),
+            }),
+        }
+    }
+    if changed_base {
+        store.save(&new_base)?;
+    }
+    Ok(report)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+/// Reads both versions (and the base text) and merges them. The outer error defers the merge
+/// (unparsable or still changing); the inner one lists conflicting JSON pointers.
+fn prepare_merge(
+    pair: &Pair,
+    base: &BaseState,
+    path: &RelPath,
+    h: &Entry,
+    c: &Entry,
+) -> Result<Result<String, Vec<String>>, Hold> {
+    pair.check_quiet(SideName::Host, path, h)?;
+    pair.check_quiet(SideName::Container, path, c)?;
+    let host_text = pair.read_host_form(SideName::Host, path, h)?;
+    let container_text = pair.read_host_form(SideName::Container, path, c)?;
+    let parse = |bytes: &[u8], side: SideName| {
+        serde_json::from_slice::<serde_json::Value>(bytes).map_err(|_| {
+            Hold::Defer(format!(
+                "{path} does not parse as JSON {} yet",
+                side.preposition()
+            ))
+        })
+    };
+    let hv = parse(&host_text, SideName::Host)?;
+    let cv = parse(&container_text, SideName::Container)?;
+    // No recorded ancestor (both sides created the file): merge against an empty object, so
+    // keys added on only one side still combine.
+    let bv = base
+        .json
+        .get(path)
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_else(|| serde_json::Value::Object(Default::default()));
+    Ok(merge3(&bv, &hv, &cv).map(|v| {
+        let mut text = serde_json::to_string_pretty(&v).unwrap_or_default();
+        text.push('\n');
+        text
+    }))
+}
+
+/// Both scans, by side.
+struct Snaps<'a> {
+    host: &'a Snapshot,
+    container: &'a Snapshot,
+}
+
+impl Snaps<'_> {
+    fn of(&self, side: SideName) -> &Snapshot {
+        match side {
+            SideName::Host => self.host,
+            SideName::Container => self.container,
+        }
+    }
+}
+
+/// Carries out one action and records its outcome in the new base.
+fn apply_one(
+    pair: &Pair,
+    action: &Action,
+    snaps: &Snaps,
+    merged: &[(RelPath, String)],
+    new_base: &mut BaseState,
+) -> Result<(), Hold> {
+    let path = &action.path;
+    match &action.op {
+        Op::KeepConflictCopy { from, entry, to } => {
+            match entry.kind {
+                EntryKind::File => {
+                    let text = pair.read_host_form(*from, path, entry)?;
+                    for side in [SideName::Host, SideName::Container] {
+                        pair.put_file(side, to, &text, entry.mode, None)?;
+                    }
+                    record_json(new_base, to, &text);
+                }
+                EntryKind::Symlink => {
+                    let target = pair.link_host_form(*from, path, entry)?;
+                    for side in [SideName::Host, SideName::Container] {
+                        let t = match side {
+                            SideName::Host => target.clone(),
+                            SideName::Container => pair
+                                .rules
+                                .apply_str(&target, Direction::ToContainer)
+                                .into_owned(),
+                        };
+                        pair.side(side).symlink(to, &t)?;
+                    }
+                }
+                // Directories always win under keep-both, so they are never the copy.
+                EntryKind::Dir => return Ok(()),
+            }
+            new_base.entries.insert(to.clone(), entry.clone());
+        }
+        Op::Delete { on, entry } => {
+            pair.check_unchanged(*on, path, Some(entry))?;
+            pair.side(*on).delete(path)?;
+            new_base.entries.remove(path);
+            new_base.json.remove(path);
+        }
+        Op::Copy { from, entry } => {
+            let to = from.other();
+            let current = snaps.of(to).get(path);
+            pair.check_unchanged(to, path, current)?;
+            match entry.kind {
+                EntryKind::File => {
+                    pair.check_quiet(*from, path, entry)?;
+                    let text = pair.read_host_form(*from, path, entry)?;
+                    if path.is_json() && !parses_as_json(&text) {
+                        return Err(Hold::Defer(format!(
+                            "{path} does not parse as JSON {} yet",
+                            from.preposition()
+                        )));
+                    }
+                    pair.put_file(to, path, &text, entry.mode, current)?;
+                    record_json(new_base, path, &text);
+                }
+                EntryKind::Dir => {
+                    if current.is_some_and(|e| e.kind != EntryKind::Dir) {
+                        pair.side(to).delete(path)?;
+                    }
+                    pair.side(to).mkdir(path, entry.mode)?;
+                }
+                EntryKind::Symlink => {
+                    let target = pair.link_host_form(*from, path, entry)?;
+                    let t = match to {
+                        SideName::Host => target,
+                        SideName::Container => pair
+                            .rules
+                            .apply_str(&target, Direction::ToContainer)
+                            .into_owned(),
+                    };
+                    if current.is_some() {
+                        pair.side(to).delete(path)?;
+                    }
+                    pair.side(to).symlink(path, &t)?;
+                }
+            }
+            new_base.entries.insert(path.clone(), entry.clone());
+        }
+        Op::MergeJson => {
+            let Some((_, text)) = merged.iter().find(|(p, _)| p == path) else {
+                return Err(Hold::Defer(format!("{path}: merge was not prepared")));
+            };
+            let mut entry = None;
+            for side in [SideName::Host, SideName::Container] {
+                let current = snaps.of(side).get(path);
+                pair.check_unchanged(side, path, current)?;
+                let mode = current.map_or(0o644, |e| e.mode);
+                pair.put_file(side, path, text.as_bytes(), mode, current)?;
+                entry = current.map(|e| Entry {
+                    kind: EntryKind::File,
+                    hash: sha256_hex(text.as_bytes()),
+                    size: text.len() as u64,
+                    mode: e.mode,
+                    mtime: pair.now_ms,
+                });
+            }
+            if let Some(e) = entry {
+                new_base.entries.insert(path.clone(), e);
+            }
+            record_json(new_base, path, text.as_bytes());
+        }
+        Op::RecordBase { entry } => match entry {
+            Some(e) => {
+                if path.is_json() && e.kind == EntryKind::File {
+                    let text = pair.read_host_form(SideName::Host, path, e)?;
+                    record_json(new_base, path, &text);
+                }
+                new_base.entries.insert(path.clone(), e.clone());
+            }
+            None => {
+                new_base.entries.remove(path);
+                new_base.json.remove(path);
+            }
+        },
+    }
+    Ok(())
+}
+
+/// Keeps the agreed text of `.json` files as the ancestor for later merges.
+fn record_json(base: &mut BaseState, path: &RelPath, host_form: &[u8]) {
+    if path.is_json() {
+        match std::str::from_utf8(host_form) {
+            Ok(t) => {
+                base.json.insert(path.clone(), t.to_string());
+            }
+            Err(_) => {
+                base.json.remove(path);
+            }
+        }
+    }
+}
