@@ -175,7 +175,13 @@ enum Hold {
     #[error(transparent)]
     Side(#[from] SideError),
     #[error(transparent)]
-    Rewrite(#[from] RewriteError),
+    Rewrite(Box<RewriteError>),
+}
+
+impl From<RewriteError> for Hold {
+    fn from(e: RewriteError) -> Self {
+        Hold::Rewrite(Box::new(e))
+    }
 }
 
 /// The two sides and how content crosses between them.

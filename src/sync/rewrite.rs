@@ -71,11 +71,11 @@ pub enum RewriteError {
         /// The string found inside the other.
         inner: String,
         /// The rule it belongs to.
-        inner_rule: Rule,
+        inner_rule: Box<Rule>,
         /// The string containing it.
         outer: String,
         /// The rule that one belongs to.
-        outer_rule: Rule,
+        outer_rule: Box<Rule>,
     },
     /// The content already mentions a path of the destination form, so converting it would not
     /// round-trip.
@@ -130,9 +130,9 @@ impl RuleSet {
                 if i != j && find_at_boundary(b, a, 0).is_some() {
                     return Err(RewriteError::Ambiguous {
                         inner: (*a).clone(),
-                        inner_rule: (*ra).clone(),
+                        inner_rule: Box::new((*ra).clone()),
                         outer: (*b).clone(),
-                        outer_rule: (*rb).clone(),
+                        outer_rule: Box::new((*rb).clone()),
                     });
                 }
             }
@@ -150,7 +150,7 @@ impl RuleSet {
         self.pairs.is_empty()
     }
 
-    fn from_to(&self, dir: Direction) -> impl Iterator<Item = (&str, &str)> {
+    fn pairs_for(&self, dir: Direction) -> impl Iterator<Item = (&str, &str)> {
         self.pairs.iter().map(move |(h, c)| match dir {
             Direction::ToContainer => (h.as_str(), c.as_str()),
             Direction::ToHost => (c.as_str(), h.as_str()),
@@ -169,7 +169,7 @@ impl RuleSet {
             // The earliest match of any rule; rule strings never nest, so at most one rule can
             // match at a given position.
             let next = self
-                .from_to(dir)
+                .pairs_for(dir)
                 .filter_map(|(from, to)| find_at_boundary(text, from, at).map(|i| (i, from, to)))
                 .min_by_key(|(i, _, _)| *i);
             let Some((i, from, to)) = next else { break };
@@ -191,7 +191,7 @@ impl RuleSet {
     /// The first source-form prefix of direction `dir`'s DESTINATION that `text` already
     /// mentions, if any: such text cannot round-trip.
     pub fn mentions_destination(&self, text: &str, dir: Direction) -> Option<String> {
-        self.from_to(dir)
+        self.pairs_for(dir)
             .find(|(_, to)| find_at_boundary(text, to, 0).is_some())
             .map(|(_, to)| to.to_string())
     }
@@ -450,7 +450,7 @@ mod tests {
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),
-            any::<i32>().prop_map(|n| Value::from(n)),
+            any::<i32>().prop_map(Value::from),
             text().prop_map(Value::String),
         ];
         leaf.prop_recursive(4, 48, 6, |inner| {
