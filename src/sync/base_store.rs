@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::model::{RelPath, Snapshot};
+use super::side::HashCache;
 use crate::fsutil;
 
 /// The format version written into the file.
@@ -25,6 +26,16 @@ pub struct BaseState {
     pub entries: Snapshot,
     /// The agreed host-form text of `.json` files.
     pub json: BTreeMap<RelPath, String>,
+    /// The rewrite rules the caches were computed under (hashes are of the host form, so
+    /// other rules invalidate them).
+    #[serde(default)]
+    pub rules_key: String,
+    /// Hash cache of the host side.
+    #[serde(default)]
+    pub host_cache: HashCache,
+    /// Hash cache of the container side.
+    #[serde(default)]
+    pub container_cache: HashCache,
 }
 
 /// Loading or saving the base failed.

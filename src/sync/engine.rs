@@ -362,12 +362,22 @@ pub fn sync_pass(
         }
     }
     let ignore = build_ignore(&opts.ignore)?;
-    let host_snap = host.scan(&ignore, None).map_err(|source| SyncError::Scan {
-        side: SideName::Host,
-        source,
-    })?;
+    // The caches hold host-form hashes, which depend on the rules.
+    let rules_key = serde_json::to_string(opts.rules.rules()).unwrap_or_default();
+    let mut host_cache = base.host_cache.clone();
+    let mut container_cache = base.container_cache.clone();
+    if base.rules_key != rules_key {
+        host_cache.clear();
+        container_cache.clear();
+    }
+    let host_snap = host
+        .scan(&ignore, None, &mut host_cache)
+        .map_err(|source| SyncError::Scan {
+            side: SideName::Host,
+            source,
+        })?;
     let container_snap = container
-        .scan(&ignore, Some(&opts.rules))
+        .scan(&ignore, Some(&opts.rules), &mut container_cache)
         .map_err(|source| SyncError::Scan {
             side: SideName::Container,
             source,
@@ -536,7 +546,12 @@ pub fn sync_pass(
     });
 
     let mut new_base = base.clone();
-    let mut changed_base = false;
+    let mut changed_base = new_base.host_cache != host_cache
+        || new_base.container_cache != container_cache
+        || new_base.rules_key != rules_key;
+    new_base.host_cache = host_cache;
+    new_base.container_cache = container_cache;
+    new_base.rules_key = rules_key;
     for action in ordered {
         let snaps = Snaps {
             host: &host_snap,
@@ -687,6 +702,9 @@ fn apply_one(
                             from.preposition()
                         )));
                     }
+                    // The source was read as scanned; make sure it is not being rewritten
+                    // right now before its content lands on the other side.
+                    pair.check_unchanged(*from, path, Some(entry))?;
                     pair.put_file(to, path, &text, entry.mode, current)?;
                     record_json(new_base, path, &text);
                 }

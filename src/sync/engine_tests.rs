@@ -82,8 +82,13 @@ fn set_mtime(path: &Path, secs_ago: u64) {
 
 fn tree(root: &Path) -> Vec<String> {
     let side = HostSide::new(root);
-    let snap =
-        super::side::Side::scan(&side, &ignore::gitignore::Gitignore::empty(), None).unwrap();
+    let snap = super::side::Side::scan(
+        &side,
+        &ignore::gitignore::Gitignore::empty(),
+        None,
+        &mut Default::default(),
+    )
+    .unwrap();
     snap.keys().map(|p| p.to_string()).collect()
 }
 
@@ -298,6 +303,22 @@ fn json_key_conflict_falls_back_to_the_policy() {
 }
 
 #[test]
+fn json_key_conflict_under_fail_changes_nothing() {
+    let mut fx = seeded();
+    fx.opts.policy = ConflictPolicy::Fail;
+    let host = CLAUDE_JSON.replace("\"dark\"", "\"light\"");
+    let cont = read(&fx.c(".claude.json")).replace("\"dark\"", "\"solar\"");
+    write(&fx.h(".claude.json"), &host);
+    write(&fx.c(".claude.json"), &cont);
+    write(&fx.h("settings/notes.md"), "unrelated edit\n");
+    let err = fx.pass().unwrap_err();
+    assert!(err.to_string().contains(".claude.json"), "{err}");
+    assert_eq!(read(&fx.h(".claude.json")), host);
+    assert_eq!(read(&fx.c(".claude.json")), cont);
+    assert_eq!(read(&fx.c("settings/notes.md")), "see /home/node/work\n");
+}
+
+#[test]
 fn unparsable_json_is_not_propagated_until_whole() {
     let fx = seeded();
     write(&fx.h(".claude.json"), "{\"theme\": \"li");
@@ -463,6 +484,9 @@ fn no_change_pass_over_ten_thousand_files() {
             let rel = format!("d{d:03}/f{f:03}.txt");
             write(&fx.h(&rel), "content /Users/alice/x\n");
             write(&fx.c(&rel), "content /home/node/x\n");
+            // Old enough to be cached: later passes need not re-read them.
+            set_mtime(&fx.h(&rel), 60);
+            set_mtime(&fx.c(&rel), 60);
         }
     }
     let t = Instant::now();
@@ -474,4 +498,16 @@ fn no_change_pass_over_ten_thousand_files() {
     let noop = t.elapsed();
     assert!(r.plan.is_empty());
     eprintln!("10,000 files: adopting pass {adopt:?}, no-change pass {noop:?}");
+    // Without the hash caches every file is read and hashed again.
+    let mut state = fx.store.load().unwrap();
+    assert_eq!(state.host_cache.len(), 10_000);
+    state.host_cache.clear();
+    state.container_cache.clear();
+    fx.store.save(&state).unwrap();
+    let t = Instant::now();
+    assert!(fx.ok().plan.is_empty());
+    eprintln!(
+        "10,000 files: no-change pass without hash caches {:?}",
+        t.elapsed()
+    );
 }

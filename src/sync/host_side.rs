@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 
 use super::model::{Entry, EntryKind, RelPath, Snapshot};
 use super::rewrite::{Direction, RuleSet};
-use super::side::{Side, SideError, Stat};
+use super::side::{CachedHash, HashCache, Side, SideError, Stat, RACY_WINDOW_MS};
 use crate::fsutil;
 
 /// A sync side rooted at a local directory.
@@ -77,6 +77,12 @@ fn mtime_ms(md: &fs::Metadata) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -97,7 +103,13 @@ impl Side for HostSide {
         }
     }
 
-    fn scan(&self, ignore: &Gitignore, to_host: Option<&RuleSet>) -> Result<Snapshot, SideError> {
+    fn scan(
+        &self,
+        ignore: &Gitignore,
+        to_host: Option<&RuleSet>,
+        cache: &mut HashCache,
+    ) -> Result<Snapshot, SideError> {
+        let scan_started = now_ms();
         let mut found = Vec::new();
         let mut stack: Vec<(PathBuf, Option<RelPath>)> = vec![(self.root.clone(), None)];
         while let Some((dir, rel)) = stack.pop() {
@@ -143,13 +155,22 @@ impl Side for HostSide {
                 found.push(Found { path, kind, md });
             }
         }
-        let entries: Result<Vec<(RelPath, Entry)>, SideError> = found
+        let old_cache: &HashCache = cache;
+        let scanned: Result<Vec<(RelPath, Entry, Option<CachedHash>)>, SideError> = found
             .into_par_iter()
             .map(|f| {
                 let mode = f.md.permissions().mode() & 0o7777;
                 let mtime = mtime_ms(&f.md);
+                let ino = f.md.ino();
+                let cached = old_cache
+                    .get(&f.path)
+                    .filter(|c| c.size == f.md.len() && c.mtime == mtime && c.ino == ino);
                 let (hash, size) = match f.kind {
                     EntryKind::Dir => (String::new(), 0),
+                    EntryKind::File if cached.is_some() => {
+                        let c = cached.map(|c| (c.hash.clone(), c.host_size));
+                        c.unwrap_or_default()
+                    }
                     EntryKind::File => {
                         let raw = self.read(&f.path)?;
                         let content = match to_host {
@@ -167,6 +188,14 @@ impl Side for HostSide {
                         (sha256_hex(target.as_bytes()), target.len() as u64)
                     }
                 };
+                let record = (f.kind == EntryKind::File && scan_started - mtime >= RACY_WINDOW_MS)
+                    .then(|| CachedHash {
+                        size: f.md.len(),
+                        mtime,
+                        ino,
+                        hash: hash.clone(),
+                        host_size: size,
+                    });
                 let entry = Entry {
                     kind: f.kind,
                     hash,
@@ -174,10 +203,20 @@ impl Side for HostSide {
                     mode,
                     mtime,
                 };
-                Ok((f.path, entry))
+                Ok((f.path, entry, record))
             })
             .collect();
-        Ok(entries?.into_iter().collect())
+        let scanned = scanned?;
+        let mut snapshot = Snapshot::new();
+        let mut new_cache = HashCache::new();
+        for (path, entry, record) in scanned {
+            if let Some(r) = record {
+                new_cache.insert(path.clone(), r);
+            }
+            snapshot.insert(path, entry);
+        }
+        *cache = new_cache;
+        Ok(snapshot)
     }
 
     fn stat(&self, path: &RelPath) -> Result<Option<Stat>, SideError> {
@@ -297,7 +336,9 @@ mod tests {
         fs::write(dir.path().join("d/f.txt"), "hello").unwrap();
         std::os::unix::fs::symlink(outside.path(), dir.path().join("out")).unwrap();
         let side = HostSide::new(dir.path());
-        let snap = side.scan(&no_ignore(), None).unwrap();
+        let snap = side
+            .scan(&no_ignore(), None, &mut HashCache::new())
+            .unwrap();
         let names: Vec<_> = snap.keys().map(|p| p.to_string()).collect();
         assert_eq!(names, ["d", "d/f.txt", "out"]);
         assert_eq!(snap[&RelPath::new("out").unwrap()].kind, EntryKind::Symlink);
@@ -317,7 +358,9 @@ mod tests {
         b.add_line(None, "*.log").unwrap();
         b.add_line(None, "statsig/").unwrap();
         let ig = b.build().unwrap();
-        let snap = HostSide::new(dir.path()).scan(&ig, None).unwrap();
+        let snap = HostSide::new(dir.path())
+            .scan(&ig, None, &mut HashCache::new())
+            .unwrap();
         let names: Vec<_> = snap.keys().map(|p| p.to_string()).collect();
         assert_eq!(names, ["keep"]);
     }
@@ -332,11 +375,51 @@ mod tests {
         )])
         .unwrap();
         let snap = HostSide::new(dir.path())
-            .scan(&no_ignore(), Some(&rules))
+            .scan(&no_ignore(), Some(&rules), &mut HashCache::new())
             .unwrap();
         assert_eq!(
             snap[&RelPath::new("p.txt").unwrap()].hash,
             sha256_hex(b"/Users/alice/x")
+        );
+    }
+
+    #[test]
+    fn unchanged_old_files_are_not_rehashed_and_fresh_ones_are_not_cached() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old");
+        fs::write(&old, "aaaa").unwrap();
+        fs::write(dir.path().join("fresh"), "f").unwrap();
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        let set_old = || {
+            let f = fs::File::options().write(true).open(&old).unwrap();
+            f.set_modified(an_hour_ago).unwrap();
+        };
+        set_old();
+        let side = HostSide::new(dir.path());
+        let mut cache = HashCache::new();
+        side.scan(&no_ignore(), None, &mut cache).unwrap();
+        let names: Vec<_> = cache.keys().map(|p| p.to_string()).collect();
+        assert_eq!(names, ["old"], "fresh files are left out of the cache");
+        // Same size, same mtime, same inode: the cached hash is trusted without reading.
+        fs::OpenOptions::new()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .write_all(b"bbbb")
+            .unwrap();
+        set_old();
+        let snap = side.scan(&no_ignore(), None, &mut cache).unwrap();
+        assert_eq!(
+            snap[&RelPath::new("old").unwrap()].hash,
+            sha256_hex(b"aaaa")
+        );
+        // A different size is noticed.
+        fs::write(&old, "ccccc").unwrap();
+        set_old();
+        let snap = side.scan(&no_ignore(), None, &mut cache).unwrap();
+        assert_eq!(
+            snap[&RelPath::new("old").unwrap()].hash,
+            sha256_hex(b"ccccc")
         );
     }
 

@@ -4,12 +4,35 @@
 //! Implementations never follow a symbolic link out of their root: a scan records symlinks as
 //! symlinks, and writes refuse to pass through a symlinked directory.
 
+use std::collections::BTreeMap;
 use std::io;
 
 use ignore::gitignore::Gitignore;
 
 use super::model::{EntryKind, RelPath, Snapshot};
 use super::rewrite::RuleSet;
+
+/// What a scan remembers about a file, so that an unchanged file is not read and hashed again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CachedHash {
+    /// Size as stored on the side.
+    pub size: u64,
+    /// Modification time, milliseconds since the Unix epoch.
+    pub mtime: i64,
+    /// Inode (or another identity that changes when the file is replaced); 0 if unknown.
+    pub ino: u64,
+    /// The host-form hash.
+    pub hash: String,
+    /// The host-form size.
+    pub host_size: u64,
+}
+
+/// Cached hashes by path, one cache per side.
+pub type HashCache = BTreeMap<RelPath, CachedHash>;
+
+/// Files modified less than this long before a scan are not cached: a second edit within the
+/// same mtime tick, keeping the size, would otherwise go unseen.
+pub const RACY_WINDOW_MS: i64 = 2000;
 
 /// A cheap look at one path, to check that it did not change since the scan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +125,15 @@ pub trait Side: Sync {
 
     /// Every entry under the root except ignored ones. File hashes are of the HOST form: when
     /// `to_host` is given, content is converted with it (container → host) before hashing.
-    fn scan(&self, ignore: &Gitignore, to_host: Option<&RuleSet>) -> Result<Snapshot, SideError>;
+    /// A file whose size, mtime and identity match its `cache` record is not read again; the
+    /// cache is replaced with records for the files seen (except recently modified ones, see
+    /// [`RACY_WINDOW_MS`]).
+    fn scan(
+        &self,
+        ignore: &Gitignore,
+        to_host: Option<&RuleSet>,
+        cache: &mut HashCache,
+    ) -> Result<Snapshot, SideError>;
 
     /// What is at `path` now, without following a final symlink.
     fn stat(&self, path: &RelPath) -> Result<Option<Stat>, SideError>;
