@@ -7,6 +7,28 @@
 //! against its safety rules, applies it through the sides, and records the new base. This
 //! module knows nothing of the manifest or of Docker: a container side plugs in through the
 //! [`Side`] trait.
+//!
+//! Decisions a user can rely on:
+//! - **Comparison.** Entries compare by kind, content hash (host form) and executable bit;
+//!   mtimes and other permission bits are side-local and never count as a change.
+//! - **keep-both.** The version that keeps the name is a present one over a deletion (nothing
+//!   is lost), a directory over a file (its contents stay reachable), otherwise the newer
+//!   mtime, the host on a tie. The other is saved on both sides as
+//!   `NAME.conflict-<side>-<UTC time>` and listed in the report.
+//! - **JSON.** `.json` files changed on both sides merge key by key against the last agreed
+//!   text (kept in the base); a merged file is written pretty-printed with keys in sorted
+//!   order. Only if the same key changed differently does the policy decide for the whole
+//!   file. A `.json` file is never propagated while it does not parse.
+//! - **Rewriting.** Rule paths are absolute, made of letters, digits, `/` and `._-~+@%`
+//!   (no spaces), and no rule string may occur inside another. A file that already mentions a
+//!   destination-form path cannot round-trip and is not propagated (reported as failed). JSON
+//!   strings that contain escapes are re-encoded canonically when rewritten.
+//! - **Safety.** A missing or suddenly empty root, unresolved conflicts under `fail`, or mass
+//!   deletion (more than 10 and more than half of the recorded entries, by default) stop the
+//!   pass before anything changes. Directories are removed only when empty, so ignored files
+//!   inside a deleted directory keep it (the failure is reported each pass).
+//! - **Speed.** Each side keeps a hash cache (size, mtime, inode → host-form hash) in the base
+//!   file; files modified within the last two seconds are always re-read.
 
 mod json_strings;
 

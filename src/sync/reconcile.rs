@@ -104,6 +104,20 @@ pub struct Action {
     pub reason: Reason,
 }
 
+impl fmt::Display for Action {
+    /// One line for people: `settings.json: copy to container (changed on host)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match &self.op {
+            Op::Copy { from, .. } => format!("copy to {}", from.other()),
+            Op::Delete { on, .. } => format!("delete {}", on.preposition()),
+            Op::MergeJson => "merge JSON keys on both sides".to_string(),
+            Op::KeepConflictCopy { from, to, .. } => format!("keep the {from} version as {to}"),
+            Op::RecordBase { .. } => "record as agreed".to_string(),
+        };
+        write!(f, "{}: {what} ({})", self.path, self.reason)
+    }
+}
+
 /// How a conflict was (or was not) settled.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "resolution", rename_all = "kebab-case")]

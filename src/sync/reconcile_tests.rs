@@ -274,6 +274,29 @@ fn reasons_name_the_side_and_the_change() {
 }
 
 #[test]
+fn actions_print_as_one_line_each() {
+    let base = snap(&[("a", file("1")), ("b", file("1"))]);
+    let host = snap(&[("a", file("2")), ("b", file("1"))]);
+    let container = snap(&[("a", file("1"))]);
+    let plan = reconcile(
+        &base,
+        &host,
+        &container,
+        Mode::TwoWay,
+        ConflictPolicy::Fail,
+        "T",
+    );
+    let lines: Vec<String> = plan.actions.iter().map(|a| a.to_string()).collect();
+    assert_eq!(
+        lines,
+        [
+            "a: copy to container (changed on host)",
+            "b: delete on host (deleted in container)"
+        ]
+    );
+}
+
+#[test]
 fn deleted_directory_is_kept_when_a_child_changed_on_the_other_side() {
     let base = snap(&[("d", dir()), ("d/x", file("1")), ("d/y", file("1"))]);
     let host = snap(&[]);
