@@ -2,7 +2,7 @@
 //! path rewriting between the two forms and key-wise merging of JSON files.
 //!
 //! The pipeline: each [`Side`] is scanned into a [`Snapshot`] in host form (container content
-//! inverse-rewritten before hashing, so a rewrite alone is never a change); [`reconcile`]
+//! inverse-rewritten before hashing, so a rewrite alone is never a change); [`reconcile()`]
 //! compares both with the recorded base and plans actions; the [`engine`] checks the plan
 //! against its safety rules, applies it through the sides, and records the new base. This
 //! module knows nothing of the manifest or of Docker: a container side plugs in through the
