@@ -162,7 +162,13 @@ pub enum SyncError {
 fn list_paths(conflicts: &[Conflict]) -> String {
     conflicts
         .iter()
-        .map(|c| c.path.as_str())
+        .map(|c| {
+            if c.keys.is_empty() {
+                c.path.to_string()
+            } else {
+                format!("{} (keys {})", c.path, c.keys.join(", "))
+            }
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -460,12 +466,13 @@ pub fn sync_pass(
                 merged_docs.push((path.clone(), text));
                 settled.push(action);
             }
-            Ok(Err(_pointers)) => {
+            Ok(Err(pointers)) => {
                 let conflict = |resolution| Conflict {
                     path: path.clone(),
                     host: Some(h.clone()),
                     container: Some(c.clone()),
                     resolution,
+                    keys: pointers.clone(),
                 };
                 let winner = match opts.policy {
                     ConflictPolicy::Fail => {

@@ -293,6 +293,7 @@ fn json_key_conflict_falls_back_to_the_policy() {
     let r = fx.ok();
     assert!(r.merged.is_empty());
     assert_eq!(r.plan.conflicts.len(), 1);
+    assert_eq!(r.plan.conflicts[0].keys, ["/theme"]);
     assert!(read(&fx.c(".claude.json")).contains("\"light\""));
     let copies: Vec<String> = tree(&fx.host_root)
         .into_iter()
@@ -312,7 +313,10 @@ fn json_key_conflict_under_fail_changes_nothing() {
     write(&fx.c(".claude.json"), &cont);
     write(&fx.h("settings/notes.md"), "unrelated edit\n");
     let err = fx.pass().unwrap_err();
-    assert!(err.to_string().contains(".claude.json"), "{err}");
+    assert!(
+        err.to_string().contains(".claude.json (keys /theme)"),
+        "{err}"
+    );
     assert_eq!(read(&fx.h(".claude.json")), host);
     assert_eq!(read(&fx.c(".claude.json")), cont);
     assert_eq!(read(&fx.c("settings/notes.md")), "see /home/node/work\n");

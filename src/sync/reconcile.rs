@@ -149,6 +149,9 @@ pub struct Conflict {
     pub container: Option<Entry>,
     /// What the policy did.
     pub resolution: Resolution,
+    /// For a `.json` file whose merge failed, the JSON pointers of the keys both sides changed
+    /// differently; empty when the whole file conflicts.
+    pub keys: Vec<String>,
 }
 
 /// The result of [`reconcile`].
@@ -372,6 +375,7 @@ fn settle(
         host: h.cloned(),
         container: c.cloned(),
         resolution,
+        keys: Vec::new(),
     };
     match policy {
         ConflictPolicy::Fail => (
@@ -501,6 +505,7 @@ fn keep_tree_valid(
             host: h.clone(),
             container: c.clone(),
             resolution,
+            keys: Vec::new(),
         };
         let dir_wins = match policy {
             ConflictPolicy::Fail => {
