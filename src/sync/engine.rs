@@ -709,9 +709,10 @@ fn apply_one(
                             from.preposition()
                         )));
                     }
-                    // The source was read as scanned; make sure it is not being rewritten
-                    // right now before its content lands on the other side.
+                    // Last look before the write: the source must not be being rewritten
+                    // and the target must not have been edited since the scan.
                     pair.check_unchanged(*from, path, Some(entry))?;
+                    pair.check_unchanged(to, path, current)?;
                     pair.put_file(to, path, &text, entry.mode, current)?;
                     record_json(new_base, path, &text);
                 }

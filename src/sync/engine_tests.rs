@@ -8,9 +8,11 @@ use std::time::{Duration, Instant, SystemTime};
 use super::base_store::BaseStore;
 use super::engine::{sync_pass, DeleteGuard, Report, SyncError, SyncOptions};
 use super::host_side::HostSide;
+use super::model::RelPath;
 use super::model::{ConflictPolicy, Mode};
 use super::reconcile::{Op, Resolution};
 use super::rewrite::{Rule, RuleSet};
+use super::side::{HashCache, Side, SideError, Stat};
 
 struct Fixture {
     _tmp: tempfile::TempDir,
@@ -513,5 +515,90 @@ fn no_change_pass_over_ten_thousand_files() {
     eprintln!(
         "10,000 files: no-change pass without hash caches {:?}",
         t.elapsed()
+    );
+}
+
+/// A side that runs a hook whenever a file is read, to stage edits that race with a pass.
+struct Racing {
+    inner: HostSide,
+    on_read: Box<dyn Fn(&RelPath) + Sync>,
+}
+
+impl Side for Racing {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn root_exists(&self) -> Result<bool, SideError> {
+        self.inner.root_exists()
+    }
+    fn scan(
+        &self,
+        ignore: &ignore::gitignore::Gitignore,
+        to_host: Option<&RuleSet>,
+        cache: &mut HashCache,
+    ) -> Result<super::model::Snapshot, SideError> {
+        self.inner.scan(ignore, to_host, cache)
+    }
+    fn stat(&self, path: &RelPath) -> Result<Option<Stat>, SideError> {
+        self.inner.stat(path)
+    }
+    fn read(&self, path: &RelPath) -> Result<Vec<u8>, SideError> {
+        (self.on_read)(path);
+        self.inner.read(path)
+    }
+    fn read_link(&self, path: &RelPath) -> Result<String, SideError> {
+        self.inner.read_link(path)
+    }
+    fn write_file(&self, path: &RelPath, bytes: &[u8], mode: u32) -> Result<(), SideError> {
+        self.inner.write_file(path, bytes, mode)
+    }
+    fn delete(&self, path: &RelPath) -> Result<(), SideError> {
+        self.inner.delete(path)
+    }
+    fn mkdir(&self, path: &RelPath, mode: u32) -> Result<(), SideError> {
+        self.inner.mkdir(path, mode)
+    }
+    fn symlink(&self, path: &RelPath, target: &str) -> Result<(), SideError> {
+        self.inner.symlink(path, target)
+    }
+}
+
+#[test]
+fn a_source_edited_during_the_pass_is_deferred_not_half_copied() {
+    let fx = seeded();
+    write(&fx.h("settings/notes.md"), "first edit\n");
+    let path = fx.h("settings/notes.md");
+    let host = Racing {
+        inner: HostSide::new(&fx.host_root),
+        on_read: Box::new(move |_| fs::write(&path, "second edit, longer\n").unwrap()),
+    };
+    let r = sync_pass(&host, &fx.cont, &fx.store, &fx.opts).unwrap();
+    assert_eq!(r.deferred.len(), 1, "{r:#?}");
+    assert!(r.deferred[0].why.contains("changed on host since the scan"));
+    assert_eq!(read(&fx.c("settings/notes.md")), "see /home/node/work\n");
+    // The next ordinary pass picks up the settled content.
+    fx.ok();
+    assert_eq!(read(&fx.c("settings/notes.md")), "second edit, longer\n");
+}
+
+#[test]
+fn a_target_edited_during_the_pass_is_not_clobbered() {
+    let fx = seeded();
+    write(&fx.h("settings/notes.md"), "host edit\n");
+    let target = fx.c("settings/notes.md");
+    let host = Racing {
+        inner: HostSide::new(&fx.host_root),
+        on_read: Box::new(move |_| fs::write(&target, "container edit, just now\n").unwrap()),
+    };
+    let r = sync_pass(&host, &fx.cont, &fx.store, &fx.opts).unwrap();
+    assert!(
+        r.deferred[0]
+            .why
+            .contains("changed in container since the scan"),
+        "{r:#?}"
+    );
+    assert_eq!(
+        read(&fx.c("settings/notes.md")),
+        "container edit, just now\n"
     );
 }
