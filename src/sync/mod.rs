@@ -30,6 +30,7 @@
 //! - **Speed.** Each side keeps a hash cache (size, mtime, inode → host-form hash) in the base
 //!   file; files modified within the last two seconds are always re-read.
 
+mod apply;
 mod json_strings;
 
 pub mod base_store;
