@@ -237,7 +237,14 @@ pub fn sync_pass(
         (SideName::Host, host, &host_snap),
         (SideName::Container, container, &container_snap),
     ] {
-        if snap.is_empty() && !base.entries.is_empty() {
+        // An empty side is dangerous only where its state is imposed on the other: in
+        // one-way mode an emptied destination is simply refilled.
+        let is_source = match opts.mode {
+            Mode::TwoWay => true,
+            Mode::ToContainer => side == SideName::Host,
+            Mode::ToHost => side == SideName::Container,
+        };
+        if is_source && snap.is_empty() && !base.entries.is_empty() {
             return Err(SyncError::RootEmptied {
                 side,
                 describe: s.describe(),

@@ -371,6 +371,21 @@ fn missing_or_emptied_root_halts_and_deletes_nothing() {
 }
 
 #[test]
+fn one_way_refills_an_emptied_destination_but_not_from_an_emptied_source() {
+    let mut fx = seeded();
+    fx.opts.mode = Mode::ToContainer;
+    fs::remove_dir_all(&fx.cont_root).unwrap();
+    fs::create_dir(&fx.cont_root).unwrap();
+    fx.ok();
+    assert_eq!(read(&fx.c("settings/notes.md")), "see /home/node/work\n");
+    fx.opts.mode = Mode::ToHost;
+    fs::remove_dir_all(&fx.cont_root).unwrap();
+    fs::create_dir(&fx.cont_root).unwrap();
+    assert!(matches!(fx.pass(), Err(SyncError::RootEmptied { .. })));
+    assert!(fx.h("settings/notes.md").exists());
+}
+
+#[test]
 fn mass_deletion_halts_above_the_threshold() {
     let mut fx = Fixture::new();
     for i in 0..30 {

@@ -23,7 +23,9 @@
 //!   (no spaces), and no rule string may occur inside another. A file that already mentions a
 //!   destination-form path cannot round-trip and is not propagated (reported as failed). JSON
 //!   strings that contain escapes are re-encoded canonically when rewritten.
-//! - **Safety.** A missing or suddenly empty root, unresolved conflicts under `fail`, or mass
+//! - **Safety.** A missing root, an empty root whose state would be imposed on the other
+//!   side (either side in two-way mode, the source in one-way mode; an emptied one-way
+//!   destination is simply refilled), unresolved conflicts under `fail`, or mass
 //!   deletion (more than 10 and more than half of the recorded entries, by default) stop the
 //!   pass before anything changes. Directories are removed only when empty, so ignored files
 //!   inside a deleted directory keep it (the failure is reported each pass).
