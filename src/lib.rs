@@ -19,6 +19,7 @@ pub mod plan;
 pub mod run;
 pub mod secrets;
 pub mod state;
+pub mod sync;
 
 /// Runs the command line and returns the process exit code.
 pub fn run() -> i32 {

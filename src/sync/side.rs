@@ -1,0 +1,158 @@
+//! The `Side` trait: everything the engine needs from one end of a sync, so that a host
+//! directory and a container (over Docker's archive API, elsewhere) are interchangeable.
+//!
+//! Implementations never follow a symbolic link out of their root: a scan records symlinks as
+//! symlinks, and writes refuse to pass through a symlinked directory.
+
+use std::collections::BTreeMap;
+use std::io;
+
+use ignore::gitignore::Gitignore;
+
+use super::model::{EntryKind, RelPath, Snapshot};
+use super::rewrite::RuleSet;
+
+/// What a scan remembers about a file, so that an unchanged file is not read and hashed again.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CachedHash {
+    /// Size as stored on the side.
+    pub size: u64,
+    /// Modification time, milliseconds since the Unix epoch.
+    pub mtime: i64,
+    /// Inode (or another identity that changes when the file is replaced); 0 if unknown.
+    pub ino: u64,
+    /// The host-form hash.
+    pub hash: String,
+    /// The host-form size.
+    pub host_size: u64,
+}
+
+/// Cached hashes by path, one cache per side.
+pub type HashCache = BTreeMap<RelPath, CachedHash>;
+
+/// Files modified less than this long before a scan are not cached: a second edit within the
+/// same mtime tick, keeping the size, would otherwise go unseen.
+pub const RACY_WINDOW_MS: i64 = 2000;
+
+/// A cheap look at one path, to check that it did not change since the scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stat {
+    /// File, directory or symlink.
+    pub kind: EntryKind,
+    /// Size in bytes as stored on this side.
+    pub size: u64,
+    /// Modification time, milliseconds since the Unix epoch.
+    pub mtime: i64,
+}
+
+/// A side operation that failed, naming the operation and the path.
+#[derive(Debug, thiserror::Error)]
+pub enum SideError {
+    /// Listing or hashing the tree.
+    #[error("cannot scan {path}")]
+    Scan {
+        /// What could not be read.
+        path: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Looking at one path.
+    #[error("cannot inspect {path}")]
+    Stat {
+        /// The path.
+        path: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Reading a file or link.
+    #[error("cannot read {path}")]
+    Read {
+        /// The path.
+        path: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Writing a file.
+    #[error("cannot write {path}")]
+    Write {
+        /// The path.
+        path: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Removing a file, link or empty directory.
+    #[error("cannot delete {path}")]
+    Delete {
+        /// The path.
+        path: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Creating a directory.
+    #[error("cannot create directory {path}")]
+    CreateDir {
+        /// The path.
+        path: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// Creating a symlink.
+    #[error("cannot create symlink {path}")]
+    CreateSymlink {
+        /// The path.
+        path: String,
+        /// The cause.
+        source: io::Error,
+    },
+    /// A write would pass through a symlink and could land outside the root.
+    #[error("refusing to write {path}: `{via}` is a symlink, not a directory")]
+    ThroughSymlink {
+        /// The path being written.
+        path: String,
+        /// The ancestor that is a symlink.
+        via: String,
+    },
+}
+
+/// One end of a sync. Paths are relative to the side's root; content crosses this interface
+/// in the side's own form (the engine does the rewriting).
+pub trait Side: Sync {
+    /// A short description for messages (`host directory /Users/alice/.claude`).
+    fn describe(&self) -> String;
+
+    /// Whether the root exists and is a directory.
+    fn root_exists(&self) -> Result<bool, SideError>;
+
+    /// Every entry under the root except ignored ones. File hashes are of the HOST form: when
+    /// `to_host` is given, content is converted with it (container → host) before hashing.
+    /// A file whose size, mtime and identity match its `cache` record is not read again; the
+    /// cache is replaced with records for the files seen (except recently modified ones, see
+    /// [`RACY_WINDOW_MS`]).
+    fn scan(
+        &self,
+        ignore: &Gitignore,
+        to_host: Option<&RuleSet>,
+        cache: &mut HashCache,
+    ) -> Result<Snapshot, SideError>;
+
+    /// What is at `path` now, without following a final symlink.
+    fn stat(&self, path: &RelPath) -> Result<Option<Stat>, SideError>;
+
+    /// A file's bytes.
+    fn read(&self, path: &RelPath) -> Result<Vec<u8>, SideError>;
+
+    /// A symlink's target.
+    fn read_link(&self, path: &RelPath) -> Result<String, SideError>;
+
+    /// Replaces `path` with a file holding `bytes` atomically (temporary name, fsync, rename).
+    fn write_file(&self, path: &RelPath, bytes: &[u8], mode: u32) -> Result<(), SideError>;
+
+    /// Removes a file, symlink or empty directory; absent is fine.
+    fn delete(&self, path: &RelPath) -> Result<(), SideError>;
+
+    /// Creates a directory (its parent exists); existing is fine.
+    fn mkdir(&self, path: &RelPath, mode: u32) -> Result<(), SideError>;
+
+    /// Creates a symlink to `target`.
+    fn symlink(&self, path: &RelPath, target: &str) -> Result<(), SideError>;
+}
