@@ -111,6 +111,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Logs(args) => stack::logs(&ctx, args),
         Command::External(words) => {
             let (tasks, args) = split_external(words);
+            // Without a manifest, a word that is not a command cannot be a task either.
+            if let Err(Error::Manifest(manifest::LoadError::NotFound { .. })) = ctx.load() {
+                let word = tasks.first().cloned().unwrap_or_default();
+                return Err(Error::usage(
+                    format!("`{word}` is not a sanctuary command, and there is no Sanctuary.kdl here to find a task of that name"),
+                    "`sanctuary --help` lists the commands; `sanctuary list` lists a manifest's tasks",
+                ));
+            }
             run::run(
                 &ctx,
                 run::Args {

@@ -837,3 +837,71 @@ fn no_manifest_anywhere() {
     out.code(2).no_panic().stderr_has("no Sanctuary.kdl found");
     insta::assert_snapshot!(out.stderr);
 }
+
+// ---- checks added with the reference review ----
+
+case!(
+    single_child_given_twice,
+    4,
+    "repeated here",
+    r#"project "demo"
+volume "data" {
+    driver "local"
+    driver "nfs"
+}
+"#,
+    has = "`driver` is given more than once in `volume`",
+);
+
+case!(
+    secret_file_path_not_absolute,
+    5,
+    "must start with `/`",
+    r#"project "demo"
+secret "key" { env "KEY"; }
+service "app" {
+    image "busybox:1"
+    secret-file "key" path="run/key"
+}
+"#,
+);
+
+case!(
+    libsecret_without_attributes,
+    2,
+    "no attributes",
+    r#"project "demo"
+secret "key" {
+    libsecret
+}
+"#,
+);
+
+case!(
+    reference_with_build_args,
+    3,
+    "external reference",
+    r#"project "demo"
+image "node" {
+    reference "node:20-slim"
+    arg VERSION="1"
+}
+"#,
+    has = "both a reference and a build",
+);
+
+case!(
+    test_waits_healthy_on_service_without_health,
+    6,
+    "condition=\"healthy\"",
+    r#"project "demo"
+service "db" {
+    image "busybox:1"
+}
+test "t" {
+    depends-on "db" condition="healthy"
+    tcp "127.0.0.1:5432"
+}
+"#,
+    has = "test `t` waits for `db` to be healthy",
+);
