@@ -146,7 +146,9 @@ fn expand_one(
             }
         };
         if metadata.is_dir() {
-            return walk(root, pattern, &path, None, options, found);
+            // An existing directory is a match even when empty: it was named, and it exists.
+            walk(root, pattern, &path, None, options, found)?;
+            return Ok(true);
         }
         let path = normalize(&path);
         let name = name_for(root, &path)?;
@@ -201,44 +203,76 @@ fn walk(
                     .any(|name| entry.file_name() == *name);
             !excluded
         });
+    // The walk is parallel: with stat calls and ignore matching it is most of a no-op
+    // check, and it splits well across cores.
+    let (tx, rx) = std::sync::mpsc::channel();
+    builder
+        .threads(num_cpus::get().clamp(1, 8))
+        .build_parallel()
+        .run(|| {
+            let tx = tx.clone();
+            let dir = dir.as_path();
+            Box::new(move |entry| {
+                let found = visit(root, pattern, dir, matcher, entry);
+                let failed = found.is_err();
+                if !matches!(found, Ok(None)) && tx.send(found).is_err() {
+                    return ignore::WalkState::Quit;
+                }
+                if failed {
+                    ignore::WalkState::Quit
+                } else {
+                    ignore::WalkState::Continue
+                }
+            })
+        });
+    drop(tx);
     let mut matched = false;
-    for entry in builder.build() {
-        let entry = entry.map_err(|e| walk_error(pattern, &dir, e))?;
-        let Some(file_type) = entry.file_type() else {
-            continue;
-        };
-        if file_type.is_dir() {
-            continue;
+    for item in rx {
+        if let Some(file) = item? {
+            matched = true;
+            found.insert(file.name.clone(), file);
         }
-        let path = entry.path();
-        if let Some(matcher) = matcher {
-            let relative = path.strip_prefix(&dir).unwrap_or(path);
-            if !matcher.is_match(relative) {
-                continue;
-            }
-        }
-        // A symlink counts as the file it points to; links to directories or to nothing
-        // carry no content of their own and are skipped.
-        let metadata = if file_type.is_symlink() {
-            match fs::metadata(path) {
-                Ok(m) if m.is_file() => m,
-                _ => continue,
-            }
-        } else {
-            entry.metadata().map_err(|e| walk_error(pattern, path, e))?
-        };
-        let name = name_for(root, path)?;
-        matched = true;
-        found.insert(
-            name.clone(),
-            InputFile {
-                name,
-                path: path.to_path_buf(),
-                metadata,
-            },
-        );
     }
     Ok(matched)
+}
+
+/// Turns one walked entry into a matching file, if it is one.
+fn visit(
+    root: &Path,
+    pattern: &str,
+    dir: &Path,
+    matcher: Option<&GlobMatcher>,
+    entry: Result<ignore::DirEntry, ignore::Error>,
+) -> Result<Option<InputFile>, InputError> {
+    let entry = entry.map_err(|e| walk_error(pattern, dir, e))?;
+    let Some(file_type) = entry.file_type() else {
+        return Ok(None);
+    };
+    if file_type.is_dir() {
+        return Ok(None);
+    }
+    let path = entry.path();
+    if let Some(matcher) = matcher {
+        let relative = path.strip_prefix(dir).unwrap_or(path);
+        if !matcher.is_match(relative) {
+            return Ok(None);
+        }
+    }
+    // A symlink counts as the file it points to; links to directories or to nothing
+    // carry no content of their own and are skipped.
+    let metadata = if file_type.is_symlink() {
+        match fs::metadata(path) {
+            Ok(m) if m.is_file() => m,
+            _ => return Ok(None),
+        }
+    } else {
+        entry.metadata().map_err(|e| walk_error(pattern, path, e))?
+    };
+    Ok(Some(InputFile {
+        name: name_for(root, path)?,
+        path: path.to_path_buf(),
+        metadata,
+    }))
 }
 
 fn walk_error(pattern: &str, path: &Path, error: ignore::Error) -> InputError {
@@ -365,6 +399,13 @@ mod tests {
             names(dir.path(), &["docker"]),
             ["docker/Dockerfile", "docker/www/index.html"]
         );
+    }
+
+    #[test]
+    fn an_empty_literal_directory_is_not_an_error() {
+        let dir = tree(&[("a.txt", "a")]);
+        fs::create_dir(dir.path().join("empty")).unwrap();
+        assert!(names(dir.path(), &["empty"]).is_empty());
     }
 
     #[test]

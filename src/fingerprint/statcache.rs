@@ -12,6 +12,7 @@
 //! the next run, which refreshes its record and makes it trusted from then on.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -56,7 +57,9 @@ struct Record {
 #[derive(Debug)]
 pub struct StatCache {
     path: PathBuf,
-    records: HashMap<PathBuf, Record>,
+    // Keyed by the raw path bytes: hashing a `PathBuf` walks its components, which
+    // costs more than the lookup itself.
+    records: HashMap<OsString, Record>,
     dirty: bool,
     hashed: usize,
 }
@@ -118,7 +121,7 @@ impl StatCache {
         let mut todo = Vec::new();
         for file in files {
             let (size, mtime_ns, inode) = stat_of(&file.metadata);
-            match self.records.get(&file.path) {
+            match self.records.get(file.path.as_os_str()) {
                 Some(r)
                     if r.size == size
                         && r.mtime_ns == mtime_ns
@@ -150,7 +153,7 @@ impl StatCache {
         for (file, hash) in hashed {
             let (size, mtime_ns, inode) = stat_of(&file.metadata);
             self.records.insert(
-                file.path.clone(),
+                file.path.clone().into_os_string(),
                 Record {
                     size,
                     mtime_ns,
@@ -217,11 +220,11 @@ fn now_ns() -> i64 {
 /// Layout: magic, then per record: path length (u32 LE), path bytes, size, mtime, inode,
 /// hashed-at (8 bytes LE each), sha256 (32 bytes). No framing beyond that: the file is
 /// written atomically, and any inconsistency makes the whole file be ignored.
-fn encode(records: &HashMap<PathBuf, Record>) -> Vec<u8> {
+fn encode(records: &HashMap<OsString, Record>) -> Vec<u8> {
     let mut out = Vec::with_capacity(MAGIC.len() + records.len() * (FIXED + 64));
     out.extend_from_slice(MAGIC);
     for (path, r) in records {
-        let bytes = path.as_os_str().as_bytes();
+        let bytes = path.as_bytes();
         let Ok(len) = u32::try_from(bytes.len()) else {
             continue;
         };
@@ -236,7 +239,7 @@ fn encode(records: &HashMap<PathBuf, Record>) -> Vec<u8> {
     out
 }
 
-fn decode(bytes: &[u8]) -> Option<HashMap<PathBuf, Record>> {
+fn decode(bytes: &[u8]) -> Option<HashMap<OsString, Record>> {
     let mut rest = bytes.strip_prefix(MAGIC.as_slice())?;
     let mut records = HashMap::with_capacity(rest.len() / (FIXED + 48));
     while !rest.is_empty() {
@@ -255,7 +258,7 @@ fn decode(bytes: &[u8]) -> Option<HashMap<PathBuf, Record>> {
         let mut hash = [0u8; 32];
         hash.copy_from_slice(&fixed[32..]);
         records.insert(
-            PathBuf::from(std::ffi::OsString::from_vec(path.to_vec())),
+            OsString::from_vec(path.to_vec()),
             Record {
                 size: u64::from_le_bytes(word(0)),
                 mtime_ns: i64::from_le_bytes(word(1)),
@@ -382,7 +385,7 @@ mod tests {
     fn encoding_round_trips() {
         let mut records = HashMap::new();
         records.insert(
-            PathBuf::from("/p/ü"),
+            OsString::from("/p/ü"),
             Record {
                 size: 7,
                 mtime_ns: -3,
