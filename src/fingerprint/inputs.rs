@@ -276,10 +276,11 @@ fn visit(
 }
 
 fn walk_error(pattern: &str, path: &Path, error: ignore::Error) -> InputError {
-    let source = match error.into_io_error() {
-        Some(io) => io,
-        None => io::Error::other("walk failed"),
-    };
+    // Loops and ignore-file errors carry no io::Error; keep their message instead.
+    let message = error.to_string();
+    let source = error
+        .into_io_error()
+        .unwrap_or_else(|| io::Error::other(message));
     InputError::Walk {
         pattern: pattern.to_string(),
         path: path.to_path_buf(),
@@ -460,6 +461,22 @@ mod tests {
     fn overlapping_patterns_are_deduplicated_and_sorted() {
         let dir = tree(&[("b.rs", "b"), ("a.rs", "a")]);
         assert_eq!(names(dir.path(), &["*.rs", "a.rs"]), ["a.rs", "b.rs"]);
+    }
+
+    #[test]
+    fn hash_inputs_maps_names_to_content_hashes() {
+        let dir = tree(&[("src/a.rs", "a"), ("src/b.rs", "a")]);
+        let state = tempfile::tempdir().unwrap();
+        let mut cache = StatCache::in_state_dir(state.path());
+        let hashes = hash_inputs(dir.path(), &["src/*.rs"], &mut cache).unwrap();
+        assert_eq!(hashes.keys().collect::<Vec<_>>(), ["src/a.rs", "src/b.rs"]);
+        assert_eq!(
+            hashes["src/a.rs"], hashes["src/b.rs"],
+            "same content, same hash"
+        );
+        fs::write(dir.path().join("src/b.rs"), "b").unwrap();
+        let again = hash_inputs(dir.path(), &["src/*.rs"], &mut cache).unwrap();
+        assert_ne!(hashes["src/b.rs"], again["src/b.rs"]);
     }
 
     #[test]
