@@ -51,6 +51,9 @@ struct Record {
     inode: u64,
     hashed_at_ns: i64,
     hash: [u8; 32],
+    /// Looked up or refreshed by this instance (not persisted): lets a caller that
+    /// fingerprinted the whole project drop the records of files no input names any more.
+    seen: bool,
 }
 
 /// The loaded stat cache; see the module documentation.
@@ -121,13 +124,14 @@ impl StatCache {
         let mut todo = Vec::new();
         for file in files {
             let (size, mtime_ns, inode) = stat_of(&file.metadata);
-            match self.records.get(file.path.as_os_str()) {
+            match self.records.get_mut(file.path.as_os_str()) {
                 Some(r)
                     if r.size == size
                         && r.mtime_ns == mtime_ns
                         && r.inode == inode
                         && mtime_ns.saturating_add(RACY_WINDOW_NS) < r.hashed_at_ns =>
                 {
+                    r.seen = true;
                     out.insert(file.name.clone(), hex::encode(r.hash));
                 }
                 _ => todo.push(file),
@@ -160,12 +164,26 @@ impl StatCache {
                     inode,
                     hashed_at_ns,
                     hash,
+                    seen: true,
                 },
             );
             out.insert(file.name.clone(), hex::encode(hash));
         }
         self.dirty = true;
         Ok(out)
+    }
+
+    /// Drops the records of files this instance has not been asked about; returns how
+    /// many. Meant for a caller that has just fingerprinted every node of the project, so
+    /// that files no longer named by any input stop taking space.
+    pub fn prune_unseen(&mut self) -> usize {
+        let before = self.records.len();
+        self.records.retain(|_, r| r.seen);
+        let dropped = before - self.records.len();
+        if dropped > 0 {
+            self.dirty = true;
+        }
+        dropped
     }
 
     /// Writes the cache atomically if anything changed since it was loaded or last saved;
@@ -265,6 +283,7 @@ fn decode(bytes: &[u8]) -> Option<HashMap<OsString, Record>> {
                 inode: u64::from_le_bytes(word(2)),
                 hashed_at_ns: i64::from_le_bytes(word(3)),
                 hash,
+                seen: false,
             },
         );
         rest = tail;
@@ -373,6 +392,23 @@ mod tests {
     }
 
     #[test]
+    fn records_of_files_no_longer_asked_about_can_be_pruned() {
+        let (root, state) = project();
+        let mut cache = StatCache::in_state_dir(state.path());
+        cache.hash_files(&files(root.path())).unwrap();
+        cache.save().unwrap();
+        let mut cache = StatCache::in_state_dir(state.path());
+        let only_a: Vec<InputFile> = files(root.path())
+            .into_iter()
+            .filter(|f| f.name == "src/a")
+            .collect();
+        cache.hash_files(&only_a).unwrap();
+        assert_eq!(cache.prune_unseen(), 2);
+        assert!(cache.save().unwrap());
+        assert_eq!(StatCache::in_state_dir(state.path()).len(), 1);
+    }
+
+    #[test]
     fn corrupt_cache_file_is_treated_as_empty() {
         let state = tempfile::tempdir().unwrap();
         fs::write(state.path().join(FILE_NAME), b"SNCSTAT1\x05\x00\x00\x00ab").unwrap();
@@ -392,6 +428,7 @@ mod tests {
                 inode: 9,
                 hashed_at_ns: 11,
                 hash: [4; 32],
+                seen: false,
             },
         );
         assert_eq!(decode(&encode(&records)), Some(records));
