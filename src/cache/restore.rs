@@ -16,7 +16,16 @@ impl Cache {
     /// mode), each file written atomically with its recorded mode; returns the restored
     /// paths, sorted. The archive is verified before any file is touched, and an archive
     /// path that would escape `root` is refused.
+    /// A corrupt archive is removed from the cache and reported as [`CacheError::Corrupt`].
     pub fn restore(&self, entry: &Entry, root: &Path) -> Result<Vec<String>, CacheError> {
+        let result = self.restore_outputs(entry, root);
+        if let Err(CacheError::Corrupt { fingerprint, .. }) = &result {
+            self.remove_entry(fingerprint)?;
+        }
+        result
+    }
+
+    fn restore_outputs(&self, entry: &Entry, root: &Path) -> Result<Vec<String>, CacheError> {
         let corrupt = |reason: String| CacheError::Corrupt {
             fingerprint: entry.fingerprint.clone(),
             reason,

@@ -137,6 +137,15 @@ impl Cache {
         }
         let files = collect_outputs(request.root, &request.key.spec.outputs)?;
 
+        // Another process may have committed this fingerprint since our lookup; its entry
+        // is as good as ours, and rewriting the archive under its metadata would make a
+        // concurrent reader see a mismatch.
+        if let Ok(bytes) = fs::read(self.metadata_path(&fingerprint)) {
+            if let Ok(entry) = self.verify(&fingerprint, &bytes)? {
+                return Ok(entry);
+            }
+        }
+
         let archive_path = self.archive_path(&fingerprint);
         let write_err = |source| CacheError::WriteArchive {
             path: archive_path.clone(),

@@ -226,6 +226,8 @@ fn restore_verifies_the_archive_before_touching_the_target() {
     let err = f.cache.restore(&entry, root).unwrap_err();
     assert!(matches!(err, CacheError::Corrupt { .. }), "{err:?}");
     assert_eq!(fs::read_to_string(root.join("app")).unwrap(), "local edit");
+    // The corrupt entry is discarded, so the next lookup misses and the task runs again.
+    let _ = miss(&f.cache, &k);
 }
 
 #[test]
@@ -443,4 +445,28 @@ fn last_success_records_round_trip_and_support_why() {
         .collect();
     assert_eq!(why, ["input src/a.rs changed"]);
     assert!(f.state.path().join("cache/nodes/task.build.json").exists());
+}
+
+#[test]
+fn saving_a_fingerprint_committed_meanwhile_keeps_the_existing_entry() {
+    let f = fixture();
+    write(f.project.path(), "app", "first");
+    let k = key("build", &["app"]);
+    let late = miss(&f.cache, &k);
+    let first = save(&f, &k);
+    write(f.project.path(), "app", "second");
+    let again = f
+        .cache
+        .save(
+            late,
+            SaveRequest {
+                key: &k,
+                root: f.project.path(),
+                duration: Duration::ZERO,
+                log: "",
+            },
+        )
+        .unwrap();
+    assert_eq!(again, first);
+    assert_eq!(hit(&f.cache, &k), first);
 }

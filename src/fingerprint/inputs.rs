@@ -146,7 +146,9 @@ fn expand_one(
             }
         };
         if metadata.is_dir() {
-            return walk(root, pattern, &path, None, options, found);
+            // An existing directory is a match even when empty: it was named, and it exists.
+            walk(root, pattern, &path, None, options, found)?;
+            return Ok(true);
         }
         let path = normalize(&path);
         let name = name_for(root, &path)?;
@@ -201,51 +203,84 @@ fn walk(
                     .any(|name| entry.file_name() == *name);
             !excluded
         });
+    // The walk is parallel: with stat calls and ignore matching it is most of a no-op
+    // check, and it splits well across cores.
+    let (tx, rx) = std::sync::mpsc::channel();
+    builder
+        .threads(num_cpus::get().clamp(1, 8))
+        .build_parallel()
+        .run(|| {
+            let tx = tx.clone();
+            let dir = dir.as_path();
+            Box::new(move |entry| {
+                let found = visit(root, pattern, dir, matcher, entry);
+                let failed = found.is_err();
+                if !matches!(found, Ok(None)) && tx.send(found).is_err() {
+                    return ignore::WalkState::Quit;
+                }
+                if failed {
+                    ignore::WalkState::Quit
+                } else {
+                    ignore::WalkState::Continue
+                }
+            })
+        });
+    drop(tx);
     let mut matched = false;
-    for entry in builder.build() {
-        let entry = entry.map_err(|e| walk_error(pattern, &dir, e))?;
-        let Some(file_type) = entry.file_type() else {
-            continue;
-        };
-        if file_type.is_dir() {
-            continue;
+    for item in rx {
+        if let Some(file) = item? {
+            matched = true;
+            found.insert(file.name.clone(), file);
         }
-        let path = entry.path();
-        if let Some(matcher) = matcher {
-            let relative = path.strip_prefix(&dir).unwrap_or(path);
-            if !matcher.is_match(relative) {
-                continue;
-            }
-        }
-        // A symlink counts as the file it points to; links to directories or to nothing
-        // carry no content of their own and are skipped.
-        let metadata = if file_type.is_symlink() {
-            match fs::metadata(path) {
-                Ok(m) if m.is_file() => m,
-                _ => continue,
-            }
-        } else {
-            entry.metadata().map_err(|e| walk_error(pattern, path, e))?
-        };
-        let name = name_for(root, path)?;
-        matched = true;
-        found.insert(
-            name.clone(),
-            InputFile {
-                name,
-                path: path.to_path_buf(),
-                metadata,
-            },
-        );
     }
     Ok(matched)
 }
 
-fn walk_error(pattern: &str, path: &Path, error: ignore::Error) -> InputError {
-    let source = match error.into_io_error() {
-        Some(io) => io,
-        None => io::Error::other("walk failed"),
+/// Turns one walked entry into a matching file, if it is one.
+fn visit(
+    root: &Path,
+    pattern: &str,
+    dir: &Path,
+    matcher: Option<&GlobMatcher>,
+    entry: Result<ignore::DirEntry, ignore::Error>,
+) -> Result<Option<InputFile>, InputError> {
+    let entry = entry.map_err(|e| walk_error(pattern, dir, e))?;
+    let Some(file_type) = entry.file_type() else {
+        return Ok(None);
     };
+    if file_type.is_dir() {
+        return Ok(None);
+    }
+    let path = entry.path();
+    if let Some(matcher) = matcher {
+        let relative = path.strip_prefix(dir).unwrap_or(path);
+        if !matcher.is_match(relative) {
+            return Ok(None);
+        }
+    }
+    // A symlink counts as the file it points to; links to directories or to nothing
+    // carry no content of their own and are skipped.
+    let metadata = if file_type.is_symlink() {
+        match fs::metadata(path) {
+            Ok(m) if m.is_file() => m,
+            _ => return Ok(None),
+        }
+    } else {
+        entry.metadata().map_err(|e| walk_error(pattern, path, e))?
+    };
+    Ok(Some(InputFile {
+        name: name_for(root, path)?,
+        path: path.to_path_buf(),
+        metadata,
+    }))
+}
+
+fn walk_error(pattern: &str, path: &Path, error: ignore::Error) -> InputError {
+    // Loops and ignore-file errors carry no io::Error; keep their message instead.
+    let message = error.to_string();
+    let source = error
+        .into_io_error()
+        .unwrap_or_else(|| io::Error::other(message));
     InputError::Walk {
         pattern: pattern.to_string(),
         path: path.to_path_buf(),
@@ -368,6 +403,13 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_literal_directory_is_not_an_error() {
+        let dir = tree(&[("a.txt", "a")]);
+        fs::create_dir(dir.path().join("empty")).unwrap();
+        assert!(names(dir.path(), &["empty"]).is_empty());
+    }
+
+    #[test]
     fn a_literal_ignored_file_is_still_taken() {
         let dir = tree(&[(".gitignore", "secret.env\n"), ("secret.env", "x")]);
         assert_eq!(names(dir.path(), &["secret.env"]), ["secret.env"]);
@@ -419,6 +461,22 @@ mod tests {
     fn overlapping_patterns_are_deduplicated_and_sorted() {
         let dir = tree(&[("b.rs", "b"), ("a.rs", "a")]);
         assert_eq!(names(dir.path(), &["*.rs", "a.rs"]), ["a.rs", "b.rs"]);
+    }
+
+    #[test]
+    fn hash_inputs_maps_names_to_content_hashes() {
+        let dir = tree(&[("src/a.rs", "a"), ("src/b.rs", "a")]);
+        let state = tempfile::tempdir().unwrap();
+        let mut cache = StatCache::in_state_dir(state.path());
+        let hashes = hash_inputs(dir.path(), &["src/*.rs"], &mut cache).unwrap();
+        assert_eq!(hashes.keys().collect::<Vec<_>>(), ["src/a.rs", "src/b.rs"]);
+        assert_eq!(
+            hashes["src/a.rs"], hashes["src/b.rs"],
+            "same content, same hash"
+        );
+        fs::write(dir.path().join("src/b.rs"), "b").unwrap();
+        let again = hash_inputs(dir.path(), &["src/*.rs"], &mut cache).unwrap();
+        assert_ne!(hashes["src/b.rs"], again["src/b.rs"]);
     }
 
     #[test]

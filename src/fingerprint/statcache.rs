@@ -12,6 +12,7 @@
 //! the next run, which refreshes its record and makes it trusted from then on.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -50,13 +51,18 @@ struct Record {
     inode: u64,
     hashed_at_ns: i64,
     hash: [u8; 32],
+    /// Looked up or refreshed by this instance (not persisted): lets a caller that
+    /// fingerprinted the whole project drop the records of files no input names any more.
+    seen: bool,
 }
 
 /// The loaded stat cache; see the module documentation.
 #[derive(Debug)]
 pub struct StatCache {
     path: PathBuf,
-    records: HashMap<PathBuf, Record>,
+    // Keyed by the raw path bytes: hashing a `PathBuf` walks its components, which
+    // costs more than the lookup itself.
+    records: HashMap<OsString, Record>,
     dirty: bool,
     hashed: usize,
 }
@@ -118,13 +124,14 @@ impl StatCache {
         let mut todo = Vec::new();
         for file in files {
             let (size, mtime_ns, inode) = stat_of(&file.metadata);
-            match self.records.get(&file.path) {
+            match self.records.get_mut(file.path.as_os_str()) {
                 Some(r)
                     if r.size == size
                         && r.mtime_ns == mtime_ns
                         && r.inode == inode
                         && mtime_ns.saturating_add(RACY_WINDOW_NS) < r.hashed_at_ns =>
                 {
+                    r.seen = true;
                     out.insert(file.name.clone(), hex::encode(r.hash));
                 }
                 _ => todo.push(file),
@@ -150,19 +157,33 @@ impl StatCache {
         for (file, hash) in hashed {
             let (size, mtime_ns, inode) = stat_of(&file.metadata);
             self.records.insert(
-                file.path.clone(),
+                file.path.clone().into_os_string(),
                 Record {
                     size,
                     mtime_ns,
                     inode,
                     hashed_at_ns,
                     hash,
+                    seen: true,
                 },
             );
             out.insert(file.name.clone(), hex::encode(hash));
         }
         self.dirty = true;
         Ok(out)
+    }
+
+    /// Drops the records of files this instance has not been asked about; returns how
+    /// many. Meant for a caller that has just fingerprinted every node of the project, so
+    /// that files no longer named by any input stop taking space.
+    pub fn prune_unseen(&mut self) -> usize {
+        let before = self.records.len();
+        self.records.retain(|_, r| r.seen);
+        let dropped = before - self.records.len();
+        if dropped > 0 {
+            self.dirty = true;
+        }
+        dropped
     }
 
     /// Writes the cache atomically if anything changed since it was loaded or last saved;
@@ -217,11 +238,11 @@ fn now_ns() -> i64 {
 /// Layout: magic, then per record: path length (u32 LE), path bytes, size, mtime, inode,
 /// hashed-at (8 bytes LE each), sha256 (32 bytes). No framing beyond that: the file is
 /// written atomically, and any inconsistency makes the whole file be ignored.
-fn encode(records: &HashMap<PathBuf, Record>) -> Vec<u8> {
+fn encode(records: &HashMap<OsString, Record>) -> Vec<u8> {
     let mut out = Vec::with_capacity(MAGIC.len() + records.len() * (FIXED + 64));
     out.extend_from_slice(MAGIC);
     for (path, r) in records {
-        let bytes = path.as_os_str().as_bytes();
+        let bytes = path.as_bytes();
         let Ok(len) = u32::try_from(bytes.len()) else {
             continue;
         };
@@ -236,7 +257,7 @@ fn encode(records: &HashMap<PathBuf, Record>) -> Vec<u8> {
     out
 }
 
-fn decode(bytes: &[u8]) -> Option<HashMap<PathBuf, Record>> {
+fn decode(bytes: &[u8]) -> Option<HashMap<OsString, Record>> {
     let mut rest = bytes.strip_prefix(MAGIC.as_slice())?;
     let mut records = HashMap::with_capacity(rest.len() / (FIXED + 48));
     while !rest.is_empty() {
@@ -255,13 +276,14 @@ fn decode(bytes: &[u8]) -> Option<HashMap<PathBuf, Record>> {
         let mut hash = [0u8; 32];
         hash.copy_from_slice(&fixed[32..]);
         records.insert(
-            PathBuf::from(std::ffi::OsString::from_vec(path.to_vec())),
+            OsString::from_vec(path.to_vec()),
             Record {
                 size: u64::from_le_bytes(word(0)),
                 mtime_ns: i64::from_le_bytes(word(1)),
                 inode: u64::from_le_bytes(word(2)),
                 hashed_at_ns: i64::from_le_bytes(word(3)),
                 hash,
+                seen: false,
             },
         );
         rest = tail;
@@ -370,6 +392,23 @@ mod tests {
     }
 
     #[test]
+    fn records_of_files_no_longer_asked_about_can_be_pruned() {
+        let (root, state) = project();
+        let mut cache = StatCache::in_state_dir(state.path());
+        cache.hash_files(&files(root.path())).unwrap();
+        cache.save().unwrap();
+        let mut cache = StatCache::in_state_dir(state.path());
+        let only_a: Vec<InputFile> = files(root.path())
+            .into_iter()
+            .filter(|f| f.name == "src/a")
+            .collect();
+        cache.hash_files(&only_a).unwrap();
+        assert_eq!(cache.prune_unseen(), 2);
+        assert!(cache.save().unwrap());
+        assert_eq!(StatCache::in_state_dir(state.path()).len(), 1);
+    }
+
+    #[test]
     fn corrupt_cache_file_is_treated_as_empty() {
         let state = tempfile::tempdir().unwrap();
         fs::write(state.path().join(FILE_NAME), b"SNCSTAT1\x05\x00\x00\x00ab").unwrap();
@@ -382,13 +421,14 @@ mod tests {
     fn encoding_round_trips() {
         let mut records = HashMap::new();
         records.insert(
-            PathBuf::from("/p/ü"),
+            OsString::from("/p/ü"),
             Record {
                 size: 7,
                 mtime_ns: -3,
                 inode: 9,
                 hashed_at_ns: 11,
                 hash: [4; 32],
+                seen: false,
             },
         );
         assert_eq!(decode(&encode(&records)), Some(records));
