@@ -57,6 +57,11 @@ impl Status {
         )
     }
 
+    /// True when an executor was handed the node (whatever it answered).
+    pub fn was_started(&self) -> bool {
+        self.is_success() || matches!(self, Status::Failed { .. })
+    }
+
     /// A stable lower-case name, used in JSON events and summary tables.
     pub fn name(&self) -> &'static str {
         match self {

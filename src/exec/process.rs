@@ -29,7 +29,14 @@ pub struct HostCommand {
     pub env: Vec<(String, String)>,
     /// Time between SIGINT and SIGTERM, and again between SIGTERM and SIGKILL.
     pub grace: Duration,
+    /// Most bytes of output kept in [`Finished::log`]; older lines are dropped first,
+    /// because the end of a log is where a failure explains itself. Streaming to the
+    /// callback is not limited.
+    pub log_limit: usize,
 }
+
+/// Default for [`HostCommand::log_limit`]: 8 MiB.
+pub const DEFAULT_LOG_LIMIT: usize = 8 << 20;
 
 impl HostCommand {
     /// `script` in `dir` with no extra environment and the default 5 s grace period.
@@ -39,6 +46,7 @@ impl HostCommand {
             dir: dir.into(),
             env: Vec::new(),
             grace: Duration::from_secs(5),
+            log_limit: DEFAULT_LOG_LIMIT,
         }
     }
 }
@@ -87,8 +95,11 @@ pub struct Finished {
     /// How it ended.
     pub exit: Exit,
     /// Every output line, stdout and stderr interleaved in arrival order, each ending in
-    /// `\n`. Invalid UTF-8 is replaced, since this is a log for people.
+    /// `\n`. Invalid UTF-8 is replaced, since this is a log for people. Holds only the
+    /// last [`HostCommand::log_limit`] bytes when the output was longer.
     pub log: String,
+    /// True when older output was dropped to respect the limit.
+    pub log_truncated: bool,
 }
 
 impl Finished {
@@ -171,7 +182,7 @@ pub async fn run_host(
     }
     drop(tx);
 
-    let mut log = String::new();
+    let mut log = TailLog::new(cmd.log_limit);
     let mut status = None;
     let mut lines_open = true;
     let mut interrupted = false;
@@ -184,8 +195,7 @@ pub async fn run_host(
             line = rx.recv(), if lines_open => match line {
                 Some((stream, text)) => {
                     on_line(stream, &text);
-                    log.push_str(&text);
-                    log.push('\n');
+                    log.push(text);
                 }
                 None => lines_open = false,
             },
@@ -226,7 +236,12 @@ pub async fn run_host(
         },
         None => Exit::Code(-1),
     };
-    Ok(Finished { exit, log })
+    let (log, log_truncated) = log.finish();
+    Ok(Finished {
+        exit,
+        log,
+        log_truncated,
+    })
 }
 
 /// Runs `cmd` in `dir` and returns its log, for callers that need neither streaming nor
@@ -238,6 +253,42 @@ pub async fn run_simple(script: &str, dir: &Path) -> Result<Finished, ProcessErr
         &CancellationToken::new(),
     )
     .await
+}
+
+/// The last `limit` bytes of output, kept as whole lines.
+struct TailLog {
+    lines: std::collections::VecDeque<String>,
+    bytes: usize,
+    limit: usize,
+    truncated: bool,
+}
+
+impl TailLog {
+    fn new(limit: usize) -> Self {
+        TailLog {
+            lines: std::collections::VecDeque::new(),
+            bytes: 0,
+            limit,
+            truncated: false,
+        }
+    }
+
+    fn push(&mut self, mut line: String) {
+        line.push('\n');
+        self.bytes += line.len();
+        self.lines.push_back(line);
+        while self.bytes > self.limit {
+            match self.lines.pop_front() {
+                Some(old) => self.bytes -= old.len(),
+                None => break,
+            }
+            self.truncated = true;
+        }
+    }
+
+    fn finish(self) -> (String, bool) {
+        (self.lines.into_iter().collect(), self.truncated)
+    }
 }
 
 fn signal_group(pgid: Option<Pid>, sig: Signal) {
@@ -312,6 +363,21 @@ mod tests {
         assert!(lines.contains(&(Stream::Stdout, "no newline".into())));
         assert_eq!(f.log.lines().count(), 3);
         assert!(f.log.contains("two\n"));
+        assert!(!f.log_truncated);
+    }
+
+    #[tokio::test]
+    async fn the_log_keeps_the_last_lines_within_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = HostCommand::new("for i in 1 2 3 4 5; do echo line$i; done", dir.path());
+        cmd.log_limit = 12;
+        let mut streamed = 0;
+        let f = run_host(&cmd, |_, _| streamed += 1, &CancellationToken::new())
+            .await
+            .unwrap();
+        assert_eq!(streamed, 5, "the callback sees everything");
+        assert_eq!(f.log, "line4\nline5\n");
+        assert!(f.log_truncated);
     }
 
     #[tokio::test]

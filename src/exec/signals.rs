@@ -1,7 +1,8 @@
 //! Ctrl-C handling: SIGINT or SIGTERM cancels the run's token, so the scheduler stops
 //! starting work, running commands are interrupted, and the CLI can exit with
 //! [`EXIT_INTERRUPTED`]. A second signal means the user is done waiting: the process exits
-//! at once with the same code.
+//! at once with the same code. That skips destructors, so a held run lock stays on disk;
+//! its pid is then dead and the next run takes it over.
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinHandle;

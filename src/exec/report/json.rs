@@ -1,9 +1,10 @@
 //! Machine-readable events: one JSON object per line.
 //!
-//! `{"event":"started","node":..}`, `{"event":"output","node":..,"line":..}`, one finish
-//! event per node named for how it ended (`finished` for ran, `cached`, `up_to_date`,
-//! `failed`, `skipped`, `not_run`, `cancelled`) with `duration_ms` and, when there is one,
-//! `detail`, `message` or `because`; and last a `summary` event listing every node.
+//! `{"event":"run_started","nodes":N}` first, then `{"event":"started","node":..}`,
+//! `{"event":"output","node":..,"line":..}`, one finish event per node named for how it
+//! ended (`finished` for ran, `cached`, `up_to_date`, `failed`, `skipped`, `not_run`,
+//! `cancelled`) with `duration_ms` and, when there is one, `detail`, `message` or
+//! `because`; and last a `summary` event listing every node with counts and totals.
 
 use std::io::Write;
 use std::sync::Mutex;

@@ -31,12 +31,12 @@ pub fn write_summary_table(w: &mut dyn Write, summary: &Summary, color: bool) ->
     for n in &summary.nodes {
         // Pad before painting: escape codes would otherwise count towards the width.
         let status = format!("{:<status_w$}", n.status.to_string());
-        let time =
-            if n.status.is_success() || matches!(n.status, crate::exec::Status::Failed { .. }) {
-                format_duration(n.duration)
-            } else {
-                "-".to_string()
-            };
+        // Nodes that never started have no time worth showing.
+        let time = if n.status.was_started() {
+            format_duration(n.duration)
+        } else {
+            "-".to_string()
+        };
         let note = n
             .status
             .note()

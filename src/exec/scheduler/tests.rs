@@ -392,3 +392,18 @@ async fn a_node_with_one_failed_and_one_slow_dependency_never_starts() {
     );
     assert_eq!(rec.started(), ["fast-fail", "slow"]);
 }
+
+#[test]
+fn the_walk_is_send_so_callers_can_spawn_it() {
+    fn assert_send<T: Send>(_: &T) {}
+    let d = dag(&["a"], &[&[]]);
+    let rec = Recorder::default();
+    let fut = run(
+        &d,
+        &rec,
+        Arc::new(Silent),
+        Options::default(),
+        CancellationToken::new(),
+    );
+    assert_send(&fut);
+}
