@@ -5,6 +5,7 @@
 //! (nodes, edges, order) → `fingerprint` (content hashes) → `plan` → `exec` (scheduler)
 //! → `backend` (Docker). `cache` and `state` are side stores under `.sanctuary/`.
 
+pub mod backup;
 pub mod fsutil;
 
 pub fn run() -> i32 {

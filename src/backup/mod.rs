@@ -1,0 +1,34 @@
+//! Backups: content-addressed `.tar.zst` snapshots with sha256 manifests, copies to other
+//! disks or `rclone` remotes, quick and full verification, restic-style retention and a
+//! restore that verifies before it touches the target and swaps the result in atomically.
+//!
+//! This module knows nothing of the manifest model or of Docker: a backup reads a host
+//! directory or a tar stream, a restore writes a directory or yields a verified tar stream.
+
+pub mod archive;
+pub mod catalog;
+pub mod entry;
+pub mod error;
+mod extract;
+pub mod hashing;
+pub mod manifest;
+pub mod naming;
+pub mod rclone;
+pub mod restore;
+pub mod scan;
+pub mod snapshot;
+pub mod store;
+
+pub use archive::{write_archive, ArchiveOptions, ArchiveSummary, Source};
+pub use entry::{Entry, EntryKind};
+pub use error::BackupError;
+pub use manifest::{SnapshotManifest, VerificationRecord, VerifyLevel};
+pub use catalog::{list_snapshots, Catalog, SnapshotInfo};
+pub use rclone::RcloneStore;
+pub use snapshot::{create_snapshot, BackupOutcome, BackupReport};
+pub use store::{DirStore, Store, StoredFile};
+pub use restore::{
+    restore_foreign_archive, restore_into_dir, restore_tar_stream, RestoreReport, Selector,
+    VerifiedTarStream,
+};
+pub use scan::Problem;

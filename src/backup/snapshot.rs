@@ -1,0 +1,137 @@
+//! Taking a snapshot into the primary backup directory.
+//!
+//! The archive is written to a temp file while its entries are hashed; the content id then
+//! decides: if a committed snapshot of this backup already has that id, the temp file is
+//! dropped and nothing new is written. Otherwise the archive is fsynced and renamed into
+//! place, and then the manifest is written the same way. The manifest is the commit point:
+//! a crash before it leaves an orphan archive that listing ignores and prune removes.
+
+use std::io::BufWriter;
+
+use chrono::{DateTime, SubsecRound, Utc};
+
+use super::archive::{write_archive, ArchiveOptions, Source};
+use super::catalog::{list_snapshots, SnapshotInfo};
+use super::error::BackupError;
+use super::manifest::{snapshot_id, ArchiveInfo, SnapshotManifest, MANIFEST_FORMAT};
+use super::naming::{validate_backup_name, SnapshotStem};
+use super::store::DirStore;
+use crate::fsutil;
+
+/// What a backup run did.
+#[derive(Debug, Clone)]
+pub enum BackupOutcome {
+    /// A new snapshot was committed.
+    Created(SnapshotManifest),
+    /// The content equals an existing snapshot; nothing was written.
+    Unchanged(SnapshotInfo),
+}
+
+/// A backup run's result with anything the user should know.
+#[derive(Debug, Clone)]
+pub struct BackupReport {
+    /// Created or unchanged.
+    pub outcome: BackupOutcome,
+    /// Objects not archived (devices, sockets, fifos).
+    pub skipped: Vec<String>,
+    /// Entries a restore would refuse (symlinks pointing out of the root).
+    pub warnings: Vec<String>,
+}
+
+impl BackupReport {
+    /// The snapshot id (new or existing).
+    pub fn id(&self) -> &str {
+        match &self.outcome {
+            BackupOutcome::Created(m) => &m.id,
+            BackupOutcome::Unchanged(s) => &s.id,
+        }
+    }
+
+    /// One line for people.
+    pub fn summary(&self) -> String {
+        match &self.outcome {
+            BackupOutcome::Created(m) => format!(
+                "created snapshot {} of {} ({} entries, {} bytes compressed)",
+                &m.id[..12.min(m.id.len())],
+                m.backup,
+                m.entries.len(),
+                m.archive.size
+            ),
+            BackupOutcome::Unchanged(s) => format!(
+                "unchanged, snapshot {} already exists",
+                &s.id[..12.min(s.id.len())]
+            ),
+        }
+    }
+}
+
+/// Backs `source` up as a snapshot of `backup` in the directory `primary`.
+pub fn create_snapshot(
+    primary: &DirStore,
+    backup: &str,
+    source: Source,
+    opts: &ArchiveOptions,
+    now: DateTime<Utc>,
+) -> Result<BackupReport, BackupError> {
+    validate_backup_name(backup)?;
+    let now = now.trunc_subsecs(0);
+    let placeholder = primary.path_of(&format!("{backup}.tar.zst"));
+    let werr = |source| BackupError::WriteArchive {
+        path: primary.root().to_path_buf(),
+        source,
+    };
+    let mut tmp = fsutil::temp_beside(&placeholder).map_err(werr)?;
+    let description = source.describe();
+    let mut opts = opts.clone();
+    if opts.spool_dir.is_none() {
+        // Spool beside the archive: the system temp dir may be a small tmpfs.
+        opts.spool_dir = Some(primary.root().to_path_buf());
+    }
+    let summary = {
+        let tmp_path = tmp.path().to_path_buf();
+        let out = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
+        write_archive(source, out, &tmp_path, &opts)?
+    };
+    let id = snapshot_id(&summary.entries);
+    let existing = list_snapshots(primary, now)?;
+    if let Some(same) = existing.of_backup(backup).find(|s| s.id == id) {
+        // Dropping `tmp` deletes the temp archive.
+        return Ok(BackupReport {
+            outcome: BackupOutcome::Unchanged(same.clone()),
+            skipped: summary.skipped,
+            warnings: summary.warnings,
+        });
+    }
+    let stem = SnapshotStem::new(backup, now, &id);
+    let archive_path = primary.path_of(&stem.archive_name());
+    fsutil::commit_atomic(tmp, &archive_path).map_err(|source| BackupError::WriteFile {
+        path: archive_path.clone(),
+        source,
+    })?;
+    let manifest = SnapshotManifest {
+        format: MANIFEST_FORMAT,
+        backup: backup.to_string(),
+        id,
+        created: now,
+        source: description,
+        archive: ArchiveInfo {
+            file: stem.archive_name(),
+            size: summary.size,
+            sha256: summary.sha256,
+            zstd_level: opts.level,
+        },
+        entries: summary.entries,
+    };
+    let manifest_path = primary.path_of(&stem.manifest_name());
+    fsutil::write_atomic(&manifest_path, &manifest.to_json()).map_err(|source| {
+        BackupError::WriteFile {
+            path: manifest_path.clone(),
+            source,
+        }
+    })?;
+    Ok(BackupReport {
+        outcome: BackupOutcome::Created(manifest),
+        skipped: summary.skipped,
+        warnings: summary.warnings,
+    })
+}
