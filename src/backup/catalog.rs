@@ -11,7 +11,7 @@ use super::manifest::{SnapshotManifest, VerificationRecord};
 use super::naming::{FileRole, SnapshotStem};
 use super::store::Store;
 
-/// Temp files younger than this may belong to a backup still being written.
+/// Orphans younger than this may belong to a backup still being written, so they are left.
 pub const TEMP_GRACE: chrono::Duration = chrono::Duration::hours(1);
 
 /// One committed snapshot in one copy.
@@ -82,16 +82,21 @@ pub fn list_snapshots(store: &dyn Store, now: DateTime<Utc>) -> Result<Catalog, 
     let files = store.list()?;
     let mut by_role: HashMap<FileRole, HashSet<String>> = HashMap::new();
     let mut orphans = Vec::new();
+    // Leftovers younger than the grace period may belong to a backup still being written.
+    let stale_names: HashSet<&str> = files
+        .iter()
+        .filter(|f| {
+            f.modified
+                .is_none_or(|m| now - DateTime::<Utc>::from(m) > TEMP_GRACE)
+        })
+        .map(|f| f.name.as_str())
+        .collect();
     for f in &files {
         if let Some((stem, role)) = SnapshotStem::parse_file_name(&f.name) {
             by_role.entry(role).or_default().insert(stem.stem());
         } else if f.name.starts_with(".tmp") {
-            // Temp files from fsutil::temp_beside; only stale ones, a backup may be running.
-            let stale = f
-                .modified
-                .map(|m| now - DateTime::<Utc>::from(m) > TEMP_GRACE)
-                .unwrap_or(false);
-            if stale {
+            // Temp files from fsutil::temp_beside.
+            if stale_names.contains(f.name.as_str()) {
                 orphans.push(Orphan {
                     name: f.name.clone(),
                     reason: "temp file left by an interrupted write".into(),
@@ -148,10 +153,13 @@ pub fn list_snapshots(store: &dyn Store, now: DateTime<Utc>) -> Result<Catalog, 
                 FileRole::Archive => super::naming::ARCHIVE_SUFFIX,
                 _ => super::naming::VERIFIED_SUFFIX,
             };
-            orphans.push(Orphan {
-                name: format!("{stem}{suffix}"),
-                reason: "no manifest: the snapshot was never committed".into(),
-            });
+            let name = format!("{stem}{suffix}");
+            if stale_names.contains(name.as_str()) {
+                orphans.push(Orphan {
+                    name,
+                    reason: "no manifest: the snapshot was never committed".into(),
+                });
+            }
         }
     }
     orphans.sort_by(|a, b| a.name.cmp(&b.name));

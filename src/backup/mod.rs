@@ -7,6 +7,7 @@
 
 pub mod archive;
 pub mod catalog;
+pub mod copies;
 pub mod entry;
 pub mod error;
 mod extract;
@@ -15,9 +16,11 @@ pub mod manifest;
 pub mod naming;
 pub mod rclone;
 pub mod restore;
+pub mod retention;
 pub mod scan;
 pub mod snapshot;
 pub mod store;
+pub mod verify;
 
 pub use archive::{write_archive, ArchiveOptions, ArchiveSummary, Source};
 pub use entry::{Entry, EntryKind};
@@ -32,3 +35,6 @@ pub use restore::{
     VerifiedTarStream,
 };
 pub use scan::Problem;
+pub use copies::{check_321, replicate, CopyOutcome, CopyTarget, Warning};
+pub use retention::{prune, select_keep, Candidate, KeepDecision, KeepPolicy, PruneReport};
+pub use verify::{verify_all, verify_snapshot, VerifyReport};
