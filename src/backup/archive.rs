@@ -216,12 +216,12 @@ fn append_item<W: Write>(
                         path: e.path.clone(),
                         reason: "spooled content missing".into(),
                     })?;
-                    spool
-                        .seek(SeekFrom::Start(*offset))
-                        .map_err(|source| BackupError::ReadSource {
+                    spool.seek(SeekFrom::Start(*offset)).map_err(|source| {
+                        BackupError::ReadSource {
                             path: PathBuf::from("<spool>"),
                             source,
-                        })?;
+                        }
+                    })?;
                     (Box::new(spool), PathBuf::from(&e.path))
                 }
                 Content::None => (Box::new(io::empty()), PathBuf::from(&e.path)),
@@ -277,7 +277,10 @@ impl<R: Read> Read for Exact<R> {
     }
 }
 
-fn collect_dir(root: &Path, skipped: &mut Vec<String>) -> Result<BTreeMap<String, Item>, BackupError> {
+fn collect_dir(
+    root: &Path,
+    skipped: &mut Vec<String>,
+) -> Result<BTreeMap<String, Item>, BackupError> {
     let mut items = BTreeMap::new();
     let meta = fs::metadata(root).map_err(|source| BackupError::ReadSource {
         path: root.to_path_buf(),
@@ -286,7 +289,10 @@ fn collect_dir(root: &Path, skipped: &mut Vec<String>) -> Result<BTreeMap<String
     if !meta.is_dir() {
         return Err(BackupError::ReadSource {
             path: root.to_path_buf(),
-            source: io::Error::new(io::ErrorKind::NotADirectory, "backup source is not a directory"),
+            source: io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "backup source is not a directory",
+            ),
         });
     }
     let mut stack = vec![(root.to_path_buf(), String::new())];
@@ -301,10 +307,13 @@ fn collect_dir(root: &Path, skipped: &mut Vec<String>) -> Result<BTreeMap<String
                 source,
             })?;
             let path = de.path();
-            let name = de.file_name().into_string().map_err(|n| BackupError::BadSourceEntry {
-                path: format!("{rel}/{}", n.to_string_lossy()),
-                reason: "file name is not UTF-8".into(),
-            })?;
+            let name = de
+                .file_name()
+                .into_string()
+                .map_err(|n| BackupError::BadSourceEntry {
+                    path: format!("{rel}/{}", n.to_string_lossy()),
+                    reason: "file name is not UTF-8".into(),
+                })?;
             let rel_path = if rel.is_empty() {
                 name
             } else {
@@ -393,12 +402,11 @@ fn spool_stream(
             .filter(|p| !p.is_empty() && *p != ".")
             .skip(strip)
             .collect();
-        let Some(path) = normalize_path(&stripped.join("/")).map_err(|reason| {
-            BackupError::BadSourceEntry {
+        let Some(path) =
+            normalize_path(&stripped.join("/")).map_err(|reason| BackupError::BadSourceEntry {
                 path: raw.clone(),
                 reason,
-            }
-        })?
+            })?
         else {
             continue;
         };
@@ -435,8 +443,11 @@ fn spool_stream(
             tar::EntryType::Link => {
                 // Store hard links as full files: the archive stays restorable entry by entry.
                 let target = link_target(&entry, &path)?;
-                let target: Vec<&str> =
-                    target.split('/').filter(|p| !p.is_empty() && *p != ".").skip(strip).collect();
+                let target: Vec<&str> = target
+                    .split('/')
+                    .filter(|p| !p.is_empty() && *p != ".")
+                    .skip(strip)
+                    .collect();
                 let target = target.join("/");
                 match items.get(&target) {
                     Some(Item {
@@ -449,7 +460,9 @@ fn spool_stream(
                     _ => {
                         return Err(BackupError::BadSourceEntry {
                             path,
-                            reason: format!("hard link to {target:?}, which is not an earlier file"),
+                            reason: format!(
+                                "hard link to {target:?}, which is not an earlier file"
+                            ),
                         })
                     }
                 }

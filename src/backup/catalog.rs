@@ -121,8 +121,14 @@ pub fn list_snapshots(store: &dyn Store, now: DateTime<Utc>) -> Result<Catalog, 
                 continue;
             }
         };
-        if m.backup != stem.backup || !m.id.starts_with(&stem.id12) || m.archive.file != stem.archive_name() {
-            unreadable.push((f.name.clone(), "manifest does not match its file name".into()));
+        if m.backup != stem.backup
+            || !m.id.starts_with(&stem.id12)
+            || m.archive.file != stem.archive_name()
+        {
+            unreadable.push((
+                f.name.clone(),
+                "manifest does not match its file name".into(),
+            ));
             continue;
         }
         let verified = if records.contains(&stem.stem()) {
@@ -173,7 +179,10 @@ pub fn list_snapshots(store: &dyn Store, now: DateTime<Utc>) -> Result<Catalog, 
 }
 
 /// Reads and parses the manifest of a listed snapshot.
-pub fn read_manifest(store: &dyn Store, info: &SnapshotInfo) -> Result<SnapshotManifest, BackupError> {
+pub fn read_manifest(
+    store: &dyn Store,
+    info: &SnapshotInfo,
+) -> Result<SnapshotManifest, BackupError> {
     read_manifest_named(store, &info.manifest_name)
 }
 

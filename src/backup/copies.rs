@@ -100,7 +100,11 @@ impl fmt::Display for Warning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Warning::TooFewCopies { have } => {
-                write!(f, "only {have} cop{} (3-2-1 wants 3)", if *have == 1 { "y" } else { "ies" })
+                write!(
+                    f,
+                    "only {have} cop{} (3-2-1 wants 3)",
+                    if *have == 1 { "y" } else { "ies" }
+                )
             }
             Warning::TooFewMedia { have } => {
                 write!(f, "copies on only {have} medium (3-2-1 wants 2)")
@@ -162,6 +166,9 @@ mod tests {
                 Warning::NoOffsite
             ]
         );
-        assert_eq!(Warning::TooFewCopies { have: 1 }.to_string(), "only 1 copy (3-2-1 wants 3)");
+        assert_eq!(
+            Warning::TooFewCopies { have: 1 }.to_string(),
+            "only 1 copy (3-2-1 wants 3)"
+        );
     }
 }

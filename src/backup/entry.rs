@@ -82,9 +82,7 @@ pub fn check_symlink_target(path: &str, target: &str) -> Result<(), String> {
             "" | "." => {}
             ".." => {
                 if descended {
-                    return Err(format!(
-                        "symlink target {target:?} climbs after descending"
-                    ));
+                    return Err(format!("symlink target {target:?} climbs after descending"));
                 }
                 depth -= 1;
                 if depth < 0 {

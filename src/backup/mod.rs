@@ -23,18 +23,21 @@ pub mod store;
 pub mod verify;
 
 pub use archive::{write_archive, ArchiveOptions, ArchiveSummary, Source};
+pub use catalog::{list_snapshots, Catalog, SnapshotInfo};
+pub use copies::{check_321, replicate, CopyOutcome, CopyTarget, Warning};
 pub use entry::{Entry, EntryKind};
 pub use error::BackupError;
 pub use manifest::{SnapshotManifest, VerificationRecord, VerifyLevel};
-pub use catalog::{list_snapshots, Catalog, SnapshotInfo};
 pub use rclone::RcloneStore;
-pub use snapshot::{create_snapshot, BackupOutcome, BackupReport};
-pub use store::{DirStore, Store, StoredFile};
 pub use restore::{
     restore_foreign_archive, restore_into_dir, restore_tar_stream, RestoreReport, Selector,
     VerifiedTarStream,
 };
-pub use scan::Problem;
-pub use copies::{check_321, replicate, CopyOutcome, CopyTarget, Warning};
 pub use retention::{prune, select_keep, Candidate, KeepDecision, KeepPolicy, PruneReport};
+pub use scan::Problem;
+pub use snapshot::{create_snapshot, BackupOutcome, BackupReport};
+pub use store::{DirStore, Store, StoredFile};
 pub use verify::{verify_all, verify_snapshot, VerifyReport};
+
+#[cfg(test)]
+mod tests;

@@ -134,7 +134,10 @@ mod tests {
     fn names_round_trip_even_with_dashes_in_backup_name() {
         let t = Utc.with_ymd_and_hms(2026, 3, 4, 5, 6, 7).unwrap();
         let stem = SnapshotStem::new("my-data", t, "0123456789abcdef");
-        assert_eq!(stem.archive_name(), "my-data-20260304T050607Z-0123456789ab.tar.zst");
+        assert_eq!(
+            stem.archive_name(),
+            "my-data-20260304T050607Z-0123456789ab.tar.zst"
+        );
         let (parsed, role) = SnapshotStem::parse_file_name(&stem.manifest_name()).unwrap();
         assert_eq!(parsed, stem);
         assert_eq!(role, FileRole::Manifest);

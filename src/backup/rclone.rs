@@ -63,10 +63,20 @@ impl RcloneStore {
         }
     }
 
-    fn run(&self, action: &str, target: &str, args: &[&str], stdin: Option<&[u8]>) -> Result<Vec<u8>, BackupError> {
+    fn run(
+        &self,
+        action: &str,
+        target: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Result<Vec<u8>, BackupError> {
         let mut cmd = self.command();
         cmd.args(args)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = cmd
@@ -87,7 +97,11 @@ impl RcloneStore {
             Err(self.fail(
                 action,
                 target,
-                format!("{}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim()),
+                format!(
+                    "{}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
             ))
         }
     }

@@ -107,7 +107,10 @@ pub fn restore_into_dir(
 
 /// Restores a `.tar.zst` made by another tool (no manifest of ours) into `target`. It must be
 /// readable to the end and pass the path-safety checks; the report marks it unverified.
-pub fn restore_foreign_archive(archive: &Path, target: &Path) -> Result<RestoreReport, BackupError> {
+pub fn restore_foreign_archive(
+    archive: &Path,
+    target: &Path,
+) -> Result<RestoreReport, BackupError> {
     let f = File::open(archive).map_err(|source| BackupError::ReadCopy {
         copy: archive.display().to_string(),
         name: archive.display().to_string(),
@@ -271,7 +274,11 @@ fn holders<'a>(
     let mut out = Vec::new();
     for store in copies {
         if let Ok(c) = list_snapshots(*store, now) {
-            if let Some(info) = c.snapshots.into_iter().find(|s| s.id == id && s.archive_present) {
+            if let Some(info) = c
+                .snapshots
+                .into_iter()
+                .find(|s| s.id == id && s.archive_present)
+            {
                 out.push((*store, info));
             } else {
                 rejected.push(format!("{}: does not hold snapshot {id}", store.describe()));

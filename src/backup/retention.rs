@@ -95,13 +95,19 @@ pub fn select_keep(
     type Period = fn(usize, DateTime<Utc>) -> String;
     let buckets: [(&str, u32, Period); 6] = [
         ("last", policy.last, |i, _| i.to_string()),
-        ("hourly", policy.hourly, |_, t| t.format("%Y-%m-%d %H:00").to_string()),
-        ("daily", policy.daily, |_, t| t.format("%Y-%m-%d").to_string()),
+        ("hourly", policy.hourly, |_, t| {
+            t.format("%Y-%m-%d %H:00").to_string()
+        }),
+        ("daily", policy.daily, |_, t| {
+            t.format("%Y-%m-%d").to_string()
+        }),
         ("weekly", policy.weekly, |_, t| {
             let w = t.iso_week();
             format!("{}-W{:02}", w.year(), w.week())
         }),
-        ("monthly", policy.monthly, |_, t| t.format("%Y-%m").to_string()),
+        ("monthly", policy.monthly, |_, t| {
+            t.format("%Y-%m").to_string()
+        }),
         ("yearly", policy.yearly, |_, t| t.format("%Y").to_string()),
     ];
     for (name, count, period) in buckets {
@@ -164,7 +170,10 @@ pub fn prune(
     let decisions = select_keep(&candidates, policy, now);
     let mut deleted_files = Vec::new();
     for d in decisions.iter().filter(|d| !d.keep) {
-        for s in snaps.iter().filter(|s| s.id == d.id && s.created == d.created) {
+        for s in snaps
+            .iter()
+            .filter(|s| s.id == d.id && s.created == d.created)
+        {
             // Manifest first: the snapshot stops being listed before its archive goes.
             for name in [&s.manifest_name, &s.archive_name, &s.verified_name] {
                 if !dry_run {

@@ -151,7 +151,8 @@ pub(crate) fn scan(
     }
     let (sha256, size) = hashed.finish();
     if let Some(m) = expected {
-        if !(stop_early && !result.problems.is_empty()) {
+        // After an early stop the unread rest is not "missing", just unread.
+        if !stop_early || result.problems.is_empty() {
             let n = result.entries.len();
             if m.entries.len() > n {
                 result.problems.push(Problem::Missing {
@@ -204,9 +205,7 @@ impl Guard {
             }
         }
         match e.kind {
-            EntryKind::Symlink => {
-                check_symlink_target(&e.path, e.target.as_deref().unwrap_or(""))
-            }
+            EntryKind::Symlink => check_symlink_target(&e.path, e.target.as_deref().unwrap_or("")),
             EntryKind::Hardlink => {
                 let t = e.target.as_deref().unwrap_or("");
                 match self.kinds.get(t) {
@@ -254,7 +253,9 @@ fn scan_entry<R: Read>(
         tar::EntryType::Link => EntryKind::Hardlink,
         tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => return Ok(Ok(())),
         other => {
-            result.skipped.push(format!("{path}: entry type {other:?} not restored"));
+            result
+                .skipped
+                .push(format!("{path}: entry type {other:?} not restored"));
             return Ok(Ok(()));
         }
     };
