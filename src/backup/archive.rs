@@ -11,7 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -146,9 +146,17 @@ pub fn write_archive(
     encoder.include_checksum(true).map_err(werr)?;
     let mut builder = tar::Builder::new(encoder);
     let mut entries = Vec::with_capacity(items.len());
-    let mut spool = spool.map(BufReader::new);
+    let mut spool = spool;
+    // One read buffer for all files: large reads without an allocation per file.
+    let mut chunk = vec![0u8; 1 << 20];
     for (_, mut item) in items {
-        append_item(&mut builder, &mut item, spool.as_mut(), out_path)?;
+        append_item(
+            &mut builder,
+            &mut item,
+            spool.as_mut(),
+            &mut chunk,
+            out_path,
+        )?;
         entries.push(item.entry);
     }
     let encoder = builder.into_inner().map_err(werr)?;
@@ -167,7 +175,8 @@ pub fn write_archive(
 fn append_item<W: Write>(
     builder: &mut tar::Builder<W>,
     item: &mut Item,
-    spool: Option<&mut BufReader<File>>,
+    spool: Option<&mut File>,
+    chunk: &mut [u8],
     out_path: &Path,
 ) -> Result<(), BackupError> {
     let e = &mut item.entry;
@@ -209,7 +218,7 @@ fn append_item<W: Write>(
                         path: p.clone(),
                         source,
                     })?;
-                    (Box::new(BufReader::with_capacity(1 << 20, f)), p.clone())
+                    (Box::new(f), p.clone())
                 }
                 Content::Spool { offset } => {
                     let spool = spool.ok_or_else(|| BackupError::BadSourceEntry {
@@ -222,11 +231,11 @@ fn append_item<W: Write>(
                             source,
                         }
                     })?;
-                    (Box::new(spool), PathBuf::from(&e.path))
+                    (Box::new(spool.take(e.size)), PathBuf::from(&e.path))
                 }
                 Content::None => (Box::new(io::empty()), PathBuf::from(&e.path)),
             };
-            let mut hashed = HashingReader::new(Exact::new(data, e.size));
+            let mut hashed = HashingReader::new(Exact::new(Chunked::new(data, chunk), e.size));
             builder
                 .append_data(&mut header, &e.path, &mut hashed)
                 .map_err(|source| {
@@ -243,6 +252,38 @@ fn append_item<W: Write>(
             e.sha256 = Some(sha);
             Ok(())
         }
+    }
+}
+
+/// Serves small reads (tar copies in 8 KiB steps) from large reads into a borrowed buffer.
+struct Chunked<'b, R> {
+    inner: R,
+    buf: &'b mut [u8],
+    pos: usize,
+    len: usize,
+}
+
+impl<'b, R: Read> Chunked<'b, R> {
+    fn new(inner: R, buf: &'b mut [u8]) -> Self {
+        Self {
+            inner,
+            buf,
+            pos: 0,
+            len: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for Chunked<'_, R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.len {
+            self.len = self.inner.read(self.buf)?;
+            self.pos = 0;
+        }
+        let n = out.len().min(self.len - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 

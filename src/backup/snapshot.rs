@@ -14,8 +14,9 @@ use super::archive::{write_archive, ArchiveOptions, Source};
 use super::catalog::{list_snapshots, SnapshotInfo};
 use super::error::BackupError;
 use super::manifest::{snapshot_id, ArchiveInfo, SnapshotManifest, MANIFEST_FORMAT};
-use super::naming::{validate_backup_name, SnapshotStem};
+use super::naming::{validate_backup_name, FileRole, SnapshotStem};
 use super::store::DirStore;
+use super::store::Store;
 use crate::fsutil;
 
 /// What a backup run did.
@@ -93,8 +94,7 @@ pub fn create_snapshot(
         write_archive(source, out, &tmp_path, &opts)?
     };
     let id = snapshot_id(&summary.entries);
-    let existing = list_snapshots(primary, now)?;
-    if let Some(same) = existing.of_backup(backup).find(|s| s.id == id) {
+    if let Some(same) = find_existing(primary, backup, &id, now)? {
         // Dropping `tmp` deletes the temp archive.
         return Ok(BackupReport {
             outcome: BackupOutcome::Unchanged(same.clone()),
@@ -134,4 +134,25 @@ pub fn create_snapshot(
         skipped: summary.skipped,
         warnings: summary.warnings,
     })
+}
+
+/// The committed snapshot of `backup` with content id `id`, if any. Only manifests whose file
+/// name carries the id's prefix are read, so an unchanged backup stays cheap with a long history.
+fn find_existing(
+    primary: &DirStore,
+    backup: &str,
+    id: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<SnapshotInfo>, BackupError> {
+    let candidate = primary.list()?.into_iter().any(|f| {
+        SnapshotStem::parse_file_name(&f.name).is_some_and(|(stem, role)| {
+            role == FileRole::Manifest && stem.backup == backup && id.starts_with(&stem.id12)
+        })
+    });
+    if !candidate {
+        return Ok(None);
+    }
+    let catalog = list_snapshots(primary, now)?;
+    let found = catalog.of_backup(backup).find(|s| s.id == id).cloned();
+    Ok(found)
 }

@@ -123,6 +123,12 @@ fn assert_tree_matches(dir: &Path, m: &SnapshotManifest) {
             }
         }
         assert_eq!(meta.mtime() as u64, e.mtime, "mtime of {}", e.path);
+        assert_eq!(
+            (u64::from(meta.uid()), u64::from(meta.gid())),
+            (e.uid, e.gid),
+            "owner of {}",
+            e.path
+        );
     }
     let count = walk_count(dir);
     assert_eq!(
