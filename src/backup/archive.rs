@@ -532,3 +532,31 @@ fn link_target<R: Read>(entry: &tar::Entry<'_, R>, path: &str) -> Result<String,
         reason: "link target is not UTF-8".into(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_refuses_a_shrunk_file_and_cuts_a_grown_one() {
+        let mut out = Vec::new();
+        let err = Exact::new(&b"abc"[..], 5)
+            .read_to_end(&mut out)
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        let mut out = Vec::new();
+        Exact::new(&b"abcdef"[..], 4).read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"abcd");
+    }
+
+    #[test]
+    fn chunked_reader_yields_everything_in_order() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 256) as u8).collect();
+        let mut buf = vec![0u8; 64];
+        let mut out = Vec::new();
+        Chunked::new(&data[..], &mut buf)
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, data);
+    }
+}

@@ -4,7 +4,7 @@
 //! last, deepest first, so a read-only directory does not block its own contents.
 
 use std::fs::{self, FileTimes, OpenOptions};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
@@ -20,6 +20,8 @@ use super::scan::EntrySink;
 pub(crate) struct Extractor {
     root: PathBuf,
     dirs: Vec<Entry>,
+    /// One large copy buffer for all files.
+    buf: Vec<u8>,
     /// Set once chown is refused (not running as root): ownership is then left as is.
     pub ownership_skipped: bool,
 }
@@ -29,6 +31,7 @@ impl Extractor {
         Self {
             root: root.to_path_buf(),
             dirs: Vec::new(),
+            buf: vec![0; 1 << 20],
             ownership_skipped: false,
         }
     }
@@ -109,7 +112,15 @@ impl EntrySink for Extractor {
             .mode(0o600)
             .open(&path)
             .map_err(|s| self.err(e, s))?;
-        io::copy(data, &mut f).map_err(|s| self.err(e, s))?;
+        loop {
+            let n = match data.read(&mut self.buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(self.err(e, err)),
+            };
+            f.write_all(&self.buf[..n]).map_err(|s| self.err(e, s))?;
+        }
         self.chown(e, &path)?;
         // chmod after chown: chown clears setuid/setgid bits.
         f.set_permissions(fs::Permissions::from_mode(e.mode))

@@ -145,20 +145,21 @@ pub(crate) fn scan(
             }
         }
     }
-    // The tar end marker may come before the end of the file: hash the rest too.
-    if let Err(e) = io::copy(&mut hashed, &mut io::sink()) {
-        result.problems.push(unreadable(e));
+    let stopped = stop_early && !result.problems.is_empty();
+    // The tar end marker may come before the end of the file: hash the rest too (unless the
+    // scan already failed and the caller wants no more of this copy).
+    if !stopped {
+        if let Err(e) = io::copy(&mut hashed, &mut io::sink()) {
+            result.problems.push(unreadable(e));
+        }
     }
     let (sha256, size) = hashed.finish();
-    if let Some(m) = expected {
-        // After an early stop the unread rest is not "missing", just unread.
-        if !stop_early || result.problems.is_empty() {
-            let n = result.entries.len();
-            if m.entries.len() > n {
-                result.problems.push(Problem::Missing {
-                    paths: m.entries[n..].iter().map(|e| e.path.clone()).collect(),
-                });
-            }
+    if let (Some(m), false) = (expected, stopped) {
+        let n = result.entries.len();
+        if m.entries.len() > n {
+            result.problems.push(Problem::Missing {
+                paths: m.entries[n..].iter().map(|e| e.path.clone()).collect(),
+            });
         }
         if m.archive.size != size {
             result.problems.push(Problem::ArchiveSize {

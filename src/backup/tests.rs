@@ -350,6 +350,20 @@ fn full_verify_checks_entries_that_quick_verify_cannot_see() {
             fields: vec!["sha256".into()]
         }]
     );
+    // An entry the archive lacks is reported as missing.
+    let mut extra = m.clone();
+    let mut ghost = extra.entries.last().unwrap().clone();
+    ghost.path = "zzz-ghost".into();
+    extra.entries.push(ghost);
+    fs::write(&mpath, extra.to_json()).unwrap();
+    let full = verify_snapshot(&primary, &info, VerifyLevel::Full, t(0, 1)).unwrap();
+    assert!(
+        full.problems.contains(&Problem::Missing {
+            paths: vec!["zzz-ghost".into()]
+        }),
+        "{:?}",
+        full.problems
+    );
 }
 
 #[test]
@@ -950,4 +964,73 @@ fn invalid_backup_names_are_refused_before_anything_is_written() {
     .unwrap_err();
     assert!(matches!(err, BackupError::InvalidName { .. }));
     assert!(!primary.root().exists());
+}
+
+/// Throughput against `tar -c | zstd -3` single-threaded on a mixed tree. Run with
+/// `cargo test --release --lib backup::tests::throughput -- --ignored --nocapture`;
+/// `SANCTUARY_BENCH_MB` sets the tree size (default 300).
+#[test]
+#[ignore = "benchmark: run explicitly in release mode"]
+fn throughput_beats_single_threaded_tar_and_zstd() {
+    use std::time::Instant;
+    let mb: usize = std::env::var("SANCTUARY_BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    // Mixed: a few large semi-compressible files and many small text files.
+    let mut written = 0usize;
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut i = 0;
+    while written < mb << 20 {
+        let dir = src.join(format!("d{}", i % 50));
+        fs::create_dir_all(&dir).unwrap();
+        let size = if i % 100 == 0 {
+            8 << 20
+        } else {
+            4096 + (i * 37) % 60_000
+        };
+        let data: Vec<u8> = (0..size)
+            .map(|j| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                if j % 4 == 0 {
+                    (state & 0xff) as u8
+                } else {
+                    b'a' + (j % 23) as u8
+                }
+            })
+            .collect();
+        fs::write(dir.join(format!("f{i}")), data).unwrap();
+        written += size;
+        i += 1;
+    }
+    // Warm the page cache for both contenders alike.
+    Command::new("tar")
+        .arg("-cf")
+        .arg("/dev/null")
+        .arg(&src)
+        .status()
+        .unwrap();
+    let start = Instant::now();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "tar -C {} -cf - . | zstd -3 -T1 -q -o {}",
+            src.display(),
+            tmp.path().join("ref.tar.zst").display()
+        ))
+        .status()
+        .unwrap();
+    assert!(out.success());
+    let reference = start.elapsed();
+    let primary = DirStore::new(tmp.path().join("b"));
+    let start = Instant::now();
+    snapshot(&primary, "bench", &src, t(0, 0));
+    let ours = start.elapsed();
+    let ratio = reference.as_secs_f64() / ours.as_secs_f64();
+    eprintln!("{mb} MB: tar|zstd -3 -T1 {reference:?}, sanctuary {ours:?}, speed-up {ratio:.2}x");
+    assert!(ratio > 1.0, "slower than tar | zstd -3 single-threaded");
 }
