@@ -4,6 +4,18 @@
 //!
 //! This module knows nothing of the manifest model or of Docker: a backup reads a host
 //! directory or a tar stream, a restore writes a directory or yields a verified tar stream.
+//!
+//! Decisions worth knowing:
+//! - The source root itself is not an entry: a restore gives the target the mode of the tree
+//!   it replaces (0755 for a new one). Sockets, devices and fifos are skipped and reported.
+//! - Hard links in a tar-stream source are stored as plain files, so every entry restores on
+//!   its own; hard links in archives made by other tools are restored as hard links.
+//! - Symlinks must stay inside the root: absolute targets and targets that climb out are
+//!   refused at restore, and a backup warns about them at once rather than at restore time.
+//! - Files are the unit of change detection: the snapshot id covers paths, kinds, modes,
+//!   owners, mtimes (seconds, as tar stores them), link targets and content hashes.
+//! - A copy is a flat directory of files behind [`Store`]; the primary is a [`DirStore`],
+//!   others may be [`DirStore`]s or [`RcloneStore`]s. Copy order is restore preference.
 
 pub mod archive;
 pub mod catalog;
