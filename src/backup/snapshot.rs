@@ -90,8 +90,26 @@ pub fn create_snapshot(
     }
     let summary = {
         let tmp_path = tmp.path().to_path_buf();
-        let out = BufWriter::with_capacity(1 << 20, tmp.as_file_mut());
-        write_archive(source, out, &tmp_path, &opts)?
+        let syncer = tmp.as_file().try_clone().map_err(werr)?;
+        std::thread::scope(|scope| {
+            // Flush finished parts of the archive to disk while later parts are compressed,
+            // so the fsync before the commit has little left to wait for.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+            scope.spawn(move || {
+                while rx.recv().is_ok() {
+                    let _ = syncer.sync_data();
+                }
+            });
+            let out = BufWriter::with_capacity(
+                1 << 20,
+                EarlyWriteback {
+                    file: tmp.as_file_mut(),
+                    unsynced: 0,
+                    tx,
+                },
+            );
+            write_archive(source, out, &tmp_path, &opts)
+        })?
     };
     let id = snapshot_id(&summary.entries);
     if let Some(same) = find_existing(primary, backup, &id, now)? {
@@ -155,4 +173,31 @@ fn find_existing(
     let catalog = list_snapshots(primary, now)?;
     let found = catalog.of_backup(backup).find(|s| s.id == id).cloned();
     Ok(found)
+}
+
+/// Bytes written between requests to flush the archive to disk in the background.
+const WRITEBACK_STEP: u64 = 32 << 20;
+
+/// A file writer that asks a background thread to `fdatasync` every [`WRITEBACK_STEP`]
+/// bytes. A request is dropped while one is pending: the next one covers it.
+struct EarlyWriteback<'a> {
+    file: &'a mut std::fs::File,
+    unsynced: u64,
+    tx: std::sync::mpsc::SyncSender<()>,
+}
+
+impl std::io::Write for EarlyWriteback<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.unsynced += n as u64;
+        if self.unsynced >= WRITEBACK_STEP {
+            self.unsynced = 0;
+            let _ = self.tx.try_send(());
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }

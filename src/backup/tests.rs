@@ -1026,6 +1026,27 @@ fn throughput_beats_single_threaded_tar_and_zstd() {
         .unwrap();
     assert!(out.success());
     let reference = start.elapsed();
+    let start = Instant::now();
+    write_archive(
+        Source::from_dir(&src),
+        std::io::sink(),
+        Path::new("sink"),
+        &ArchiveOptions::default(),
+    )
+    .unwrap();
+    eprintln!("archive to sink: {:?}", start.elapsed());
+    let start = Instant::now();
+    write_archive(
+        Source::from_dir(&src),
+        std::io::sink(),
+        Path::new("sink"),
+        &ArchiveOptions {
+            threads: 1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    eprintln!("archive to sink, 1 worker: {:?}", start.elapsed());
     let primary = DirStore::new(tmp.path().join("b"));
     let start = Instant::now();
     snapshot(&primary, "bench", &src, t(0, 0));
