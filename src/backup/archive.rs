@@ -144,7 +144,9 @@ pub fn write_archive(
     };
     encoder.multithread(threads).map_err(werr)?;
     encoder.include_checksum(true).map_err(werr)?;
-    let mut builder = tar::Builder::new(encoder);
+    // zstd wants large writes: per-call overhead (and with workers, locking) dominates at
+    // tar's 8 KiB steps.
+    let mut builder = tar::Builder::new(BufWriter::with_capacity(1 << 20, encoder));
     let mut entries = Vec::with_capacity(items.len());
     let mut spool = spool;
     // One read buffer for all files: large reads without an allocation per file.
@@ -159,7 +161,8 @@ pub fn write_archive(
         )?;
         entries.push(item.entry);
     }
-    let encoder = builder.into_inner().map_err(werr)?;
+    let buffered = builder.into_inner().map_err(werr)?;
+    let encoder = buffered.into_inner().map_err(|e| werr(e.into_error()))?;
     let hashed = encoder.finish().map_err(werr)?;
     let (mut out, sha256, size) = hashed.finish();
     out.flush().map_err(werr)?;
