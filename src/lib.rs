@@ -12,6 +12,7 @@ pub mod cli;
 pub mod error;
 pub mod exec;
 pub mod fingerprint;
+pub mod backup;
 pub mod fsutil;
 pub mod graph;
 pub mod manifest;

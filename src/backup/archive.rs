@@ -1,0 +1,565 @@
+//! Writing one snapshot archive: a standard `.tar.zst` that plain `tar --zstd -xf` restores.
+//!
+//! Entries are written in sorted path order (so parents precede children and equal content
+//! gives an equal entry list), with mode, uid/gid, mtime and symlink targets. File content is
+//! streamed from its source, hashed on the way into the compressor, and never held in memory
+//! whole. Compression is zstd at a configurable level on all cores.
+//!
+//! Two sources: a host directory, or a tar stream such as Docker's archive API returns. A
+//! stream arrives in arbitrary order, so its file contents are first spooled to an anonymous
+//! temp file and then written out sorted.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::entry::{check_symlink_target, normalize_path, Entry, EntryKind};
+use super::error::BackupError;
+use super::hashing::{HashingReader, HashingWriter};
+
+/// Compression settings.
+#[derive(Debug, Clone)]
+pub struct ArchiveOptions {
+    /// zstd level (1..=19; 3 is zstd's default).
+    pub level: i32,
+    /// Compression worker threads; 0 means one per core.
+    pub threads: u32,
+    /// Where a tar-stream source is spooled; `None` is the system temp dir.
+    pub spool_dir: Option<PathBuf>,
+}
+
+impl Default for ArchiveOptions {
+    fn default() -> Self {
+        Self {
+            level: 3,
+            threads: 0,
+            spool_dir: None,
+        }
+    }
+}
+
+/// What to back up.
+pub enum Source {
+    /// A host directory; its contents (not the directory itself) are archived.
+    Dir(PathBuf),
+    /// A tar stream; `strip_components` leading path parts are removed from each entry,
+    /// as Docker's archive API prefixes entries with the base name of the requested path.
+    TarStream {
+        reader: Box<dyn Read + Send>,
+        strip_components: usize,
+    },
+}
+
+impl Source {
+    /// A host directory.
+    pub fn from_dir(path: impl Into<PathBuf>) -> Self {
+        Source::Dir(path.into())
+    }
+
+    /// A tar stream whose entry paths are used as they are.
+    pub fn from_tar_stream(reader: impl Read + Send + 'static) -> Self {
+        Source::TarStream {
+            reader: Box::new(reader),
+            strip_components: 0,
+        }
+    }
+
+    /// A short description for the manifest.
+    pub fn describe(&self) -> String {
+        match self {
+            Source::Dir(p) => format!("dir:{}", p.display()),
+            Source::TarStream { .. } => "tar-stream".to_string(),
+        }
+    }
+}
+
+/// The result of writing an archive.
+#[derive(Debug, Clone)]
+pub struct ArchiveSummary {
+    /// Entries in archive order, with file hashes.
+    pub entries: Vec<Entry>,
+    /// sha256 of the compressed archive.
+    pub sha256: String,
+    /// Size of the compressed archive.
+    pub size: u64,
+    /// Objects that were not archived (sockets, devices, fifos) and why.
+    pub skipped: Vec<String>,
+    /// Entries that restore will refuse (symlinks pointing out of the root).
+    pub warnings: Vec<String>,
+}
+
+/// Where an entry's content comes from.
+enum Content {
+    None,
+    Path(PathBuf),
+    Spool { offset: u64 },
+}
+
+struct Item {
+    entry: Entry,
+    content: Content,
+}
+
+/// Reads `source` and writes the compressed archive to `out`. `out_path` only names the
+/// destination in errors.
+pub fn write_archive(
+    source: Source,
+    out: impl Write,
+    out_path: &Path,
+    opts: &ArchiveOptions,
+) -> Result<ArchiveSummary, BackupError> {
+    let mut skipped = Vec::new();
+    let (items, spool) = match source {
+        Source::Dir(root) => (collect_dir(&root, &mut skipped)?, None),
+        Source::TarStream {
+            reader,
+            strip_components,
+        } => {
+            let (items, spool) = spool_stream(reader, strip_components, opts, &mut skipped)?;
+            (items, Some(spool))
+        }
+    };
+    let warnings = items
+        .values()
+        .filter(|i| i.entry.kind == EntryKind::Symlink)
+        .filter_map(|i| {
+            let target = i.entry.target.as_deref().unwrap_or("");
+            check_symlink_target(&i.entry.path, target)
+                .err()
+                .map(|why| format!("{}: {why}; restore will refuse it", i.entry.path))
+        })
+        .collect();
+    let werr = |source| BackupError::WriteArchive {
+        path: out_path.to_path_buf(),
+        source,
+    };
+    let hashed = HashingWriter::new(out);
+    let mut encoder = zstd::stream::write::Encoder::new(hashed, opts.level).map_err(werr)?;
+    let threads = if opts.threads == 0 {
+        num_cpus::get() as u32
+    } else {
+        opts.threads
+    };
+    encoder.multithread(threads).map_err(werr)?;
+    encoder.include_checksum(true).map_err(werr)?;
+    // zstd wants large writes: per-call overhead (and with workers, locking) dominates at
+    // tar's 8 KiB steps.
+    let mut builder = tar::Builder::new(BufWriter::with_capacity(1 << 20, encoder));
+    let mut entries = Vec::with_capacity(items.len());
+    let mut spool = spool;
+    // One read buffer for all files: large reads without an allocation per file.
+    let mut chunk = vec![0u8; 1 << 20];
+    for (_, mut item) in items {
+        append_item(
+            &mut builder,
+            &mut item,
+            spool.as_mut(),
+            &mut chunk,
+            out_path,
+        )?;
+        entries.push(item.entry);
+    }
+    let buffered = builder.into_inner().map_err(werr)?;
+    let encoder = buffered.into_inner().map_err(|e| werr(e.into_error()))?;
+    let hashed = encoder.finish().map_err(werr)?;
+    let (mut out, sha256, size) = hashed.finish();
+    out.flush().map_err(werr)?;
+    Ok(ArchiveSummary {
+        entries,
+        sha256,
+        size,
+        skipped,
+        warnings,
+    })
+}
+
+fn append_item<W: Write>(
+    builder: &mut tar::Builder<W>,
+    item: &mut Item,
+    spool: Option<&mut File>,
+    chunk: &mut [u8],
+    out_path: &Path,
+) -> Result<(), BackupError> {
+    let e = &mut item.entry;
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(e.mode);
+    header.set_uid(e.uid);
+    header.set_gid(e.gid);
+    header.set_mtime(e.mtime);
+    let werr = |source| BackupError::WriteArchive {
+        path: out_path.to_path_buf(),
+        source,
+    };
+    match e.kind {
+        EntryKind::Dir => {
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_size(0);
+            builder
+                .append_data(&mut header, &e.path, io::empty())
+                .map_err(werr)
+        }
+        EntryKind::Symlink | EntryKind::Hardlink => {
+            header.set_entry_type(if e.kind == EntryKind::Symlink {
+                tar::EntryType::Symlink
+            } else {
+                tar::EntryType::Link
+            });
+            header.set_size(0);
+            let target = e.target.clone().unwrap_or_default();
+            builder
+                .append_link(&mut header, &e.path, &target)
+                .map_err(werr)
+        }
+        EntryKind::File => {
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_size(e.size);
+            let (data, src_path): (Box<dyn Read + '_>, PathBuf) = match &item.content {
+                Content::Path(p) => {
+                    let f = File::open(p).map_err(|source| BackupError::ReadSource {
+                        path: p.clone(),
+                        source,
+                    })?;
+                    (Box::new(f), p.clone())
+                }
+                Content::Spool { offset } => {
+                    let spool = spool.ok_or_else(|| BackupError::BadSourceEntry {
+                        path: e.path.clone(),
+                        reason: "spooled content missing".into(),
+                    })?;
+                    spool.seek(SeekFrom::Start(*offset)).map_err(|source| {
+                        BackupError::ReadSource {
+                            path: PathBuf::from("<spool>"),
+                            source,
+                        }
+                    })?;
+                    (Box::new(spool.take(e.size)), PathBuf::from(&e.path))
+                }
+                Content::None => (Box::new(io::empty()), PathBuf::from(&e.path)),
+            };
+            let mut hashed = HashingReader::new(Exact::new(Chunked::new(data, chunk), e.size));
+            builder
+                .append_data(&mut header, &e.path, &mut hashed)
+                .map_err(|source| {
+                    if source.kind() == io::ErrorKind::UnexpectedEof {
+                        BackupError::ReadSource {
+                            path: src_path,
+                            source,
+                        }
+                    } else {
+                        werr(source)
+                    }
+                })?;
+            let (sha, _) = hashed.finish();
+            e.sha256 = Some(sha);
+            Ok(())
+        }
+    }
+}
+
+/// Serves small reads (tar copies in 8 KiB steps) from large reads into a borrowed buffer.
+struct Chunked<'b, R> {
+    inner: R,
+    buf: &'b mut [u8],
+    pos: usize,
+    len: usize,
+}
+
+impl<'b, R: Read> Chunked<'b, R> {
+    fn new(inner: R, buf: &'b mut [u8]) -> Self {
+        Self {
+            inner,
+            buf,
+            pos: 0,
+            len: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for Chunked<'_, R> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.len {
+            self.len = self.inner.read(self.buf)?;
+            self.pos = 0;
+        }
+        let n = out.len().min(self.len - self.pos);
+        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Yields exactly `len` bytes of `inner`: a file that shrank while being read is an error
+/// (the tar header already promised `len` bytes); one that grew is cut at `len`.
+struct Exact<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Exact<R> {
+    fn new(inner: R, len: u64) -> Self {
+        Self { inner, left: len }
+    }
+}
+
+impl<R: Read> Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Ok(0);
+        }
+        let max = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        let n = self.inner.read(&mut buf[..max])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank while being archived; quiesce the source and retry",
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+fn collect_dir(
+    root: &Path,
+    skipped: &mut Vec<String>,
+) -> Result<BTreeMap<String, Item>, BackupError> {
+    let mut items = BTreeMap::new();
+    let meta = fs::metadata(root).map_err(|source| BackupError::ReadSource {
+        path: root.to_path_buf(),
+        source,
+    })?;
+    if !meta.is_dir() {
+        return Err(BackupError::ReadSource {
+            path: root.to_path_buf(),
+            source: io::Error::new(
+                io::ErrorKind::NotADirectory,
+                "backup source is not a directory",
+            ),
+        });
+    }
+    let mut stack = vec![(root.to_path_buf(), String::new())];
+    while let Some((dir, rel)) = stack.pop() {
+        let rd = fs::read_dir(&dir).map_err(|source| BackupError::ReadSource {
+            path: dir.clone(),
+            source,
+        })?;
+        for de in rd {
+            let de = de.map_err(|source| BackupError::ReadSource {
+                path: dir.clone(),
+                source,
+            })?;
+            let path = de.path();
+            let name = de
+                .file_name()
+                .into_string()
+                .map_err(|n| BackupError::BadSourceEntry {
+                    path: format!("{rel}/{}", n.to_string_lossy()),
+                    reason: "file name is not UTF-8".into(),
+                })?;
+            let rel_path = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
+            let m = fs::symlink_metadata(&path).map_err(|source| BackupError::ReadSource {
+                path: path.clone(),
+                source,
+            })?;
+            let ft = m.file_type();
+            let mut entry = Entry {
+                path: rel_path.clone(),
+                kind: EntryKind::File,
+                mode: m.permissions().mode() & 0o7777,
+                uid: u64::from(m.uid()),
+                gid: u64::from(m.gid()),
+                mtime: m.mtime().max(0) as u64,
+                size: 0,
+                sha256: None,
+                target: None,
+            };
+            let content = if ft.is_dir() {
+                entry.kind = EntryKind::Dir;
+                stack.push((path, rel_path.clone()));
+                Content::None
+            } else if ft.is_symlink() {
+                let target = fs::read_link(&path).map_err(|source| BackupError::ReadSource {
+                    path: path.clone(),
+                    source,
+                })?;
+                let target = target.into_os_string().into_string().map_err(|_| {
+                    BackupError::BadSourceEntry {
+                        path: rel_path.clone(),
+                        reason: "symlink target is not UTF-8".into(),
+                    }
+                })?;
+                entry.kind = EntryKind::Symlink;
+                entry.target = Some(target);
+                Content::None
+            } else if ft.is_file() {
+                entry.size = m.len();
+                Content::Path(path)
+            } else {
+                skipped.push(format!("{rel_path}: not a file, directory or symlink"));
+                continue;
+            };
+            items.insert(rel_path, Item { entry, content });
+        }
+    }
+    Ok(items)
+}
+
+fn spool_stream(
+    reader: Box<dyn Read + Send>,
+    strip: usize,
+    opts: &ArchiveOptions,
+    skipped: &mut Vec<String>,
+) -> Result<(BTreeMap<String, Item>, File), BackupError> {
+    let dir = opts.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
+    let spool = tempfile::tempfile_in(&dir).map_err(|source| BackupError::Spool {
+        dir: dir.clone(),
+        source,
+    })?;
+    let stream_err = |source| BackupError::ReadSource {
+        path: PathBuf::from("<tar stream>"),
+        source,
+    };
+    let spool_err = |source| BackupError::Spool {
+        dir: dir.clone(),
+        source,
+    };
+    let mut out = BufWriter::with_capacity(1 << 20, spool);
+    let mut offset = 0u64;
+    let mut items: BTreeMap<String, Item> = BTreeMap::new();
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries().map_err(stream_err)? {
+        let mut entry = entry.map_err(stream_err)?;
+        let raw = String::from_utf8(entry.path_bytes().into_owned()).map_err(|e| {
+            BackupError::BadSourceEntry {
+                path: String::from_utf8_lossy(e.as_bytes()).into_owned(),
+                reason: "path is not UTF-8".into(),
+            }
+        })?;
+        let stripped: Vec<&str> = raw
+            .split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .skip(strip)
+            .collect();
+        let Some(path) =
+            normalize_path(&stripped.join("/")).map_err(|reason| BackupError::BadSourceEntry {
+                path: raw.clone(),
+                reason,
+            })?
+        else {
+            continue;
+        };
+        let h = entry.header();
+        let mut e = Entry {
+            path: path.clone(),
+            kind: EntryKind::File,
+            mode: h.mode().map_err(stream_err)? & 0o7777,
+            uid: h.uid().map_err(stream_err)?,
+            gid: h.gid().map_err(stream_err)?,
+            mtime: h.mtime().map_err(stream_err)?,
+            size: 0,
+            sha256: None,
+            target: None,
+        };
+        let content = match h.entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                e.size = entry.size();
+                let start = offset;
+                let n = io::copy(&mut entry, &mut out).map_err(stream_err)?;
+                offset += n;
+                e.size = n;
+                Content::Spool { offset: start }
+            }
+            tar::EntryType::Directory => {
+                e.kind = EntryKind::Dir;
+                Content::None
+            }
+            tar::EntryType::Symlink => {
+                e.kind = EntryKind::Symlink;
+                e.target = Some(link_target(&entry, &path)?);
+                Content::None
+            }
+            tar::EntryType::Link => {
+                // Store hard links as full files: the archive stays restorable entry by entry.
+                let target = link_target(&entry, &path)?;
+                let target: Vec<&str> = target
+                    .split('/')
+                    .filter(|p| !p.is_empty() && *p != ".")
+                    .skip(strip)
+                    .collect();
+                let target = target.join("/");
+                match items.get(&target) {
+                    Some(Item {
+                        entry: t,
+                        content: Content::Spool { offset },
+                    }) => {
+                        e.size = t.size;
+                        Content::Spool { offset: *offset }
+                    }
+                    _ => {
+                        return Err(BackupError::BadSourceEntry {
+                            path,
+                            reason: format!(
+                                "hard link to {target:?}, which is not an earlier file"
+                            ),
+                        })
+                    }
+                }
+            }
+            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => continue,
+            other => {
+                skipped.push(format!("{path}: unsupported entry type {other:?}"));
+                continue;
+            }
+        };
+        items.insert(path, Item { entry: e, content });
+    }
+    let spool = out.into_inner().map_err(|e| spool_err(e.into_error()))?;
+    Ok((items, spool))
+}
+
+fn link_target<R: Read>(entry: &tar::Entry<'_, R>, path: &str) -> Result<String, BackupError> {
+    let bytes = entry
+        .link_name_bytes()
+        .ok_or_else(|| BackupError::BadSourceEntry {
+            path: path.to_string(),
+            reason: "link without a target".into(),
+        })?;
+    String::from_utf8(bytes.into_owned()).map_err(|_| BackupError::BadSourceEntry {
+        path: path.to_string(),
+        reason: "link target is not UTF-8".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_refuses_a_shrunk_file_and_cuts_a_grown_one() {
+        let mut out = Vec::new();
+        let err = Exact::new(&b"abc"[..], 5)
+            .read_to_end(&mut out)
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        let mut out = Vec::new();
+        Exact::new(&b"abcdef"[..], 4).read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"abcd");
+    }
+
+    #[test]
+    fn chunked_reader_yields_everything_in_order() {
+        let data: Vec<u8> = (0..10_000u32).map(|i| (i % 256) as u8).collect();
+        let mut buf = vec![0u8; 64];
+        let mut out = Vec::new();
+        Chunked::new(&data[..], &mut buf)
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, data);
+    }
+}

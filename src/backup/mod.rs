@@ -1,0 +1,55 @@
+//! Backups: content-addressed `.tar.zst` snapshots with sha256 manifests, copies to other
+//! disks or `rclone` remotes, quick and full verification, restic-style retention and a
+//! restore that verifies before it touches the target and swaps the result in atomically.
+//!
+//! This module knows nothing of the manifest model or of Docker: a backup reads a host
+//! directory or a tar stream, a restore writes a directory or yields a verified tar stream.
+//!
+//! Decisions worth knowing:
+//! - The source root itself is not an entry: a restore gives the target the mode of the tree
+//!   it replaces (0755 for a new one). Sockets, devices and fifos are skipped and reported.
+//! - Hard links in a tar-stream source are stored as plain files, so every entry restores on
+//!   its own; hard links in archives made by other tools are restored as hard links.
+//! - Symlinks must stay inside the root: absolute targets and targets that climb out are
+//!   refused at restore, and a backup warns about them at once rather than at restore time.
+//! - Files are the unit of change detection: the snapshot id covers paths, kinds, modes,
+//!   owners, mtimes (seconds, as tar stores them), link targets and content hashes.
+//! - A copy is a flat directory of files behind [`Store`]; the primary is a [`DirStore`],
+//!   others may be [`DirStore`]s or [`RcloneStore`]s. Copy order is restore preference.
+
+pub mod archive;
+pub mod catalog;
+pub mod copies;
+pub mod entry;
+pub mod error;
+mod extract;
+pub mod hashing;
+pub mod manifest;
+pub mod naming;
+pub mod rclone;
+pub mod restore;
+pub mod retention;
+pub mod scan;
+pub mod snapshot;
+pub mod store;
+pub mod verify;
+
+pub use archive::{write_archive, ArchiveOptions, ArchiveSummary, Source};
+pub use catalog::{list_snapshots, Catalog, SnapshotInfo};
+pub use copies::{check_321, replicate, CopyOutcome, CopyTarget, Warning};
+pub use entry::{Entry, EntryKind};
+pub use error::BackupError;
+pub use manifest::{SnapshotManifest, VerificationRecord, VerifyLevel};
+pub use rclone::RcloneStore;
+pub use restore::{
+    restore_foreign_archive, restore_into_dir, restore_tar_stream, RestoreReport, Selector,
+    VerifiedTarStream,
+};
+pub use retention::{prune, select_keep, Candidate, KeepDecision, KeepPolicy, PruneReport};
+pub use scan::Problem;
+pub use snapshot::{create_snapshot, BackupOutcome, BackupReport};
+pub use store::{DirStore, Store, StoredFile};
+pub use verify::{verify_all, verify_snapshot, VerifyReport};
+
+#[cfg(test)]
+mod tests;

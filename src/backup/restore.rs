@@ -1,0 +1,403 @@
+//! Restoring a snapshot, safely.
+//!
+//! The snapshot is looked up across the given copies in order. Each candidate copy is read
+//! once into a fresh staging directory created beside the target, with every check of
+//! [`scan`](super::scan) applied on the way: the archive sha256 and size, every entry
+//! against the manifest, and path safety. Any problem discards the staging directory, is
+//! reported, and the next copy is tried; the target is untouched until one copy passed. Then
+//! the staging directory is swapped in (atomically with `RENAME_EXCHANGE` where the file
+//! system supports it, else rename old aside, rename staging in) and the old tree removed.
+//!
+//! Archives made by other tools (`tar --zstd -cf`) have no manifest: they restore after the
+//! same safety checks, and the report says they are unverified.
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
+use super::catalog::{list_snapshots, read_manifest, SnapshotInfo};
+use super::error::BackupError;
+use super::extract::Extractor;
+use super::manifest::SnapshotManifest;
+use super::scan::{scan, Discard, ScanResult};
+use super::store::Store;
+
+/// Which snapshot of a backup to restore.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    /// The newest snapshot found in any copy.
+    Latest,
+    /// The snapshot whose id starts with this prefix.
+    Id(String),
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestoreReport {
+    /// The snapshot id; `None` for a foreign archive.
+    pub snapshot: Option<String>,
+    /// The copy (or archive path) that was restored.
+    pub from: String,
+    /// Whether the content was checked against a manifest.
+    pub verified: bool,
+    /// Copies that were tried and refused, with the reason.
+    pub rejected_copies: Vec<String>,
+    /// Entries restored.
+    pub entries: usize,
+    /// Whether file owners were restored (needs root).
+    pub ownership_restored: bool,
+    /// Entries not restored (devices, fifos in foreign archives).
+    pub skipped: Vec<String>,
+    /// The old tree, if it could not be removed after the swap.
+    pub leftover: Option<PathBuf>,
+}
+
+/// Restores a snapshot of `backup` into the directory `target`, trying `copies` in order.
+pub fn restore_into_dir(
+    copies: &[&dyn Store],
+    backup: &str,
+    which: &Selector,
+    target: &Path,
+    now: DateTime<Utc>,
+) -> Result<RestoreReport, BackupError> {
+    let (id, mut rejected) = resolve(copies, backup, which, now)?;
+    for (store, info) in holders(copies, &id, now, &mut rejected) {
+        let manifest = match read_manifest(store, &info) {
+            Ok(m) => m,
+            Err(e) => {
+                rejected.push(format!("{}: {e}", store.describe()));
+                continue;
+            }
+        };
+        let reader = match store.open(&info.archive_name) {
+            Ok(r) => r,
+            Err(e) => {
+                rejected.push(format!("{}: {e}", store.describe()));
+                continue;
+            }
+        };
+        let staged = extract_to_staging(reader, Some(&manifest), target)?;
+        match staged {
+            Err(problems) => {
+                rejected.push(format!("{}: {}", store.describe(), problems.join("; ")));
+            }
+            Ok((staging, result, owners)) => {
+                let leftover = swap_into_place(&staging, target)?;
+                return Ok(RestoreReport {
+                    snapshot: Some(id),
+                    from: store.describe(),
+                    verified: true,
+                    rejected_copies: rejected,
+                    entries: result.entries.len(),
+                    ownership_restored: owners,
+                    skipped: result.skipped,
+                    leftover,
+                });
+            }
+        }
+    }
+    Err(BackupError::NoUsableCopy {
+        snapshot: id,
+        failures: rejected,
+    })
+}
+
+/// Restores a `.tar.zst` made by another tool (no manifest of ours) into `target`. It must be
+/// readable to the end and pass the path-safety checks; the report marks it unverified.
+pub fn restore_foreign_archive(
+    archive: &Path,
+    target: &Path,
+) -> Result<RestoreReport, BackupError> {
+    let f = File::open(archive).map_err(|source| BackupError::ReadCopy {
+        copy: archive.display().to_string(),
+        name: archive.display().to_string(),
+        source,
+    })?;
+    match extract_to_staging(Box::new(BufReader::new(f)), None, target)? {
+        Err(problems) => Err(BackupError::ForeignArchiveRejected {
+            path: archive.to_path_buf(),
+            problems,
+        }),
+        Ok((staging, result, owners)) => {
+            let leftover = swap_into_place(&staging, target)?;
+            Ok(RestoreReport {
+                snapshot: None,
+                from: archive.display().to_string(),
+                verified: false,
+                rejected_copies: Vec::new(),
+                entries: result.entries.len(),
+                ownership_restored: owners,
+                skipped: result.skipped,
+                leftover,
+            })
+        }
+    }
+}
+
+/// A decompressed tar stream of a snapshot that was fully verified before the first byte is
+/// handed out. It reads from a private spooled copy, so the stored archive cannot change
+/// between verification and use.
+pub struct VerifiedTarStream {
+    decoder: zstd::stream::read::Decoder<'static, BufReader<File>>,
+}
+
+impl Read for VerifiedTarStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.decoder.read(buf)
+    }
+}
+
+/// Produces a verified tar stream of a snapshot (for copying into a container), trying
+/// `copies` in order. The compressed archive is spooled into `spool_dir`.
+pub fn restore_tar_stream(
+    copies: &[&dyn Store],
+    backup: &str,
+    which: &Selector,
+    spool_dir: &Path,
+    now: DateTime<Utc>,
+) -> Result<(VerifiedTarStream, RestoreReport), BackupError> {
+    let (id, mut rejected) = resolve(copies, backup, which, now)?;
+    let spool_err = |source| BackupError::Spool {
+        dir: spool_dir.to_path_buf(),
+        source,
+    };
+    for (store, info) in holders(copies, &id, now, &mut rejected) {
+        let manifest = match read_manifest(store, &info) {
+            Ok(m) => m,
+            Err(e) => {
+                rejected.push(format!("{}: {e}", store.describe()));
+                continue;
+            }
+        };
+        let mut spool = tempfile::tempfile_in(spool_dir).map_err(spool_err)?;
+        let copied = store.open(&info.archive_name).and_then(|mut r| {
+            io::copy(&mut r, &mut spool).map_err(|source| BackupError::ReadCopy {
+                copy: store.describe(),
+                name: info.archive_name.clone(),
+                source,
+            })
+        });
+        if let Err(e) = copied {
+            rejected.push(format!("{}: {e}", store.describe()));
+            continue;
+        }
+        spool.seek(SeekFrom::Start(0)).map_err(spool_err)?;
+        let result = scan(BufReader::new(&spool), Some(&manifest), &mut Discard, true)?;
+        if !result.problems.is_empty() {
+            rejected.push(format!("{}: {}", store.describe(), join(&result)));
+            continue;
+        }
+        spool.seek(SeekFrom::Start(0)).map_err(spool_err)?;
+        let decoder =
+            zstd::stream::read::Decoder::with_buffer(BufReader::new(spool)).map_err(spool_err)?;
+        let report = RestoreReport {
+            snapshot: Some(id),
+            from: store.describe(),
+            verified: true,
+            rejected_copies: rejected,
+            entries: result.entries.len(),
+            ownership_restored: true,
+            skipped: result.skipped,
+            leftover: None,
+        };
+        return Ok((VerifiedTarStream { decoder }, report));
+    }
+    Err(BackupError::NoUsableCopy {
+        snapshot: id,
+        failures: rejected,
+    })
+}
+
+/// Finds the full id the selector means, across all copies. Copies that cannot be listed are
+/// noted, not fatal: another copy may hold the snapshot.
+fn resolve(
+    copies: &[&dyn Store],
+    backup: &str,
+    which: &Selector,
+    now: DateTime<Utc>,
+) -> Result<(String, Vec<String>), BackupError> {
+    let mut rejected = Vec::new();
+    let mut found: Vec<SnapshotInfo> = Vec::new();
+    for store in copies {
+        match list_snapshots(*store, now) {
+            Ok(c) => found.extend(c.of_backup(backup).filter(|s| s.archive_present).cloned()),
+            Err(e) => rejected.push(format!("{}: {e}", store.describe())),
+        }
+    }
+    let not_found = || BackupError::SnapshotNotFound {
+        backup: backup.to_string(),
+        wanted: match which {
+            Selector::Latest => "latest".to_string(),
+            Selector::Id(p) => format!("id {p}"),
+        },
+    };
+    let id = match which {
+        Selector::Latest => found
+            .iter()
+            .max_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)))
+            .map(|s| s.id.clone())
+            .ok_or_else(not_found)?,
+        Selector::Id(prefix) => {
+            let mut ids: Vec<String> = found
+                .iter()
+                .filter(|s| s.id.starts_with(prefix.as_str()))
+                .map(|s| s.id.clone())
+                .collect();
+            ids.sort();
+            ids.dedup();
+            match ids.len() {
+                0 => return Err(not_found()),
+                1 => ids.remove(0),
+                _ => {
+                    return Err(BackupError::AmbiguousSnapshot {
+                        backup: backup.to_string(),
+                        prefix: prefix.clone(),
+                        candidates: ids,
+                    })
+                }
+            }
+        }
+    };
+    Ok((id, rejected))
+}
+
+/// The copies holding snapshot `id`, in the caller's order.
+fn holders<'a>(
+    copies: &[&'a dyn Store],
+    id: &str,
+    now: DateTime<Utc>,
+    rejected: &mut Vec<String>,
+) -> Vec<(&'a dyn Store, SnapshotInfo)> {
+    let mut out = Vec::new();
+    for store in copies {
+        if let Ok(c) = list_snapshots(*store, now) {
+            if let Some(info) = c
+                .snapshots
+                .into_iter()
+                .find(|s| s.id == id && s.archive_present)
+            {
+                out.push((*store, info));
+            } else {
+                rejected.push(format!("{}: does not hold snapshot {id}", store.describe()));
+            }
+        }
+    }
+    out
+}
+
+fn join(result: &ScanResult) -> String {
+    result
+        .problems
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The staging directory, its scan result, and whether owners were restored.
+type Staged = (PathBuf, ScanResult, bool);
+
+/// Extracts into a new staging directory beside `target`. On problems the staging directory
+/// is removed and the problems returned as `Ok(Err(..))`; I/O failures are errors.
+fn extract_to_staging(
+    reader: Box<dyn Read + Send>,
+    manifest: Option<&SnapshotManifest>,
+    target: &Path,
+) -> Result<Result<Staged, Vec<String>>, BackupError> {
+    let parent = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        Some(_) => PathBuf::from("."),
+        None => {
+            return Err(BackupError::BadTarget {
+                path: target.to_path_buf(),
+            })
+        }
+    };
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| BackupError::BadTarget {
+            path: target.to_path_buf(),
+        })?;
+    if let Ok(m) = fs::symlink_metadata(target) {
+        if !m.is_dir() {
+            return Err(BackupError::BadTarget {
+                path: target.to_path_buf(),
+            });
+        }
+    }
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{name}.restore-"))
+        .tempdir_in(&parent)
+        .map_err(|_| BackupError::BadTarget {
+            path: target.to_path_buf(),
+        })?;
+    let mut extractor = Extractor::new(staging.path());
+    let result = scan(reader, manifest, &mut extractor, true)?;
+    if !result.problems.is_empty() {
+        // Dropping `staging` removes everything written so far.
+        return Ok(Err(result.problems.iter().map(|p| p.to_string()).collect()));
+    }
+    let owners = extractor.finish()?;
+    // The root keeps the mode of the tree it replaces; a new one gets the usual 0755.
+    let mode = fs::metadata(target)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o755);
+    fs::set_permissions(staging.path(), fs::Permissions::from_mode(mode)).map_err(|source| {
+        BackupError::Extract {
+            staging: staging.path().to_path_buf(),
+            entry: ".".into(),
+            source,
+        }
+    })?;
+    Ok(Ok((staging.keep(), result, owners)))
+}
+
+/// Puts `staging` where `target` is; returns the old tree's path if it could not be removed.
+fn swap_into_place(staging: &Path, target: &Path) -> Result<Option<PathBuf>, BackupError> {
+    let swap_err = |source| BackupError::Swap {
+        staging: staging.to_path_buf(),
+        target: target.to_path_buf(),
+        source,
+    };
+    if fs::symlink_metadata(target).is_err() {
+        fs::rename(staging, target).map_err(swap_err)?;
+        return Ok(None);
+    }
+    let old = if exchange(staging, target) {
+        // After the exchange the staging path holds the old tree.
+        staging.to_path_buf()
+    } else {
+        let mut aside = staging.as_os_str().to_owned();
+        aside.push(".old");
+        let aside = PathBuf::from(aside);
+        fs::rename(target, &aside).map_err(swap_err)?;
+        if let Err(e) = fs::rename(staging, target) {
+            // Put the old tree back rather than leave the target missing.
+            let _ = fs::rename(&aside, target);
+            return Err(swap_err(e));
+        }
+        aside
+    };
+    match fs::remove_dir_all(&old) {
+        Ok(()) => Ok(None),
+        Err(_) => Ok(Some(old)),
+    }
+}
+
+/// Atomically exchanges two paths where the kernel and file system allow it.
+fn exchange(a: &Path, b: &Path) -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+        renameat2(AT_FDCWD, a, AT_FDCWD, b, RenameFlags::RENAME_EXCHANGE).is_ok()
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        let _ = (a, b);
+        false
+    }
+}
