@@ -7,12 +7,12 @@
 
 pub mod apply;
 pub mod backend;
+pub mod backup;
 pub mod cache;
 pub mod cli;
 pub mod error;
 pub mod exec;
 pub mod fingerprint;
-pub mod backup;
 pub mod fsutil;
 pub mod graph;
 pub mod manifest;
