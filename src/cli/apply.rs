@@ -192,7 +192,9 @@ pub fn apply(ctx: &Context, args: ApplyArgs) -> Result<ExitCode> {
                 });
             }
         }
-        if !json {
+        if json {
+            println!("{}", serde_json::json!({ "event": "plan", "plan": plan, "summary": plan.summary_line() }));
+        } else {
             print!("{}", plan.render(false));
         }
         if !plan.has_changes() {
