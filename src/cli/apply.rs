@@ -193,7 +193,10 @@ pub fn apply(ctx: &Context, args: ApplyArgs) -> Result<ExitCode> {
             }
         }
         if json {
-            println!("{}", serde_json::json!({ "event": "plan", "plan": plan, "summary": plan.summary_line() }));
+            println!(
+                "{}",
+                serde_json::json!({ "event": "plan", "plan": plan, "summary": plan.summary_line() })
+            );
         } else {
             print!("{}", plan.render(false));
         }

@@ -6,13 +6,16 @@
 //! content of its inputs, the fingerprints of the tasks it depends on, and keyed hashes of its
 //! secrets — the same whether the task then runs, is cached, or is only explained by `why`.
 
-use std::collections::{HashMap, HashSet};
+pub mod container;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
+use crate::backend::Backend;
 use crate::cache::{Cache, Lookup, SaveRequest};
 use crate::exec::process::{run_host, HostCommand};
 use crate::exec::{Executor, NodeCtx, NodeLabel, Outcome};
@@ -40,6 +43,8 @@ pub struct TaskExecutor {
     args: Vec<String>,
     arg_targets: HashSet<NodeId>,
     fingerprints: Mutex<HashMap<NodeId, String>>,
+    /// For tasks that run inside an image; connected on first use.
+    backend: tokio::sync::OnceCell<std::sync::Arc<dyn Backend>>,
 }
 
 /// `'it'\''s'`-style quoting so arguments reach the shell as single words.
@@ -66,7 +71,25 @@ impl TaskExecutor {
             args: Vec::new(),
             arg_targets: HashSet::new(),
             fingerprints: Mutex::new(HashMap::new()),
+            backend: tokio::sync::OnceCell::new(),
         }
+    }
+
+    /// Uses `backend` for tasks inside an image instead of connecting on first use.
+    pub fn with_backend(self, backend: std::sync::Arc<dyn Backend>) -> Self {
+        let _ = self.backend.set(backend);
+        self
+    }
+
+    async fn backend(&self) -> Result<&std::sync::Arc<dyn Backend>, String> {
+        self.backend
+            .get_or_try_init(|| async {
+                crate::backend::docker::DockerBackend::connect()
+                    .await
+                    .map(|d| std::sync::Arc::new(d) as std::sync::Arc<dyn Backend>)
+                    .map_err(|e| e.to_string())
+            })
+            .await
     }
 
     /// Passes `args` to the named tasks (appended to their last line, shell-quoted).
@@ -210,21 +233,54 @@ impl TaskExecutor {
             let value = crate::secrets::resolve(m, &se.secret).map_err(|e| e.to_string())?;
             env.push((se.var.clone(), value));
         }
-        let mut cmd = HostCommand::new(self.script(id, task), task.dir.clone());
-        cmd.env = env;
         let started = Instant::now();
-        let run = run_host(&cmd, |_, line| ctx.emit(line), ctx.cancel());
-        let finished = match task.timeout {
-            Some(t) => match tokio::time::timeout(t.0, run).await {
-                Ok(r) => r,
-                Err(_) => return Err(format!("timed out after {t}")),
-            },
-            None => run.await,
-        }
-        .map_err(|e| e.to_string())?;
-        if !finished.exit.success() {
-            return Err(finished.exit.to_string());
-        }
+        let log = match &task.image {
+            Some(image) => {
+                let backend = self.backend().await?;
+                let sink = |line: &str| ctx.emit(line);
+                let tag = container::ensure_image(m, backend.as_ref(), image, &sink).await?;
+                let env: BTreeMap<String, String> = env.into_iter().collect();
+                let purpose = format!("task-{}", task.name);
+                let script = self.script(id, task);
+                let timeout = task.timeout.map(|t| t.0);
+                let run = container::run_script(
+                    m,
+                    backend.as_ref(),
+                    &tag,
+                    &purpose,
+                    &script,
+                    &task.dir,
+                    env,
+                    timeout,
+                    ctx.cancel(),
+                )
+                .await?;
+                for line in run.log.lines() {
+                    ctx.emit(line);
+                }
+                if run.exit_code != 0 {
+                    return Err(format!("exit status {}", run.exit_code));
+                }
+                run.log
+            }
+            None => {
+                let mut cmd = HostCommand::new(self.script(id, task), task.dir.clone());
+                cmd.env = env;
+                let run = run_host(&cmd, |_, line| ctx.emit(line), ctx.cancel());
+                let finished = match task.timeout {
+                    Some(t) => match tokio::time::timeout(t.0, run).await {
+                        Ok(r) => r,
+                        Err(_) => return Err(format!("timed out after {t}")),
+                    },
+                    None => run.await,
+                }
+                .map_err(|e| e.to_string())?;
+                if !finished.exit.success() {
+                    return Err(finished.exit.to_string());
+                }
+                finished.log
+            }
+        };
         if let Some(miss) = miss {
             self.cache
                 .save(
@@ -233,7 +289,7 @@ impl TaskExecutor {
                         key: &key,
                         root: &m.dir,
                         duration: started.elapsed(),
-                        log: &finished.log,
+                        log: &log,
                     },
                 )
                 .map_err(|e| format!("{e}"))?;
