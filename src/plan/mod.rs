@@ -396,3 +396,41 @@ fn state_word(s: ContainerState) -> &'static str {
         _ => "not running",
     }
 }
+
+/// Why a service whose container already matches the manifest is to be replaced anyway: the
+/// last apply failed on it (it never became ready), or was interrupted after creating it and
+/// before recording it (the record still holds an older fingerprint). `None` when the state store has nothing against it — a missing record
+/// is not a reason, so losing the state store does not recreate every container.
+pub fn retry_reason(
+    record: Option<&crate::state::NodeRecord>,
+    fingerprint: &str,
+) -> Option<String> {
+    let record = record?;
+    match &record.result {
+        // A failure keeps the fingerprint realised before it, so it is not compared here.
+        crate::state::RecordResult::Failed { message } => {
+            let first = message.lines().next().unwrap_or_default();
+            Some(format!("the last apply failed: {first}"))
+        }
+        _ if record.fingerprint != fingerprint => {
+            Some("the last apply was interrupted before it finished".to_string())
+        }
+        _ => None,
+    }
+}
+
+/// Marks services that [`retry_reason`] says must be tried again as replacements.
+pub fn retry_unfinished(plan: &mut Plan, state: &crate::state::StateFile) {
+    for step in &mut plan.steps {
+        let Some(name) = step.node.strip_prefix("service.") else {
+            continue;
+        };
+        if !matches!(step.action, Action::UpToDate | Action::Start) {
+            continue;
+        }
+        if let Some(reason) = retry_reason(state.get("service", name), &step.fingerprint) {
+            step.action = Action::Replace;
+            step.reasons = vec![reason];
+        }
+    }
+}

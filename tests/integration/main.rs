@@ -3,3 +3,4 @@
 mod docker_support;
 
 mod backend_docker;
+mod apply_docker;
