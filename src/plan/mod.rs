@@ -434,3 +434,43 @@ pub fn retry_unfinished(plan: &mut Plan, state: &crate::state::StateFile) {
         }
     }
 }
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+    use crate::state::{NodeRecord, RecordResult};
+
+    fn record(fingerprint: &str, result: RecordResult) -> NodeRecord {
+        NodeRecord {
+            kind: "service".into(),
+            name: "web".into(),
+            fingerprint: fingerprint.into(),
+            spec: Value::Null,
+            finished_at: chrono::Utc::now(),
+            result,
+        }
+    }
+
+    #[test]
+    fn failed_or_interrupted_services_are_retried_and_finished_ones_are_not() {
+        let failed = record(
+            "old",
+            RecordResult::Failed {
+                message: "did not become healthy\n  last output".into(),
+            },
+        );
+        assert_eq!(
+            retry_reason(Some(&failed), "new").as_deref(),
+            Some("the last apply failed: did not become healthy")
+        );
+        let interrupted = record("old", RecordResult::Ran);
+        assert!(retry_reason(Some(&interrupted), "new")
+            .unwrap()
+            .contains("interrupted"));
+        assert_eq!(
+            retry_reason(Some(&record("new", RecordResult::Ran)), "new"),
+            None
+        );
+        assert_eq!(retry_reason(None, "new"), None);
+    }
+}

@@ -10,8 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::docker_support::{
-    docker_inspect, docker_lines, docker_or_skip, write_busybox_context, TestProject,
-    PROJECT_LABEL,
+    docker_inspect, docker_lines, docker_or_skip, write_busybox_context, TestProject, PROJECT_LABEL,
 };
 
 /// Connects (or skips loudly, or fails under `SANCTUARY_REQUIRE_DOCKER=1`).
@@ -187,10 +186,7 @@ fn voidcat_lifecycle() {
     let status: serde_json::Value = serde_json::from_str(status.trim()).unwrap();
     let services = status["services"].as_array().unwrap();
     assert_eq!(services.len(), 5);
-    assert!(
-        services.iter().all(|s| s["state"] == "running"),
-        "{status}"
-    );
+    assert!(services.iter().all(|s| s["state"] == "running"), "{status}");
 
     // A second apply is a no-op.
     let again = expect(dir, &["apply", "-y"], 0);
@@ -209,7 +205,11 @@ fn voidcat_lifecycle() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    for want in ["CLONE_NAME=omega", "CLONE_ROLE=coordinator", "CLONE_PORT=3000"] {
+    for want in [
+        "CLONE_NAME=omega",
+        "CLONE_ROLE=coordinator",
+        "CLONE_PORT=3000",
+    ] {
         assert!(env.contains(&want), "{want} not in {env:?}");
     }
     let mounts = omega["Mounts"].as_array().unwrap();
@@ -256,7 +256,10 @@ fn voidcat_lifecycle() {
     let plan = expect(dir, &["plan"], 0);
     let delta_line = plan.lines().find(|l| l.contains("service.delta")).unwrap();
     assert!(delta_line.contains("replace"), "{plan}");
-    assert!(plan.contains("env CLONE_ROLE: \"tester\" → \"qa\""), "{plan}");
+    assert!(
+        plan.contains("env CLONE_ROLE: \"tester\" → \"qa\""),
+        "{plan}"
+    );
     assert!(plan.contains("Plan: 1 to replace"), "{plan}");
     expect(dir, &["apply", "-y"], 0);
     for ((svc, _), old) in SERVICES.iter().zip(&ids) {
@@ -357,7 +360,11 @@ service "bad" {
     let before = container_id(&project.object("bad"));
     let out = expect(dir, &["apply", "-y"], 3);
     assert!(out.contains("did not become healthy"), "{out}");
-    assert_ne!(container_id(&project.object("bad")), before, "retried afresh");
+    assert_ne!(
+        container_id(&project.object("bad")),
+        before,
+        "retried afresh"
+    );
 }
 
 fn lock_path(dir: &Path) -> PathBuf {
@@ -392,8 +399,13 @@ service "slow" {
         .unwrap();
     // Wait until it holds the lock and waits for the slow service.
     let end = Instant::now() + Duration::from_secs(60);
-    while docker_lines(&["ps", "-q", "--filter", &format!("name={}", project.object("slow"))])
-        .is_empty()
+    while docker_lines(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("name={}", project.object("slow")),
+    ])
+    .is_empty()
     {
         assert!(Instant::now() < end, "the first apply never started `slow`");
         std::thread::sleep(Duration::from_millis(100));
@@ -437,7 +449,10 @@ fn a_host_port_in_use_names_the_service_and_port() {
     );
     let out = expect(tmp.path(), &["apply", "-y"], 3);
     assert!(out.contains("service `web`"), "{out}");
-    assert!(out.contains(&format!("host port 0.0.0.0:{p} is already in use")), "{out}");
+    assert!(
+        out.contains(&format!("host port 0.0.0.0:{p} is already in use")),
+        "{out}"
+    );
 }
 
 #[test]

@@ -2,5 +2,5 @@
 
 mod docker_support;
 
-mod backend_docker;
 mod apply_docker;
+mod backend_docker;
