@@ -12,12 +12,13 @@
 # `depends_on: condition: service_healthy`. Note that `docker-compose up -d` returns once the
 # containers are started, while `sanctuary apply` also waits until every service is healthy.
 #
-# Usage: scripts/bench-compose.sh [RUNS]      (RUNS defaults to 5; the no-op case runs 4x that)
+# Usage: scripts/bench-compose.sh [RUNS]   (RUNS defaults to 5; the no-op case runs 4x that;
+# SANCTUARY_BIN overrides the release binary)
 set -euo pipefail
 
 RUNS="${1:-5}"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-BIN="$ROOT/target/release/sanctuary"
+BIN="${SANCTUARY_BIN:-$ROOT/target/release/sanctuary}"
 COMPOSE="${COMPOSE:-docker-compose}"
 
 for tool in hyperfine "$COMPOSE" docker; do
