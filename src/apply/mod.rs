@@ -36,6 +36,8 @@ pub struct ApplyExecutor {
     pub state_path: PathBuf,
     /// Tags images resolved to in this run, for the services that use them.
     tags: Mutex<BTreeMap<String, String>>,
+    /// Serialises ensuring the project's default network.
+    default_network: tokio::sync::Mutex<()>,
 }
 
 impl ApplyExecutor {
@@ -73,6 +75,7 @@ impl ApplyExecutor {
             state: Mutex::new(state),
             state_path,
             tags: Mutex::new(BTreeMap::new()),
+            default_network: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -210,6 +213,9 @@ impl ApplyExecutor {
         let d = desired::container(m, svc, &tag, &self.salt).map_err(|e| e.to_string())?;
         let name = d.spec.name.clone();
         if d.uses_default_network {
+            // Services start in parallel; Docker allows two networks of one name, so two
+            // concurrent check-then-create calls would make the name ambiguous.
+            let _one_at_a_time = self.default_network.lock().await;
             let net = names::default_network(&m.project.name);
             let labels = names::labels(&m.project.name, "network.default", None);
             self.backend
@@ -222,9 +228,17 @@ impl ApplyExecutor {
             .inspect_container(&name)
             .await
             .map_err(|e| e.to_string())?;
+        // A container left by a failed or interrupted apply is replaced, as the plan says.
+        let retry = {
+            let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            crate::plan::retry_reason(state.get("service", &id.name), &d.fingerprint)
+        };
         let mut detail = None;
         match observed {
-            Some(c) if c.labels.get(names::LABEL_FINGERPRINT) == Some(&d.fingerprint) => {
+            Some(c)
+                if retry.is_none()
+                    && c.labels.get(names::LABEL_FINGERPRINT) == Some(&d.fingerprint) =>
+            {
                 match c.state {
                     ContainerState::Running => {}
                     ContainerState::Paused => {

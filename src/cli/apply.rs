@@ -82,6 +82,8 @@ async fn make_plan(
     )
     .await?;
     tasks.finish();
+    let mut plan = plan;
+    plan::retry_unfinished(&mut plan, state);
     Ok(plan)
 }
 

@@ -23,8 +23,8 @@ pub struct DestroyArgs {
 pub struct LogsArgs {
     /// Services to show (all when none).
     services: Vec<String>,
-    /// Keep streaming new lines.
-    #[arg(short = 'f', long)]
+    /// Keep streaming new lines. (No `-f`: that is the global `--file`.)
+    #[arg(long)]
     follow: bool,
     /// Only the last N lines of each service.
     #[arg(long, value_name = "N")]

@@ -396,3 +396,81 @@ fn state_word(s: ContainerState) -> &'static str {
         _ => "not running",
     }
 }
+
+/// Why a service whose container already matches the manifest is to be replaced anyway: the
+/// last apply failed on it (it never became ready), or was interrupted after creating it and
+/// before recording it (the record still holds an older fingerprint). `None` when the state store has nothing against it — a missing record
+/// is not a reason, so losing the state store does not recreate every container.
+pub fn retry_reason(
+    record: Option<&crate::state::NodeRecord>,
+    fingerprint: &str,
+) -> Option<String> {
+    let record = record?;
+    match &record.result {
+        // A failure keeps the fingerprint realised before it, so it is not compared here.
+        crate::state::RecordResult::Failed { message } => {
+            let first = message.lines().next().unwrap_or_default();
+            Some(format!("the last apply failed: {first}"))
+        }
+        _ if record.fingerprint != fingerprint => {
+            Some("the last apply was interrupted before it finished".to_string())
+        }
+        _ => None,
+    }
+}
+
+/// Marks services that [`retry_reason`] says must be tried again as replacements.
+pub fn retry_unfinished(plan: &mut Plan, state: &crate::state::StateFile) {
+    for step in &mut plan.steps {
+        let Some(name) = step.node.strip_prefix("service.") else {
+            continue;
+        };
+        if !matches!(step.action, Action::UpToDate | Action::Start) {
+            continue;
+        }
+        if let Some(reason) = retry_reason(state.get("service", name), &step.fingerprint) {
+            step.action = Action::Replace;
+            step.reasons = vec![reason];
+        }
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+    use crate::state::{NodeRecord, RecordResult};
+
+    fn record(fingerprint: &str, result: RecordResult) -> NodeRecord {
+        NodeRecord {
+            kind: "service".into(),
+            name: "web".into(),
+            fingerprint: fingerprint.into(),
+            spec: Value::Null,
+            finished_at: chrono::Utc::now(),
+            result,
+        }
+    }
+
+    #[test]
+    fn failed_or_interrupted_services_are_retried_and_finished_ones_are_not() {
+        let failed = record(
+            "old",
+            RecordResult::Failed {
+                message: "did not become healthy\n  last output".into(),
+            },
+        );
+        assert_eq!(
+            retry_reason(Some(&failed), "new").as_deref(),
+            Some("the last apply failed: did not become healthy")
+        );
+        let interrupted = record("old", RecordResult::Ran);
+        assert!(retry_reason(Some(&interrupted), "new")
+            .unwrap()
+            .contains("interrupted"));
+        assert_eq!(
+            retry_reason(Some(&record("new", RecordResult::Ran)), "new"),
+            None
+        );
+        assert_eq!(retry_reason(None, "new"), None);
+    }
+}

@@ -4,6 +4,7 @@
 mod docker_support;
 mod support;
 
+mod apply_docker;
 mod backend_docker;
 mod cli_basics;
 mod docs_kdl;

@@ -1,0 +1,481 @@
+//! `plan`, `apply`, `destroy`, `status` and `logs` through the real binary against the real
+//! engine. Each test has its own project (a `TestProject` guard of the same name removes
+//! everything labelled with it, also on panic) and its own host ports, derived from the pid.
+//! The voidcat stack is brought up once and shared by the sequential checks that can share it.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::docker_support::{
+    docker_inspect, docker_lines, docker_or_skip, write_busybox_context, TestProject, PROJECT_LABEL,
+};
+
+/// Connects (or skips loudly, or fails under `SANCTUARY_REQUIRE_DOCKER=1`).
+fn docker_available(test: &str) -> bool {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(docker_or_skip(test)).is_some()
+}
+
+/// A block of 40 host ports for this test process; `slot` picks one inside it.
+fn port(slot: u16) -> u16 {
+    assert!(slot < 40);
+    20000 + (std::process::id() % 1000) as u16 * 40 + slot
+}
+
+/// Runs `sanctuary args` in `dir`.
+fn sanct(dir: &Path, args: &[&str]) -> Output {
+    sanct_env(dir, args, &[])
+}
+
+fn sanct_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sanctuary"));
+    cmd.args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .env("NO_COLOR", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Runs and asserts the exit code, returning stdout + stderr.
+fn expect(dir: &Path, args: &[&str], code: i32) -> String {
+    let out = sanct(dir, args);
+    let all = text(&out);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "sanctuary {args:?} exited {:?}:\n{all}",
+        out.status.code()
+    );
+    all
+}
+
+fn container_id(name: &str) -> String {
+    docker_inspect(name)["Id"].as_str().unwrap().to_string()
+}
+
+fn container_state(name: &str) -> String {
+    docker_inspect(name)["State"]["Status"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn labelled(project: &TestProject, list: &[&str]) -> Vec<String> {
+    let filter = format!("label={PROJECT_LABEL}={}", project.name);
+    docker_lines(&[list, &["--filter", &filter]].concat())
+}
+
+/// Waits until Docker's own health status of `name` is `healthy`.
+fn wait_docker_healthy(name: &str, within: Duration) {
+    let end = Instant::now() + within;
+    loop {
+        let status = docker_inspect(name)["State"]["Health"]["Status"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        if status == "healthy" {
+            return;
+        }
+        assert!(Instant::now() < end, "{name} is {status}, not healthy");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `GET /health` on a host port, by hand: the clones answer JSON with `"status":"running"`.
+fn http_health(port: u16) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    body
+}
+
+const SERVICES: [(&str, u16); 5] = [
+    ("omega", 3000),
+    ("beta", 3001),
+    ("gamma", 3002),
+    ("delta", 3004),
+    ("sigma", 3005),
+];
+
+/// Copies `examples/voidcat` into a temp dir as project `project`, with host ports moved to
+/// this process's block, a read-only bind on omega, and a start line in every clone's log.
+fn voidcat_copy(project: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/voidcat");
+    copy_dir(&src, dir.path());
+    let kdl = dir.path().join("Sanctuary.kdl");
+    let mut text = std::fs::read_to_string(&kdl)
+        .unwrap()
+        .replace("project \"voidcat\"", &format!("project \"{project}\""))
+        .replacen(
+            "    mount \"audit\" \"/workspace/audit\"\n",
+            "    mount \"audit\" \"/workspace/audit\"\n    bind \"./workspace/manifests\" \"/workspace/host-manifests\" read-only=true\n",
+            1,
+        );
+    for (i, (_, p)) in SERVICES.iter().enumerate() {
+        text = text.replace(&format!("host={p}"), &format!("host={}", port(i as u16)));
+    }
+    std::fs::write(&kdl, text).unwrap();
+    let clone = dir.path().join("docker/clone.sh");
+    let script = std::fs::read_to_string(&clone).unwrap().replace(
+        "httpd -f",
+        "echo \"$CLONE_NAME up on $CLONE_PORT\"\necho \"$CLONE_NAME serving\"\nhttpd -f",
+    );
+    std::fs::write(&clone, script).unwrap();
+    dir
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{from} not in {}", path.display());
+    std::fs::write(path, text.replacen(from, to, 1)).unwrap();
+}
+
+#[test]
+fn voidcat_lifecycle() {
+    if !docker_available("voidcat_lifecycle") {
+        return;
+    }
+    let project = TestProject::new("voidcat");
+    let tmp = voidcat_copy(&project.name);
+    let dir = tmp.path();
+    let kdl = dir.join("Sanctuary.kdl");
+    let c = |svc: &str| project.object(svc);
+
+    // Cold apply: all five healthy, ports answer, status shows five running.
+    expect(dir, &["apply", "-y"], 0);
+    for (i, (svc, _)) in SERVICES.iter().enumerate() {
+        wait_docker_healthy(&c(svc), Duration::from_secs(20));
+        let body = http_health(port(i as u16));
+        assert!(body.contains("\"status\":\"running\""), "{svc}: {body}");
+    }
+    let status = expect(dir, &["--json", "status"], 0);
+    let status: serde_json::Value = serde_json::from_str(status.trim()).unwrap();
+    let services = status["services"].as_array().unwrap();
+    assert_eq!(services.len(), 5);
+    assert!(services.iter().all(|s| s["state"] == "running"), "{status}");
+
+    // A second apply is a no-op.
+    let again = expect(dir, &["apply", "-y"], 0);
+    assert!(again.contains("No changes"), "{again}");
+
+    // What Docker holds is what the manifest declares.
+    let omega = docker_inspect(&c("omega"));
+    let host = &omega["HostConfig"];
+    assert_eq!(
+        host["PortBindings"]["3000/tcp"][0]["HostPort"],
+        port(0).to_string()
+    );
+    let env: Vec<&str> = omega["Config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    for want in [
+        "CLONE_NAME=omega",
+        "CLONE_ROLE=coordinator",
+        "CLONE_PORT=3000",
+    ] {
+        assert!(env.contains(&want), "{want} not in {env:?}");
+    }
+    let mounts = omega["Mounts"].as_array().unwrap();
+    let mount = |dest: &str| {
+        mounts
+            .iter()
+            .find(|m| m["Destination"] == dest)
+            .unwrap_or_else(|| panic!("no mount at {dest}: {mounts:?}"))
+    };
+    let artifacts = mount("/workspace/artifacts");
+    assert_eq!(artifacts["Type"], "volume");
+    assert_eq!(artifacts["Name"], project.object("artifacts"));
+    assert_eq!(artifacts["RW"], true);
+    let bind = mount("/workspace/host-manifests");
+    assert_eq!(bind["Type"], "bind");
+    assert_eq!(bind["RW"], false);
+    assert_eq!(host["RestartPolicy"]["Name"], "unless-stopped");
+    assert_eq!(host["NanoCpus"], 500_000_000);
+    assert_eq!(host["Memory"], 64 * 1024 * 1024);
+    assert_eq!(host["PidsLimit"], 64);
+    let health = &omega["Config"]["Healthcheck"];
+    assert_eq!(
+        health["Test"],
+        serde_json::json!(["CMD", "wget", "-qO-", "http://127.0.0.1:3000/health"])
+    );
+    assert_eq!(health["Interval"], 1_000_000_000);
+    assert_eq!(health["Retries"], 5);
+    let labels = &omega["Config"]["Labels"];
+    assert_eq!(labels["sanctuary.project"], project.name.as_str());
+    assert_eq!(labels["sanctuary.node"], "service.omega");
+    assert_eq!(labels["sanctuary.fingerprint"].as_str().unwrap().len(), 64);
+    let delta = docker_inspect(&c("delta"));
+    assert_eq!(delta["HostConfig"]["RestartPolicy"]["Name"], "on-failure");
+    assert_eq!(delta["HostConfig"]["RestartPolicy"]["MaximumRetryCount"], 3);
+
+    // Logs: the last N lines, each prefixed with its service.
+    let logs = expect(dir, &["logs", "omega", "--tail", "1"], 0);
+    let lines: Vec<&str> = logs.lines().collect();
+    assert_eq!(lines, vec!["omega | omega serving"], "{logs}");
+
+    // One env value changed: exactly that service is replaced, with the reason.
+    let ids: Vec<String> = SERVICES.iter().map(|(s, _)| container_id(&c(s))).collect();
+    edit(&kdl, "CLONE_ROLE=\"tester\"", "CLONE_ROLE=\"qa\"");
+    let plan = expect(dir, &["plan"], 0);
+    let delta_line = plan.lines().find(|l| l.contains("service.delta")).unwrap();
+    assert!(delta_line.contains("replace"), "{plan}");
+    assert!(
+        plan.contains("env CLONE_ROLE: \"tester\" → \"qa\""),
+        "{plan}"
+    );
+    assert!(plan.contains("Plan: 1 to replace"), "{plan}");
+    expect(dir, &["apply", "-y"], 0);
+    for ((svc, _), old) in SERVICES.iter().zip(&ids) {
+        let now = container_id(&c(svc));
+        assert_eq!(*svc == "delta", now != *old, "{svc}: {old} -> {now}");
+    }
+
+    // A removed container is recreated; a stopped one is started.
+    docker_lines(&["rm", "-f", &c("gamma")]);
+    docker_lines(&["stop", "-t", "1", &c("beta")]);
+    let plan = expect(dir, &["plan"], 0);
+    let line = |node: &str| plan.lines().find(|l| l.contains(node)).unwrap().to_string();
+    assert!(line("service.gamma").contains("create"), "{plan}");
+    assert!(line("service.beta").contains("start"), "{plan}");
+    let beta_id = container_id(&c("beta"));
+    expect(dir, &["apply", "-y"], 0);
+    assert_eq!(container_state(&c("gamma")), "running");
+    assert_eq!(container_state(&c("beta")), "running");
+    assert_eq!(container_id(&c("beta")), beta_id, "started, not replaced");
+
+    // Saved plans: applied exactly, and refused once the manifest moved.
+    expect(dir, &["plan", "--detailed-exitcode"], 0);
+    docker_lines(&["stop", "-t", "1", &c("sigma")]);
+    expect(dir, &["plan", "--detailed-exitcode"], 2);
+    let planfile = dir.join("saved.plan");
+    let planfile = planfile.to_str().unwrap();
+    expect(dir, &["plan", "-o", planfile], 0);
+    expect(dir, &["apply", planfile], 0);
+    assert_eq!(container_state(&c("sigma")), "running");
+    docker_lines(&["stop", "-t", "1", &c("sigma")]);
+    expect(dir, &["plan", "-o", planfile], 0);
+    edit(&kdl, "CLONE_ROLE=\"qa\"", "CLONE_ROLE=\"tester\"");
+    let refused = expect(dir, &["apply", planfile], 4);
+    assert!(refused.contains("stale"), "{refused}");
+    assert_eq!(container_state(&c("sigma")), "exited", "nothing applied");
+
+    // Destroy keeps volumes unless asked, then leaves nothing of the project behind.
+    expect(dir, &["destroy"], 0);
+    assert!(labelled(&project, &["ps", "-aq"]).is_empty());
+    assert!(labelled(&project, &["network", "ls", "-q"]).is_empty());
+    assert_eq!(labelled(&project, &["volume", "ls", "-q"]).len(), 3);
+    expect(dir, &["destroy", "--volumes"], 0);
+    assert!(labelled(&project, &["volume", "ls", "-q"]).is_empty());
+    assert!(labelled(&project, &["ps", "-aq"]).is_empty());
+}
+
+/// A project dir with a busybox image `bb` and the given services.
+fn small_project(project: &TestProject, services: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    write_busybox_context(&dir.path().join("ctx")).unwrap();
+    let kdl = format!(
+        "project \"{}\"\nimage \"bb\" {{\n    context \"ctx\"\n}}\n{services}",
+        project.name
+    );
+    std::fs::write(dir.path().join("Sanctuary.kdl"), kdl).unwrap();
+    dir
+}
+
+#[test]
+fn unhealthy_service_fails_after_its_ready_timeout_and_is_retried() {
+    if !docker_available("unhealthy_service") {
+        return;
+    }
+    let project = TestProject::new("unhealthy");
+    let tmp = small_project(
+        &project,
+        r#"
+service "good" {
+    image "bb"
+    command "sh" "-c" "exec sleep 1000"
+    health { cmd "test" "-x" "/bin/sh"; interval "1s"; }
+}
+service "bad" {
+    image "bb"
+    command "sh" "-c" "exec sleep 1000"
+    ready-timeout "3s"
+    health { cmd "sh" "-c" "echo not-ready-yet; exit 1"; interval "1s"; }
+}
+"#,
+    );
+    let dir = tmp.path();
+    let started = Instant::now();
+    let out = expect(dir, &["apply", "-y"], 3);
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(
+        out.contains("service `bad` did not become healthy within 3s"),
+        "{out}"
+    );
+    assert!(out.contains("not-ready-yet"), "{out}");
+    assert_eq!(container_state(&project.object("good")), "running");
+
+    let plan = expect(dir, &["plan"], 0);
+    let bad = plan.lines().find(|l| l.contains("service.bad")).unwrap();
+    assert!(bad.contains("replace"), "{plan}");
+    assert!(bad.contains("the last apply failed"), "{plan}");
+    assert!(plan.contains("service.good  up to date"), "{plan}");
+
+    let before = container_id(&project.object("bad"));
+    let out = expect(dir, &["apply", "-y"], 3);
+    assert!(out.contains("did not become healthy"), "{out}");
+    assert_ne!(
+        container_id(&project.object("bad")),
+        before,
+        "retried afresh"
+    );
+}
+
+fn lock_path(dir: &Path) -> PathBuf {
+    dir.join(".sanctuary/lock")
+}
+
+#[test]
+fn killed_apply_leaves_a_stale_lock_that_the_next_apply_takes_over() {
+    if !docker_available("killed_apply") {
+        return;
+    }
+    let project = TestProject::new("killed");
+    let tmp = small_project(
+        &project,
+        r#"
+service "slow" {
+    image "bb"
+    command "sh" "-c" "sleep 4; mkdir -p /tmp; touch /tmp/ready; exec sleep 1000"
+    ready-timeout "30s"
+    health { cmd "test" "-f" "/tmp/ready"; interval "1s"; }
+}
+"#,
+    );
+    let dir = tmp.path();
+    let mut first = Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+        .args(["apply", "-y"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until it holds the lock and waits for the slow service.
+    let end = Instant::now() + Duration::from_secs(60);
+    while docker_lines(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("name={}", project.object("slow")),
+    ])
+    .is_empty()
+    {
+        assert!(Instant::now() < end, "the first apply never started `slow`");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(lock_path(dir).exists());
+
+    // A second apply meanwhile is refused, naming the holder.
+    let second = sanct(dir, &["apply", "-y"]);
+    assert_eq!(second.status.code(), Some(4), "{}", text(&second));
+    let msg = text(&second);
+    assert!(
+        msg.contains(&format!("pid {}", first.id())) && msg.contains("apply"),
+        "{msg}"
+    );
+
+    first.kill().unwrap();
+    first.wait().unwrap();
+    assert!(lock_path(dir).exists(), "kill -9 leaves the lock behind");
+
+    let out = expect(dir, &["apply", "-y"], 0);
+    assert!(!lock_path(dir).exists(), "released: {out}");
+    let state = std::fs::read(dir.join(".sanctuary/state.json")).unwrap();
+    let _: serde_json::Value = serde_json::from_slice(&state).unwrap();
+    assert_eq!(container_state(&project.object("slow")), "running");
+    expect(dir, &["plan", "--detailed-exitcode"], 0);
+}
+
+#[test]
+fn a_host_port_in_use_names_the_service_and_port() {
+    if !docker_available("port_in_use") {
+        return;
+    }
+    let project = TestProject::new("port");
+    let p = port(10);
+    let _taken = TcpListener::bind(("0.0.0.0", p)).unwrap();
+    let tmp = small_project(
+        &project,
+        &format!(
+            "service \"web\" {{\n    image \"bb\"\n    command \"httpd\" \"-f\" \"-p\" \"8080\"\n    port 8080 host={p}\n}}\n"
+        ),
+    );
+    let out = expect(tmp.path(), &["apply", "-y"], 3);
+    assert!(out.contains("service `web`"), "{out}");
+    assert!(
+        out.contains(&format!("host port 0.0.0.0:{p} is already in use")),
+        "{out}"
+    );
+}
+
+#[test]
+fn an_unreachable_daemon_is_an_infrastructure_error_and_changes_nothing() {
+    let project = TestProject::new("nodaemon");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Sanctuary.kdl"),
+        format!(
+            "project \"{}\"\nvolume \"data\"\nservice \"s\" {{\n    image \"busybox:latest\"\n}}\n",
+            project.name
+        ),
+    )
+    .unwrap();
+    let out = sanct_env(
+        dir.path(),
+        &["apply", "-y"],
+        &[("DOCKER_HOST", "tcp://127.0.0.1:1")],
+    );
+    let msg = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{msg}");
+    assert!(msg.to_lowercase().contains("docker"), "{msg}");
+    assert!(!dir.path().join(".sanctuary/state.json").exists());
+    assert!(!lock_path(dir.path()).exists());
+    assert!(labelled(&project, &["volume", "ls", "-q"]).is_empty());
+}
