@@ -1,7 +1,8 @@
 //! The one integration-test binary. Docker tests share `docker_support`; tests that run the
-//! binary in a temp dir share `support`.
+//! binary in a temp dir share `support` and `run_support`.
 
 mod docker_support;
+mod run_support;
 mod support;
 
 mod apply_docker;
@@ -10,3 +11,4 @@ mod cli_basics;
 mod docs_kdl;
 mod manifest_errors;
 mod manifest_fuzz;
+mod run_tasks;
