@@ -101,16 +101,18 @@ fn leftovers(project: &str) -> Vec<String> {
 
 /// `(tests, failures, skipped)` of a JUnit file, as the `junitparser` package reads it.
 fn junit_counts(path: &Path) -> (usize, usize, usize) {
-    let script = "import sys, junitparser\n\
-x = junitparser.JUnitXml.fromfile(sys.argv[1])\n\
-t = f = s = 0\n\
-for suite in x:\n\
-    for case in suite:\n\
-        t += 1\n\
-        for r in case.result:\n\
-            if isinstance(r, junitparser.Failure): f += 1\n\
-            if isinstance(r, junitparser.Skipped): s += 1\n\
-print(t, f, s)\n";
+    let script = r#"
+import sys, junitparser
+x = junitparser.JUnitXml.fromfile(sys.argv[1])
+t = f = s = 0
+for suite in x:
+    for case in suite:
+        t += 1
+        for r in case.result:
+            if isinstance(r, junitparser.Failure): f += 1
+            if isinstance(r, junitparser.Skipped): s += 1
+print(t, f, s)
+"#;
     let out = Command::new("python3")
         .args(["-c", script])
         .arg(path)
@@ -172,7 +174,8 @@ service "web" {{
 
 test "host-pass" {{
     tags "good"
-    run "test -f Sanctuary.kdl" "echo host ok"
+    run "test -f Sanctuary.kdl"
+    run "echo host ok"
 }}
 test "image-pass" {{
     tags "good"
@@ -196,12 +199,14 @@ test "tcp-pass" {{
 
 test "host-fail" {{
     tags "bad"
-    run "echo host-broke" "exit 3"
+    run "echo host-broke"
+    run "exit 3"
 }}
 test "image-fail" {{
     tags "bad"
     image "box"
-    run "echo image-broke" "false"
+    run "echo image-broke"
+    run "false"
 }}
 test "exec-fail" {{
     tags "bad"
