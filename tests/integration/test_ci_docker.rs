@@ -466,3 +466,48 @@ async fn ci_on_voidcat_passes_and_leaves_nothing() {
         .has("8 passed, 0 failed, 0 skipped, 0 cached");
     assert_eq!(leftovers(&project.name), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ci_interrupted_still_tears_down() {
+    if docker_or_skip("ci_interrupted_still_tears_down")
+        .await
+        .is_none()
+    {
+        return;
+    }
+    let project = TestProject::new("ciint");
+    let d = Dir::new();
+    write_web_context(&d);
+    let healthy = r#""wget" "-qO-" "http://127.0.0.1:8080/""#;
+    d.write(
+        "Sanctuary.kdl",
+        &small_manifest(
+            &project.name,
+            free_port(),
+            healthy,
+            "run \"touch started\"\n    run \"sleep 60\"",
+        ),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+        .arg("ci")
+        .current_dir(d.path())
+        .env("NO_COLOR", "1")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start ci");
+    let marker = d.path().join("started");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !marker.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the test never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("send SIGINT");
+    let status = child.wait().expect("wait for ci");
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(leftovers(&project.name), Vec::<String>::new());
+}
