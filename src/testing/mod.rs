@@ -15,3 +15,6 @@ pub mod tally;
 pub use executor::{needed_services, needs_docker, TestExecutor, TestOutput};
 pub use junit::{Case, CaseStatus};
 pub use tally::Tally;
+
+#[cfg(test)]
+mod tests;
