@@ -21,6 +21,7 @@ pub mod run;
 pub mod secrets;
 pub mod state;
 pub mod sync;
+pub mod testing;
 
 /// Runs the command line and returns the process exit code.
 pub fn run() -> i32 {

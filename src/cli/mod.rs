@@ -3,12 +3,14 @@
 
 mod apply;
 mod cache;
+mod ci;
 mod engine;
 mod graph;
 mod list;
 pub mod output;
 mod run;
 mod stack;
+mod test;
 mod validate;
 mod why;
 
@@ -68,6 +70,10 @@ pub enum Command {
     Status,
     /// Stream service logs, prefixed by service.
     Logs(stack::LogsArgs),
+    /// Run tests after bringing up what they need; JUnit with --junit.
+    Test(test::Args),
+    /// Validate, apply, test and tear the stack down, for CI.
+    Ci(ci::Args),
     /// `sanctuary TASK [ARGS…]` runs a task, as `sanctuary run TASK -- ARGS…` does.
     #[command(external_subcommand)]
     External(Vec<String>),
@@ -109,6 +115,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Destroy(args) => stack::destroy(&ctx, args),
         Command::Status => stack::status(&ctx),
         Command::Logs(args) => stack::logs(&ctx, args),
+        Command::Test(args) => test::run(&ctx, args),
+        Command::Ci(args) => ci::run(&ctx, args),
         Command::External(words) => {
             let (tasks, args) = split_external(words);
             // Without a manifest, a word that is not a command cannot be a task either.

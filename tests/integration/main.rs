@@ -12,3 +12,4 @@ mod docs_kdl;
 mod manifest_errors;
 mod manifest_fuzz;
 mod run_tasks;
+mod test_ci_docker;
