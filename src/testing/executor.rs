@@ -10,13 +10,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use futures_util::{FutureExt, StreamExt};
+use futures_util::FutureExt;
 
 use super::probe::{http_probe, tcp_probe};
-use crate::backend::{Backend, ContainerSpec, MountSource, MountSpec};
+use crate::backend::Backend;
 use crate::cache::Cache;
 use crate::exec::process::{run_host, HostCommand};
 use crate::exec::{Executor, NodeCtx, Outcome};
@@ -340,68 +340,27 @@ impl TestExecutor {
             Err(e) => return CheckRun::failed(e, String::new()),
         };
         let m = &self.manifest;
-        let dir = m.dir.display().to_string();
-        let unique = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or_default();
-        let spec = ContainerSpec {
-            name: format!(
-                "{}-test-{}-{}-{unique:x}",
-                m.project.name,
-                t.name,
-                std::process::id()
-            ),
-            image: tag,
-            // The entrypoint is replaced too, so an image's own entrypoint cannot swallow
-            // the script: the container runs exactly `/bin/sh -c SCRIPT`.
-            entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
-            command: Some(vec![script(run)]),
-            env: t.env.clone(),
-            mounts: vec![MountSpec {
-                source: MountSource::Bind(m.dir.clone()),
-                target: dir.clone(),
-                read_only: false,
-            }],
-            working_dir: Some(dir),
-            labels: names::labels(&m.project.name, &format!("test.{}", t.name), None),
-            ..Default::default()
-        };
-        let result = self
-            .run_container(backend.as_ref(), &spec, t.timeout.0)
-            .await;
-        // Removal is best effort: a leftover carries the project label for destroy/ci.
-        let _ = backend.remove_container(&spec.name, true).await;
-        result
-    }
-
-    async fn run_container(
-        &self,
-        backend: &dyn Backend,
-        spec: &ContainerSpec,
-        timeout: Duration,
-    ) -> CheckRun {
-        let deadline = Instant::now() + timeout;
-        if let Err(e) = backend.create_container(spec).await {
-            return CheckRun::failed(e.to_string(), String::new());
-        }
-        if let Err(e) = backend.start_container(&spec.name).await {
-            return CheckRun::failed(e.to_string(), String::new());
-        }
-        let exit = backend.wait_exit(&spec.name, deadline).await;
-        let mut output = String::new();
-        let mut lines = backend.logs(&spec.name, false, None);
-        while let Some(Ok(l)) = lines.next().await {
-            output.push_str(&l.line);
-            output.push('\n');
-        }
-        match exit {
-            Ok(0) => CheckRun {
+        let purpose = format!("test-{}", t.name);
+        // Leftovers after an interruption carry the project label for destroy and ci.
+        match crate::run::container::run_script(
+            m,
+            backend.as_ref(),
+            &tag,
+            &purpose,
+            &script(run),
+            &m.dir,
+            t.env.clone(),
+            Some(t.timeout.0),
+            &tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        {
+            Ok(r) if r.exit_code == 0 => CheckRun {
                 failure: None,
-                output,
+                output: r.log,
             },
-            Ok(code) => CheckRun::failed(format!("exit status {code}"), output),
-            Err(e) => CheckRun::failed(e.to_string(), output),
+            Ok(r) => CheckRun::failed(format!("exit status {}", r.exit_code), r.log),
+            Err(e) => CheckRun::failed(e, String::new()),
         }
     }
 }
