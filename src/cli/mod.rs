@@ -9,6 +9,7 @@ mod list;
 pub mod output;
 mod run;
 mod stack;
+mod sync;
 mod validate;
 mod why;
 
@@ -68,6 +69,8 @@ pub enum Command {
     Status,
     /// Stream service logs, prefixed by service.
     Logs(stack::LogsArgs),
+    /// Sync host directories with volumes or containers (`sync status` shows their state).
+    Sync(sync::Args),
     /// `sanctuary TASK [ARGS…]` runs a task, as `sanctuary run TASK -- ARGS…` does.
     #[command(external_subcommand)]
     External(Vec<String>),
@@ -109,6 +112,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Destroy(args) => stack::destroy(&ctx, args),
         Command::Status => stack::status(&ctx),
         Command::Logs(args) => stack::logs(&ctx, args),
+        Command::Sync(args) => sync::run(&ctx, args),
         Command::External(words) => {
             let (tasks, args) = split_external(words);
             // Without a manifest, a word that is not a command cannot be a task either.

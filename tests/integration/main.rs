@@ -9,3 +9,4 @@ mod cli_basics;
 mod docs_kdl;
 mod manifest_errors;
 mod manifest_fuzz;
+mod sync_docker;
