@@ -91,11 +91,14 @@ fn backend_io(e: BackendError) -> io::Error {
 }
 
 /// Prints `kind|size|mtime` for `$1`, or `absent`; never follows a final symlink.
-const STAT_SCRIPT: &str = r#"if [ -L "$1" ] || [ -e "$1" ]; then stat -c '%F|%s|%Y' "$1"; else echo absent; fi"#;
+const STAT_SCRIPT: &str =
+    r#"if [ -L "$1" ] || [ -e "$1" ]; then stat -c '%F|%s|%Y' "$1"; else echo absent; fi"#;
 /// Fails (exit 3, naming it) when any argument is a symlink.
-const NO_LINKS_SCRIPT: &str = r#"for a in "$@"; do if [ -L "$a" ]; then echo "$a"; exit 3; fi; done"#;
+const NO_LINKS_SCRIPT: &str =
+    r#"for a in "$@"; do if [ -L "$a" ]; then echo "$a"; exit 3; fi; done"#;
 /// Removes a file, link or empty directory; absent is fine.
-const DELETE_SCRIPT: &str = r#"if [ -d "$1" ] && [ ! -L "$1" ]; then rmdir "$1"; else rm -f "$1"; fi"#;
+const DELETE_SCRIPT: &str =
+    r#"if [ -d "$1" ] && [ ! -L "$1" ]; then rmdir "$1"; else rm -f "$1"; fi"#;
 
 impl ContainerSide {
     /// A side rooted at `root` (absolute) in the running container `container`.
@@ -211,12 +214,12 @@ impl ContainerSide {
         if ancestors.is_empty() {
             return Ok(());
         }
-        let (code, out) = self
-            .sh(NO_LINKS_SCRIPT, &ancestors)
-            .map_err(|source| SideError::Write {
-                path: self.show(path),
-                source,
-            })?;
+        let (code, out) =
+            self.sh(NO_LINKS_SCRIPT, &ancestors)
+                .map_err(|source| SideError::Write {
+                    path: self.show(path),
+                    source,
+                })?;
         match code {
             0 => Ok(()),
             3 => Err(SideError::ThroughSymlink {
@@ -225,7 +228,10 @@ impl ContainerSide {
             }),
             _ => Err(SideError::Write {
                 path: self.show(path),
-                source: other(format!("checking the parent directories failed: {}", out.trim())),
+                source: other(format!(
+                    "checking the parent directories failed: {}",
+                    out.trim()
+                )),
             }),
         }
     }
@@ -294,7 +300,9 @@ impl Side for ContainerSide {
             path: self.describe(),
             source,
         };
-        let bytes = self.copy_out(&format!("{}/.", self.root)).map_err(scan_err)?;
+        let bytes = self
+            .copy_out(&format!("{}/.", self.root))
+            .map_err(scan_err)?;
         let tree = container_tar::read_tree(&bytes).map_err(scan_err)?;
         if let (Some(o), Ok(mut r)) = (tree.root_owner, self.root_owner.lock()) {
             *r = o;

@@ -143,6 +143,7 @@ fn header(kind: tar::EntryType, mode: u32, owner: Owner, mtime_s: u64) -> tar::H
     h.set_uid(owner.uid);
     h.set_gid(owner.gid);
     h.set_mtime(mtime_s);
+    h.set_size(0);
     h
 }
 
@@ -258,10 +259,7 @@ mod tests {
                 gid: 1001
             }
         );
-        assert_eq!(
-            "33".parse::<Owner>().unwrap(),
-            Owner { uid: 33, gid: 33 }
-        );
+        assert_eq!("33".parse::<Owner>().unwrap(), Owner { uid: 33, gid: 33 });
         let err = "node:node".parse::<Owner>().unwrap_err();
         assert!(err.contains("node:node"), "{err}");
     }

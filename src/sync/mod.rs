@@ -55,8 +55,8 @@ mod engine_tests;
 mod reconcile_tests;
 
 pub use base_store::{BaseState, BaseStore};
-pub use engine::{sync_pass, DeleteGuard, Report, SyncError, SyncOptions};
 pub use container_side::{ContainerSide, WriteAttrs};
+pub use engine::{sync_pass, DeleteGuard, Report, SyncError, SyncOptions};
 pub use host_side::HostSide;
 pub use model::{ConflictPolicy, Entry, EntryKind, Mode, RelPath, SideName, Snapshot};
 pub use reconcile::{reconcile, Action, Conflict, Op, Plan, Reason, Resolution};

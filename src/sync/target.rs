@@ -95,7 +95,7 @@ pub enum SetupError {
         /// What was being done.
         doing: String,
         /// The cause.
-        source: BackendError,
+        source: Box<BackendError>,
     },
 }
 
@@ -235,7 +235,7 @@ fn docker(name: &str, doing: impl Into<String>) -> impl FnOnce(BackendError) -> 
     move |source| SetupError::Docker {
         name,
         doing,
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -356,14 +356,14 @@ pub async fn prepare(
                 labels: names::labels(project, &format!("sync:{name}"), None),
                 ..ContainerSpec::default()
             };
-            backend
-                .create_container(&spec)
-                .await
-                .map_err(docker(name, format!("creating helper container {container}")))?;
-            backend
-                .start_container(&container)
-                .await
-                .map_err(docker(name, format!("starting helper container {container}")))?;
+            backend.create_container(&spec).await.map_err(docker(
+                name,
+                format!("creating helper container {container}"),
+            ))?;
+            backend.start_container(&container).await.map_err(docker(
+                name,
+                format!("starting helper container {container}"),
+            ))?;
             let root = format!("{HELPER_MOUNT}{}", volume_subpath(manifest, vol, path));
             // The volume is the mount that must exist; a missing directory inside it is just
             // empty (and the engine's emptied-root rule still guards a recorded base).

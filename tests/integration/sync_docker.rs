@@ -31,14 +31,22 @@ impl SyncProject {
             .args(["volume", "create", "--label", &label, &volume])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let out = Command::new("docker")
             .args(["run", "-d", "--name", &probe, "--label", &label, "-v"])
             .arg(format!("{volume}:/v"))
             .args([test_image().as_str(), "sleep", "600"])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         SyncProject {
             project,
             dir,
@@ -153,7 +161,10 @@ async fn first_sync_edits_both_ways_rewrites_and_owner() {
     assert!(json.contains("/home/node/bin/fs"), "{json}");
     assert!(json.contains("/home/node/work"), "{json}");
     assert!(!json.contains("/Users/alice"), "{json}");
-    assert_eq!(p.probe("stat -c '%u:%g %a' /v/cfg/a.txt").trim(), "1234:1234 600");
+    assert_eq!(
+        p.probe("stat -c '%u:%g %a' /v/cfg/a.txt").trim(),
+        "1234:1234 600"
+    );
     // The helper container is gone after the pass.
     let helper = format!("{}-sanctuary-sync-cfg", p.name());
     assert!(p.probe("true").is_empty());
@@ -186,7 +197,10 @@ async fn first_sync_edits_both_ways_rewrites_and_owner() {
     // A dry run shows the move and changes nothing.
     p.write_host("cfg/new.txt", "n\n");
     let dry = p.sync_ok(&["--dry-run"]);
-    assert!(dry.contains("new.txt: copy to container (created on host)"), "{dry}");
+    assert!(
+        dry.contains("new.txt: copy to container (created on host)"),
+        "{dry}"
+    );
     assert_eq!(p.probe("ls /v/cfg/new.txt 2>/dev/null"), "");
 
     // Status lists the last pass, the base and the pending change.
@@ -219,8 +233,7 @@ async fn json_merges_by_key_and_conflicts_follow_each_policy() {
     p.sync_ok(&["fail"]);
     let merged: serde_json::Value = serde_json::from_str(&p.read_host("fail/s.json")).unwrap();
     assert_eq!(merged, serde_json::json!({"a": 2, "b": 3}));
-    let merged_c: serde_json::Value =
-        serde_json::from_str(&p.probe("cat /v/fail/s.json")).unwrap();
+    let merged_c: serde_json::Value = serde_json::from_str(&p.probe("cat /v/fail/s.json")).unwrap();
     assert_eq!(merged_c, merged);
 
     // The same file changed differently on both sides.
@@ -230,7 +243,11 @@ async fn json_merges_by_key_and_conflicts_follow_each_policy() {
     }
     let out = p.sync(&[]);
     assert_eq!(code(&out), Some(4), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("conflict"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("conflict"),
+        "{}",
+        text(&out.stderr)
+    );
     // fail: nothing changed on either side.
     assert_eq!(p.read_host("fail/t.txt"), "host\n");
     assert_eq!(p.probe("cat /v/fail/t.txt"), "container\n");
