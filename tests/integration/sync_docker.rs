@@ -345,3 +345,106 @@ async fn a_no_change_sync_of_ten_thousand_files_completes() {
     use std::io::Write;
     let _ = std::io::stderr().write_all(line.as_bytes());
 }
+
+#[tokio::test]
+async fn watch_propagates_host_edits_until_interrupted() {
+    if docker_or_skip("sync_watch").await.is_none() {
+        return;
+    }
+    let p = SyncProject::new("sync-watch", &rule("cfg", ""));
+    p.write_host("cfg/a.txt", "one\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+        .arg("-f")
+        .arg(p.dir.path().join("Sanctuary.kdl"))
+        .args(["sync", "--watch"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let wait_for = |script: &str, want: &str| {
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if p.probe(script) == want {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        false
+    };
+    assert!(wait_for("cat /v/cfg/a.txt 2>/dev/null", "one\n"));
+    p.write_host("cfg/b.txt", "bee\n");
+    assert!(wait_for("cat /v/cfg/b.txt 2>/dev/null", "bee\n"));
+    // A container edit is picked up by the periodic rescan.
+    p.write_container("/v/cfg/c.txt", "sea\n");
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while !p.host("cfg/c.txt").exists() && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(p.read_host("cfg/c.txt"), "sea\n");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let helper = format!("{}-sanctuary-sync-cfg", p.name());
+    let ps = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("name={helper}")])
+        .output()
+        .unwrap();
+    assert!(text(&ps.stdout).trim().is_empty(), "helper left behind");
+}
+
+#[test]
+fn unknown_rules_and_manifests_without_rules_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let kdl = dir.path().join("Sanctuary.kdl");
+    std::fs::write(
+        &kdl,
+        "project \"p\"\nvolume \"v\"\nsync \"cfg\" { host \"./h\"; volume \"v\"; }\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+            .arg("-f")
+            .arg(&kdl)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["sync", "nope"]);
+    assert_eq!(code(&out), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("unknown sync rule `nope`") && err.contains("cfg"),
+        "{err}"
+    );
+    std::fs::write(&kdl, "project \"p\"\n").unwrap();
+    let out = run(&["sync", "status"]);
+    assert_eq!(code(&out), Some(2));
+    assert!(text(&out.stderr).contains("declares no sync rules"));
+}
+
+#[test]
+fn local_dirs_sync_two_way_without_docker() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(a.join("sub")).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::write(a.join("sub/x.txt"), "x").unwrap();
+    std::fs::write(b.join("y.txt"), "y").unwrap();
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+            .arg("sync")
+            .arg("--local-dirs")
+            .args([&a, &b])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert_eq!(code(&out), Some(0), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(b.join("sub/x.txt")).unwrap(), "x");
+    assert_eq!(std::fs::read_to_string(a.join("y.txt")).unwrap(), "y");
+    assert!(dir.path().join(".a.sync-base.json").exists());
+    assert!(text(&run().stdout).contains("up to date"));
+}
