@@ -3,8 +3,8 @@
 //! reported with what moved and why.
 //!
 //! Exit codes: 0 when every pass ran clean; 1 when a pass halted on a safety rule or an
-//! action failed; 4 when conflicts stopped a pass under the `fail` policy; 3 when Docker or
-//! the helper container could not be set up. Other rules still run after one fails.
+//! action failed; 4 when conflicts stopped a pass under the `fail` policy; 3 when the
+//! container side could not be set up (Docker, the service's container, the helper). Other rules still run after one fails.
 //! `--watch` runs a pass when the host side changes (after the rule's quiet period) and
 //! rescans the container side every two seconds, until Ctrl-C.
 
