@@ -10,6 +10,7 @@ mod list;
 pub mod output;
 mod run;
 mod stack;
+mod sync;
 mod test;
 mod validate;
 mod why;
@@ -74,6 +75,8 @@ pub enum Command {
     Test(test::Args),
     /// Validate, apply, test and tear the stack down, for CI.
     Ci(ci::Args),
+    /// Sync host directories with volumes or containers (`sync status` shows their state).
+    Sync(sync::Args),
     /// `sanctuary TASK [ARGS…]` runs a task, as `sanctuary run TASK -- ARGS…` does.
     #[command(external_subcommand)]
     External(Vec<String>),
@@ -117,6 +120,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Logs(args) => stack::logs(&ctx, args),
         Command::Test(args) => test::run(&ctx, args),
         Command::Ci(args) => ci::run(&ctx, args),
+        Command::Sync(args) => sync::run(&ctx, args),
         Command::External(words) => {
             let (tasks, args) = split_external(words);
             // Without a manifest, a word that is not a command cannot be a task either.

@@ -5,8 +5,9 @@
 //! inverse-rewritten before hashing, so a rewrite alone is never a change); [`reconcile()`]
 //! compares both with the recorded base and plans actions; the [`engine`] checks the plan
 //! against its safety rules, applies it through the sides, and records the new base. This
-//! module knows nothing of the manifest or of Docker: a container side plugs in through the
-//! [`Side`] trait.
+//! library core knows nothing of the manifest or of Docker: a container side plugs in through
+//! the [`Side`] trait. [`container_side`] is that side over the backend's archive API and
+//! exec, and [`target`] turns a manifest `sync` rule into the two sides of a pass.
 //!
 //! Decisions a user can rely on:
 //! - **Comparison.** Entries compare by kind, content hash (host form) and executable bit;
@@ -36,13 +37,17 @@ mod apply;
 mod json_strings;
 
 pub mod base_store;
+pub mod container_side;
+pub mod container_tar;
 pub mod engine;
 pub mod host_side;
 pub mod json_merge;
+pub mod last_pass;
 pub mod model;
 pub mod reconcile;
 pub mod rewrite;
 pub mod side;
+pub mod target;
 
 #[cfg(test)]
 mod engine_tests;
@@ -50,6 +55,7 @@ mod engine_tests;
 mod reconcile_tests;
 
 pub use base_store::{BaseState, BaseStore};
+pub use container_side::{ContainerSide, WriteAttrs};
 pub use engine::{sync_pass, DeleteGuard, Report, SyncError, SyncOptions};
 pub use host_side::HostSide;
 pub use model::{ConflictPolicy, Entry, EntryKind, Mode, RelPath, SideName, Snapshot};

@@ -13,3 +13,4 @@ mod manifest_errors;
 mod manifest_fuzz;
 mod run_tasks;
 mod test_ci_docker;
+mod sync_docker;

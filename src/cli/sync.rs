@@ -1,0 +1,486 @@
+//! `sanctuary sync [NAME…] [--dry-run] [--watch]` and `sanctuary sync status [NAME…]`: one
+//! three-way pass per sync rule between its host directory and its container side, each
+//! reported with what moved and why.
+//!
+//! Exit codes: 0 when every pass ran clean; 1 when a pass halted on a safety rule or an
+//! action failed; 4 when conflicts stopped a pass under the `fail` policy; 3 when the
+//! container side could not be set up (Docker, the service's container, the helper). Other rules still run after one fails.
+//! `--watch` runs a pass when the host side changes (after the rule's quiet period) and
+//! rescans the container side every two seconds, until Ctrl-C.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use notify::Watcher;
+
+use super::{engine, Context};
+use crate::backend::Backend;
+use crate::error::{Error, ExitCode, Result};
+use crate::manifest::{Manifest, Sync};
+use crate::sync::last_pass::{self, LastPass};
+use crate::sync::reconcile::Resolution;
+use crate::sync::target::{self, Prepared};
+use crate::sync::{sync_pass, BaseStore, HostSide, Report, Side, SyncError, SyncOptions};
+
+/// How often `--watch` rescans the container side (whose changes raise no host event).
+const RESCAN: Duration = Duration::from_secs(2);
+
+/// Arguments of `sanctuary sync`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Sync rules to run (all when none). `sync status [NAME…]` shows each rule's last pass,
+    /// files in its base and pending changes instead.
+    pub names: Vec<String>,
+
+    /// Show what would move and why; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Keep syncing: on every host change and every two seconds, until Ctrl-C.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub watch: bool,
+
+    /// Sync two local directories two-way (no manifest, no Docker); for benchmarks.
+    #[arg(long, hide = true, num_args = 2, value_names = ["DIR_A", "DIR_B"])]
+    pub local_dirs: Option<Vec<PathBuf>>,
+
+    /// Where `--local-dirs` keeps its base (default: beside DIR_A).
+    #[arg(long, hide = true, requires = "local_dirs")]
+    pub base_file: Option<PathBuf>,
+}
+
+/// Outcome severity of one rule, ordered so the worst decides the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Outcome {
+    Clean,
+    Failed,
+    Conflict,
+    Infrastructure,
+}
+
+impl Outcome {
+    fn code(self) -> ExitCode {
+        match self {
+            Outcome::Clean => ExitCode::Ok,
+            Outcome::Failed => ExitCode::Failed,
+            Outcome::Conflict => ExitCode::Conflict,
+            Outcome::Infrastructure => ExitCode::Infrastructure,
+        }
+    }
+}
+
+pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
+    if let Some(dirs) = &args.local_dirs {
+        return local(ctx, dirs, args.base_file.as_deref(), args.dry_run);
+    }
+    let loaded = ctx.load()?;
+    let m = loaded.manifest;
+    let (status, names) = match args.names.split_first() {
+        Some((first, rest)) if first == "status" => (true, rest.to_vec()),
+        _ => (false, args.names.clone()),
+    };
+    let rules = select(&m, &names)?;
+    let rt = engine::runtime()?;
+    let cancel = rt.block_on(async { engine::interrupt_token() });
+    let backend: Arc<dyn Backend> = rt.block_on(engine::docker())?;
+
+    let mut worst = Outcome::Clean;
+    let mut prepared = Vec::new();
+    for rule in &rules {
+        match rt.block_on(target::prepare(
+            backend.clone(),
+            rt.handle().clone(),
+            &m,
+            rule,
+        )) {
+            Ok(p) => prepared.push(p),
+            Err(e) => {
+                worst = worst.max(Outcome::Infrastructure);
+                report_error(ctx, &rule.name, &error_chain(&e));
+            }
+        }
+    }
+    let state_dir = m.project.state_dir.clone();
+    if status {
+        for p in &prepared {
+            show_status(ctx, p, &state_dir);
+        }
+    } else {
+        for p in &prepared {
+            worst = worst.max(one_pass(ctx, p, &state_dir, args.dry_run));
+        }
+        if args.watch && !prepared.is_empty() {
+            watch(ctx, &prepared, &state_dir, &cancel);
+        }
+    }
+    for p in prepared {
+        let name = p.name.clone();
+        if let Err(e) = rt.block_on(p.finish()) {
+            report_error(ctx, &name, &format!("removing the helper container: {e}"));
+        }
+    }
+    if cancel.is_cancelled() && !args.watch {
+        return Ok(ExitCode::Interrupted);
+    }
+    Ok(worst.code())
+}
+
+/// The rules named, in manifest order (all when none named).
+fn select<'m>(m: &'m Manifest, names: &[String]) -> Result<Vec<&'m Sync>> {
+    if m.syncs.is_empty() {
+        return Err(Error::usage(
+            "the manifest declares no sync rules",
+            "add a `sync \"NAME\" { host …; volume … }` node (see docs/sync.md)",
+        ));
+    }
+    for n in names {
+        if !m.syncs.contains_key(n) {
+            let known: Vec<&str> = m.syncs.keys().map(String::as_str).collect();
+            return Err(Error::UnknownTarget {
+                what: "sync rule",
+                name: n.clone(),
+                help: format!("sync rules: {}", known.join(", ")),
+            });
+        }
+    }
+    Ok(m.syncs
+        .values()
+        .filter(|s| names.is_empty() || names.contains(&s.name))
+        .collect())
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+fn report_error(ctx: &Context, name: &str, message: &str) {
+    if ctx.json {
+        println!(
+            "{}",
+            serde_json::json!({"event": "sync-error", "name": name, "message": message})
+        );
+    }
+    eprintln!("error: {message}");
+}
+
+/// Runs one pass of a prepared rule, prints it and records it.
+fn one_pass(ctx: &Context, p: &Prepared, state_dir: &Path, dry_run: bool) -> Outcome {
+    let opts = SyncOptions {
+        dry_run,
+        ..p.opts.clone()
+    };
+    let result = sync_pass(&p.host, &p.container, &p.store, &opts);
+    let outcome = print_result(ctx, &p.name, &p.store, &result);
+    if !dry_run {
+        let record = match &result {
+            Ok(report) => LastPass::from_report(report),
+            Err(e) => LastPass::halted(error_chain(e)),
+        };
+        if let Err(e) = last_pass::save(&target::rule_dir(state_dir, &p.name), &record) {
+            eprintln!("warning: {}", error_chain(&e));
+        }
+    }
+    outcome
+}
+
+/// Prints a pass's result; returns its severity.
+fn print_result(
+    ctx: &Context,
+    name: &str,
+    store: &BaseStore,
+    result: &std::result::Result<Report, SyncError>,
+) -> Outcome {
+    let report = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let message = format!("sync `{name}` halted: {}", error_chain(e));
+            report_error(ctx, name, &message);
+            return match e {
+                SyncError::Conflicts { .. } => Outcome::Conflict,
+                _ => Outcome::Failed,
+            };
+        }
+    };
+    let outcome = if report.failed.is_empty() {
+        Outcome::Clean
+    } else {
+        Outcome::Failed
+    };
+    if ctx.json {
+        println!(
+            "{}",
+            serde_json::json!({"event": "sync", "name": name, "report": report})
+        );
+        return outcome;
+    }
+    print!("{}", render_report(name, report, store));
+    outcome
+}
+
+/// The human form of a pass report.
+fn render_report(name: &str, r: &Report, store: &BaseStore) -> String {
+    let mut out = String::new();
+    let verb = if r.dry_run { "would " } else { "" };
+    if r.plan.actions.is_empty() && r.deferred.is_empty() && r.failed.is_empty() {
+        let files = store.load().map(|b| b.entries.len()).unwrap_or(0);
+        out.push_str(&format!("sync {name}: up to date ({files} entries)\n"));
+        return out;
+    }
+    if r.dry_run {
+        out.push_str(&format!(
+            "sync {name} (dry run): {} action(s) would run\n",
+            r.plan.actions.len()
+        ));
+    } else {
+        out.push_str(&format!(
+            "sync {name}: {} applied, {} deferred, {} failed\n",
+            r.applied.len(),
+            r.deferred.len(),
+            r.failed.len()
+        ));
+    }
+    let shown: &[crate::sync::Action] = if r.dry_run {
+        &r.plan.actions
+    } else {
+        &r.applied
+    };
+    for a in shown {
+        out.push_str(&format!("  {verb}{a}\n"));
+    }
+    for c in &r.plan.conflicts {
+        let what = match &c.resolution {
+            Resolution::Unresolved => "unresolved".to_string(),
+            Resolution::Kept { side } => format!("kept the {side} version"),
+            Resolution::KeptBoth {
+                side,
+                copy: Some(copy),
+            } => format!("kept the {side} version; the other is saved as {copy}"),
+            Resolution::KeptBoth { side, copy: None } => format!("kept the {side} version"),
+        };
+        out.push_str(&format!("  conflict: {}: {what}\n", c.path));
+    }
+    for s in &r.deferred {
+        out.push_str(&format!("  deferred: {}: {}\n", s.action.path, s.why));
+    }
+    for s in &r.failed {
+        out.push_str(&format!("  failed: {}: {}\n", s.action, s.why));
+    }
+    out
+}
+
+fn show_status(ctx: &Context, p: &Prepared, state_dir: &Path) {
+    let last = last_pass::load(&target::rule_dir(state_dir, &p.name))
+        .ok()
+        .flatten();
+    let base_entries = p.store.load().map(|b| b.entries.len()).ok();
+    let opts = SyncOptions {
+        dry_run: true,
+        ..p.opts.clone()
+    };
+    let pending = sync_pass(&p.host, &p.container, &p.store, &opts);
+    if ctx.json {
+        let pending = match &pending {
+            Ok(r) => serde_json::json!({"actions": r.plan.actions, "conflicts": r.plan.conflicts}),
+            Err(e) => serde_json::json!({"halted": error_chain(e)}),
+        };
+        println!(
+            "{}",
+            serde_json::json!({
+                "event": "sync-status", "name": p.name, "last_pass": last,
+                "base_entries": base_entries, "pending": pending,
+            })
+        );
+        return;
+    }
+    let last = match last {
+        Some(l) => match &l.halted {
+            Some(why) => format!("{} (halted: {why})", l.finished_at),
+            None => format!(
+                "{} ({} applied, {} deferred, {} failed)",
+                l.finished_at, l.applied, l.deferred, l.failed
+            ),
+        },
+        None => "never".to_string(),
+    };
+    println!("{}", p.name);
+    println!("  host:      {}", p.host.describe());
+    println!("  container: {}", p.container.describe());
+    println!("  last pass: {last}");
+    match base_entries {
+        Some(n) => println!("  in base:   {n} entries"),
+        None => println!("  in base:   unreadable ({})", p.store.path().display()),
+    }
+    match pending {
+        Ok(r) if r.plan.actions.is_empty() => println!("  pending:   nothing"),
+        Ok(r) => {
+            println!("  pending:   {} action(s)", r.plan.actions.len());
+            for a in &r.plan.actions {
+                println!("    {a}");
+            }
+        }
+        Err(e) => println!("  pending:   the next pass would halt: {}", error_chain(&e)),
+    }
+}
+
+/// Re-runs passes on host events (after the quiet period) and every [`RESCAN`], until Ctrl-C.
+fn watch(
+    ctx: &Context,
+    prepared: &[Prepared],
+    state_dir: &Path,
+    cancel: &tokio_util::sync::CancellationToken,
+) {
+    let (tx, rx) = mpsc::channel::<usize>();
+    let mut watchers = Vec::new();
+    for (i, p) in prepared.iter().enumerate() {
+        let tx = tx.clone();
+        let made = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
+            if ev.is_ok() {
+                let _ = tx.send(i);
+            }
+        });
+        let watching = made.and_then(|mut w| {
+            w.watch(p.host.root(), notify::RecursiveMode::Recursive)
+                .map(|()| w)
+        });
+        match watching {
+            Ok(w) => watchers.push(w),
+            Err(e) => eprintln!(
+                "warning: cannot watch {} ({e}); it is rescanned every {}s instead",
+                p.host.root().display(),
+                RESCAN.as_secs()
+            ),
+        }
+    }
+    if !ctx.json {
+        eprintln!("watching {} sync rule(s); Ctrl-C stops", prepared.len());
+    }
+    let mut due: Vec<Option<Instant>> = vec![None; prepared.len()];
+    let mut next_rescan = Instant::now() + RESCAN;
+    while !cancel.is_cancelled() {
+        if let Ok(i) = rx.recv_timeout(Duration::from_millis(200)) {
+            // A burst of events moves the pass to one quiet period after the last of them.
+            if let (Some(slot), Some(p)) = (due.get_mut(i), prepared.get(i)) {
+                *slot = Some(Instant::now() + p.opts.quiet_period);
+            }
+            continue;
+        }
+        let now = Instant::now();
+        let rescan = now >= next_rescan;
+        if rescan {
+            next_rescan = now + RESCAN;
+        }
+        for (i, p) in prepared.iter().enumerate() {
+            let ready = due[i].is_some_and(|t| now >= t);
+            if !(ready || rescan) {
+                continue;
+            }
+            due[i] = None;
+            let result = sync_pass(&p.host, &p.container, &p.store, &p.opts);
+            let quiet = matches!(&result, Ok(r) if r.plan.actions.is_empty() && r.deferred.is_empty() && r.failed.is_empty());
+            if !quiet {
+                print_result(ctx, &p.name, &p.store, &result);
+                let record = match &result {
+                    Ok(report) => LastPass::from_report(report),
+                    Err(e) => LastPass::halted(error_chain(e)),
+                };
+                let _ = last_pass::save(&target::rule_dir(state_dir, &p.name), &record);
+            }
+            // Deferred work (still changing, half-written JSON) is retried after a quiet period.
+            if matches!(&result, Ok(r) if !r.deferred.is_empty()) {
+                due[i] = Some(Instant::now() + p.opts.quiet_period.max(Duration::from_millis(200)));
+            }
+        }
+    }
+    drop(watchers);
+}
+
+/// `--local-dirs A B`: a two-way pass between two host directories.
+fn local(ctx: &Context, dirs: &[PathBuf], base: Option<&Path>, dry_run: bool) -> Result<ExitCode> {
+    let [a, b] = dirs else {
+        return Err(Error::usage(
+            "--local-dirs takes two directories",
+            "sanctuary sync --local-dirs DIR_A DIR_B",
+        ));
+    };
+    let base = match base {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let file = format!(
+                ".{}.sync-base.json",
+                a.file_name().map_or("dir".into(), |n| n.to_string_lossy())
+            );
+            a.parent().unwrap_or(Path::new(".")).join(file)
+        }
+    };
+    let store = BaseStore::at(base);
+    let opts = SyncOptions {
+        dry_run,
+        quiet_period: Duration::ZERO,
+        ..SyncOptions::default()
+    };
+    let result = sync_pass(&HostSide::new(a), &HostSide::new(b), &store, &opts);
+    Ok(print_result(ctx, "local", &store, &result).code())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sync::{Action, Entry, EntryKind, Op, Reason, RelPath, SideName};
+
+    #[test]
+    fn reports_say_what_moved_and_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BaseStore::at(dir.path().join("b.json"));
+        let action = Action {
+            path: RelPath::new("settings.json").unwrap(),
+            op: Op::Copy {
+                from: SideName::Host,
+                entry: Entry {
+                    kind: EntryKind::File,
+                    hash: "h".into(),
+                    size: 1,
+                    mode: 0o644,
+                    mtime: 0,
+                },
+            },
+            reason: Reason::Changed(SideName::Host),
+        };
+        let mut r = Report {
+            dry_run: true,
+            ..Report::default()
+        };
+        r.plan.actions.push(action.clone());
+        let text = render_report("claude", &r, &store);
+        assert!(text.contains("(dry run): 1 action(s) would run"), "{text}");
+        assert!(
+            text.contains("would settings.json: copy to container (changed on host)"),
+            "{text}"
+        );
+        let r = Report::default();
+        assert_eq!(
+            render_report("claude", &r, &store),
+            "sync claude: up to date (0 entries)\n"
+        );
+    }
+
+    #[test]
+    fn the_worst_outcome_decides_the_exit_code() {
+        assert_eq!(
+            Outcome::Clean.max(Outcome::Conflict).code(),
+            ExitCode::Conflict
+        );
+        assert_eq!(
+            Outcome::Failed.max(Outcome::Infrastructure).code(),
+            ExitCode::Infrastructure
+        );
+    }
+}

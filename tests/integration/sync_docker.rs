@@ -1,0 +1,450 @@
+//! `sanctuary sync` against a real Docker engine: a host directory synced with a directory in
+//! a volume (through the helper container), observed and edited from a separate probe
+//! container that mounts the same volume.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Instant;
+
+use crate::docker_support::{docker_or_skip, test_image, TestProject, PROJECT_LABEL};
+
+/// A project with a manifest, a host directory per rule, and a probe container that mounts
+/// the project's `home` volume at `/v`.
+struct SyncProject {
+    project: TestProject,
+    dir: tempfile::TempDir,
+    probe: String,
+}
+
+impl SyncProject {
+    /// `rules` is KDL for the sync nodes; `{P}` is not needed: the volume is `home`.
+    fn new(test: &str, rules: &str) -> Self {
+        let project = TestProject::new(test);
+        let dir = tempfile::tempdir().unwrap();
+        let manifest = format!("project \"{}\"\nvolume \"home\"\n{rules}\n", project.name);
+        std::fs::write(dir.path().join("Sanctuary.kdl"), manifest).unwrap();
+        let probe = project.object("probe");
+        let volume = project.object("home");
+        let label = format!("{PROJECT_LABEL}={}", project.name);
+        // The volume is created labelled, as `apply` would, so cleanup finds it.
+        let out = Command::new("docker")
+            .args(["volume", "create", "--label", &label, &volume])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = Command::new("docker")
+            .args(["run", "-d", "--name", &probe, "--label", &label, "-v"])
+            .arg(format!("{volume}:/v"))
+            .args([test_image().as_str(), "sleep", "600"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SyncProject {
+            project,
+            dir,
+            probe,
+        }
+    }
+
+    fn host(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn write_host(&self, rel: &str, text: &str) {
+        let p = self.host(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    fn read_host(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.host(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+
+    /// Runs `sh -c script` in the probe; its stdout.
+    fn probe(&self, script: &str) -> String {
+        let out = Command::new("docker")
+            .args(["exec", &self.probe, "sh", "-c", script])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn write_container(&self, path: &str, text: &str) {
+        let out = Command::new("docker")
+            .args(["exec", "-i", &self.probe, "sh", "-c"])
+            .arg(format!("mkdir -p \"$(dirname {path})\" && cat > {path}"))
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(text.as_bytes())?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        assert!(out.status.success());
+    }
+
+    fn sync(&self, args: &[&str]) -> Output {
+        let out = Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+            .arg("-f")
+            .arg(self.dir.path().join("Sanctuary.kdl"))
+            .arg("sync")
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        out
+    }
+
+    fn sync_ok(&self, args: &[&str]) -> String {
+        let out = self.sync(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "stdout:\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    }
+
+    fn name(&self) -> &str {
+        &self.project.name
+    }
+}
+
+fn rule(name: &str, extra: &str) -> String {
+    format!(
+        "sync \"{name}\" {{\n    host \"./{name}\"\n    volume \"home\" path=\"/{name}\"\n    quiet-period \"0s\"\n    {extra}\n}}\n"
+    )
+}
+
+fn code(out: &Output) -> Option<i32> {
+    out.status.code()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[tokio::test]
+async fn first_sync_edits_both_ways_rewrites_and_owner() {
+    if docker_or_skip("sync_first_sync").await.is_none() {
+        return;
+    }
+    let rules = rule(
+        "cfg",
+        "rewrite \"/Users/alice/\" \"/home/node/\"\n    owner \"1234:1234\"\n    file-mode \"0600\"\n    conflict \"keep-both\"",
+    );
+    let p = SyncProject::new("sync-first", &rules);
+    p.write_host("cfg/a.txt", "one\n");
+    p.write_host("cfg/sub/b.txt", "bee\n");
+    p.write_host(
+        "cfg/.claude.json",
+        r#"{"mcpServers": {"fs": {"command": "/Users/alice/bin/fs", "args": ["/Users/alice/work"]}}}"#,
+    );
+    let out = p.sync_ok(&[]);
+    assert!(out.contains("applied"), "{out}");
+    assert_eq!(p.probe("cat /v/cfg/a.txt"), "one\n");
+    assert_eq!(p.probe("cat /v/cfg/sub/b.txt"), "bee\n");
+    let json = p.probe("cat /v/cfg/.claude.json");
+    assert!(json.contains("/home/node/bin/fs"), "{json}");
+    assert!(json.contains("/home/node/work"), "{json}");
+    assert!(!json.contains("/Users/alice"), "{json}");
+    assert_eq!(
+        p.probe("stat -c '%u:%g %a' /v/cfg/a.txt").trim(),
+        "1234:1234 600"
+    );
+    // The helper container is gone after the pass.
+    let helper = format!("{}-sanctuary-sync-cfg", p.name());
+    let ps = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("name={helper}")])
+        .output()
+        .unwrap();
+    assert!(text(&ps.stdout).trim().is_empty(), "helper left behind");
+
+    // Nothing changed: up to date.
+    assert!(p.sync_ok(&[]).contains("up to date"));
+
+    // A container edit reaches the host; a container-form path comes back in host form.
+    p.write_container("/v/cfg/a.txt", "two\n");
+    p.write_container(
+        "/v/cfg/.claude.json",
+        r#"{"mcpServers": {"fs": {"command": "/home/node/bin/fs2", "args": ["/home/node/work"]}}}"#,
+    );
+    p.sync_ok(&[]);
+    assert_eq!(p.read_host("cfg/a.txt"), "two\n");
+    let host_json = p.read_host("cfg/.claude.json");
+    assert!(host_json.contains("/Users/alice/bin/fs2"), "{host_json}");
+    assert!(!host_json.contains("/home/node"), "{host_json}");
+
+    // A host edit reaches the container.
+    p.write_host("cfg/sub/b.txt", "bee two\n");
+    p.sync_ok(&[]);
+    assert_eq!(p.probe("cat /v/cfg/sub/b.txt"), "bee two\n");
+
+    // A dry run shows the move and changes nothing.
+    p.write_host("cfg/new.txt", "n\n");
+    let dry = p.sync_ok(&["--dry-run"]);
+    assert!(
+        dry.contains("new.txt: copy to container (created on host)"),
+        "{dry}"
+    );
+    assert_eq!(p.probe("ls /v/cfg/new.txt 2>/dev/null"), "");
+
+    // Status lists the last pass, the base and the pending change.
+    let status = p.sync_ok(&["status"]);
+    assert!(status.contains("last pass:"), "{status}");
+    assert!(status.contains("in base:"), "{status}");
+    assert!(status.contains("new.txt"), "{status}");
+}
+
+#[tokio::test]
+async fn json_merges_by_key_and_conflicts_follow_each_policy() {
+    if docker_or_skip("sync_conflicts").await.is_none() {
+        return;
+    }
+    let rules: String = ["fail", "prefer-host", "prefer-container", "keep-both"]
+        .iter()
+        .map(|policy| rule(policy, &format!("conflict \"{policy}\"")))
+        .collect();
+    let p = SyncProject::new("sync-conflicts", &rules);
+    let policies = ["fail", "prefer-host", "prefer-container", "keep-both"];
+    for policy in policies {
+        p.write_host(&format!("{policy}/s.json"), r#"{"a": 1, "b": 1}"#);
+        p.write_host(&format!("{policy}/t.txt"), "base\n");
+    }
+    p.sync_ok(&[]);
+
+    // Different keys on each side merge (under every policy; checked under `fail`).
+    p.write_host("fail/s.json", r#"{"a": 2, "b": 1}"#);
+    p.write_container("/v/fail/s.json", r#"{"a": 1, "b": 3}"#);
+    p.sync_ok(&["fail"]);
+    let merged: serde_json::Value = serde_json::from_str(&p.read_host("fail/s.json")).unwrap();
+    assert_eq!(merged, serde_json::json!({"a": 2, "b": 3}));
+    let merged_c: serde_json::Value = serde_json::from_str(&p.probe("cat /v/fail/s.json")).unwrap();
+    assert_eq!(merged_c, merged);
+
+    // The same file changed differently on both sides.
+    for policy in policies {
+        p.write_host(&format!("{policy}/t.txt"), "host\n");
+        p.write_container(&format!("/v/{policy}/t.txt"), "container\n");
+    }
+    let out = p.sync(&[]);
+    assert_eq!(code(&out), Some(4), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("conflict"),
+        "{}",
+        text(&out.stderr)
+    );
+    // fail: nothing changed on either side.
+    assert_eq!(p.read_host("fail/t.txt"), "host\n");
+    assert_eq!(p.probe("cat /v/fail/t.txt"), "container\n");
+    // prefer-host / prefer-container: the winner on both sides.
+    assert_eq!(p.probe("cat /v/prefer-host/t.txt"), "host\n");
+    assert_eq!(p.read_host("prefer-container/t.txt"), "container\n");
+    // keep-both: the loser is kept under a conflict name on both sides.
+    let copies: Vec<String> = std::fs::read_dir(p.host("keep-both"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("t.txt.conflict-"))
+        .collect();
+    assert_eq!(copies.len(), 1, "{copies:?}");
+    let in_container = p.probe("ls /v/keep-both");
+    assert!(in_container.contains(&copies[0]), "{in_container}");
+}
+
+#[tokio::test]
+async fn half_written_json_waits_and_a_deleted_host_root_halts() {
+    if docker_or_skip("sync_safety").await.is_none() {
+        return;
+    }
+    let p = SyncProject::new("sync-safety", &rule("cfg", ""));
+    p.write_host("cfg/s.json", r#"{"ok": true}"#);
+    for i in 0..3 {
+        p.write_host(&format!("cfg/f{i}.txt"), "x");
+    }
+    p.sync_ok(&[]);
+
+    p.write_host("cfg/s.json", r#"{"ok": "#);
+    let out = p.sync_ok(&[]);
+    assert!(out.contains("does not parse as JSON"), "{out}");
+    assert_eq!(p.probe("cat /v/cfg/s.json"), r#"{"ok": true}"#);
+    p.write_host("cfg/s.json", r#"{"ok": false}"#);
+    p.sync_ok(&[]);
+    assert_eq!(p.probe("cat /v/cfg/s.json"), r#"{"ok": false}"#);
+
+    std::fs::remove_dir_all(p.host("cfg")).unwrap();
+    let out = p.sync(&[]);
+    assert_eq!(code(&out), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("does not exist; nothing was changed"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(p.probe("ls /v/cfg | wc -l").trim(), "4");
+}
+
+/// Writes `n` small files under `root/dir` on the host, and the same as one tar archive.
+fn many_files(root: &Path, dir: &str, n: usize) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for i in 0..n {
+        let rel = format!("{dir}/d{}/f{i}.txt", i % 100);
+        let body = format!("file {i}\n");
+        let p = root.join(&rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, &body).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1_700_000_000);
+        b.append_data(&mut h, &rel, body.as_bytes()).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[tokio::test]
+async fn a_no_change_sync_of_ten_thousand_files_completes() {
+    if docker_or_skip("sync_10k").await.is_none() {
+        return;
+    }
+    let p = SyncProject::new("sync-10k", &rule("big", ""));
+    let archive = many_files(p.dir.path(), "big", 10_000);
+    let mut child = Command::new("docker")
+        .args(["cp", "-", &format!("{}:/v", p.probe)])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(&archive).unwrap();
+    }
+    assert!(child.wait().unwrap().success());
+    assert_eq!(p.probe("find /v/big -type f | wc -l").trim(), "10000");
+
+    let start = Instant::now();
+    p.sync_ok(&[]);
+    let first = start.elapsed();
+    let start = Instant::now();
+    let out = p.sync_ok(&[]);
+    let second = start.elapsed();
+    assert!(out.contains("up to date (10100 entries)"), "{out}");
+    let line = format!(
+        "sync of 10,000 identical files: first pass (records the base) {first:?}, no-change pass {second:?}\n"
+    );
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+#[tokio::test]
+async fn watch_propagates_host_edits_until_interrupted() {
+    if docker_or_skip("sync_watch").await.is_none() {
+        return;
+    }
+    let p = SyncProject::new("sync-watch", &rule("cfg", ""));
+    p.write_host("cfg/a.txt", "one\n");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+        .arg("-f")
+        .arg(p.dir.path().join("Sanctuary.kdl"))
+        .args(["sync", "--watch"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let wait_for = |script: &str, want: &str| {
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if p.probe(script) == want {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        false
+    };
+    assert!(wait_for("cat /v/cfg/a.txt 2>/dev/null", "one\n"));
+    p.write_host("cfg/b.txt", "bee\n");
+    assert!(wait_for("cat /v/cfg/b.txt 2>/dev/null", "bee\n"));
+    // A container edit is picked up by the periodic rescan.
+    p.write_container("/v/cfg/c.txt", "sea\n");
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while !p.host("cfg/c.txt").exists() && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(p.read_host("cfg/c.txt"), "sea\n");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let helper = format!("{}-sanctuary-sync-cfg", p.name());
+    let ps = Command::new("docker")
+        .args(["ps", "-aq", "--filter", &format!("name={helper}")])
+        .output()
+        .unwrap();
+    assert!(text(&ps.stdout).trim().is_empty(), "helper left behind");
+}
+
+#[test]
+fn unknown_rules_and_manifests_without_rules_are_usage_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let kdl = dir.path().join("Sanctuary.kdl");
+    std::fs::write(
+        &kdl,
+        "project \"p\"\nvolume \"v\"\nsync \"cfg\" { host \"./h\"; volume \"v\"; }\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+            .arg("-f")
+            .arg(&kdl)
+            .args(args)
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["sync", "nope"]);
+    assert_eq!(code(&out), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("unknown sync rule `nope`") && err.contains("cfg"),
+        "{err}"
+    );
+    std::fs::write(&kdl, "project \"p\"\n").unwrap();
+    let out = run(&["sync", "status"]);
+    assert_eq!(code(&out), Some(2));
+    assert!(text(&out.stderr).contains("declares no sync rules"));
+}
+
+#[test]
+fn local_dirs_sync_two_way_without_docker() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    std::fs::create_dir_all(a.join("sub")).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::write(a.join("sub/x.txt"), "x").unwrap();
+    std::fs::write(b.join("y.txt"), "y").unwrap();
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+            .arg("sync")
+            .arg("--local-dirs")
+            .args([&a, &b])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert_eq!(code(&out), Some(0), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read_to_string(b.join("sub/x.txt")).unwrap(), "x");
+    assert_eq!(std::fs::read_to_string(a.join("y.txt")).unwrap(), "y");
+    assert!(dir.path().join(".a.sync-base.json").exists());
+    assert!(text(&run().stdout).contains("up to date"));
+}
