@@ -5,6 +5,7 @@ mod docker_support;
 mod support;
 
 mod backend_docker;
+mod backup_docker;
 mod cli_basics;
 mod docs_kdl;
 mod manifest_errors;
