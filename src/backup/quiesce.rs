@@ -39,7 +39,7 @@ pub async fn quiesce(
         move |source| RunError::Docker {
             backup: backup.to_string(),
             step,
-            source,
+            source: Box::new(source),
         }
     };
     for svc in &q.services {
@@ -116,7 +116,7 @@ async fn run_hook(
         .map_err(|source| RunError::Docker {
             backup: backup.to_string(),
             step: step.clone(),
-            source,
+            source: Box::new(source),
         })?;
     if result.exit_code != 0 {
         return Err(RunError::HelperFailed {

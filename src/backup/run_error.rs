@@ -13,14 +13,14 @@ pub enum RunError {
     Docker {
         backup: String,
         step: String,
-        source: BackendError,
+        source: Box<BackendError>,
     },
     /// The library failed (archive, copy, verify, restore).
     #[error("backup {backup}: {step}")]
     Library {
         backup: String,
         step: String,
-        source: BackupError,
+        source: Box<BackupError>,
     },
     /// The first copy is a remote: snapshots are made in a local directory first.
     #[error("backup {backup}: the first copy must be a directory (`path=`), not an rclone remote")]
@@ -72,7 +72,10 @@ impl RunError {
             first: Some(first), ..
         } = self
         {
-            out.push_str(&format!("\n  the backup itself also failed: {}", first.chain()));
+            out.push_str(&format!(
+                "\n  the backup itself also failed: {}",
+                first.chain()
+            ));
         }
         out
     }

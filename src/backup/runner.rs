@@ -94,7 +94,7 @@ fn lib(backup: &str, step: impl Into<String>) -> impl FnOnce(BackupError) -> Run
     move |source| RunError::Library {
         backup: backup.to_string(),
         step,
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -147,10 +147,10 @@ impl Runner<'_> {
             .ok_or_else(|| RunError::Library {
                 backup: b.name.clone(),
                 step: "finding the new snapshot".into(),
-                source: BackupError::SnapshotNotFound {
+                source: Box::new(BackupError::SnapshotNotFound {
                     backup: b.name.clone(),
                     wanted: id.clone(),
-                },
+                }),
             })?;
         let report = verify_snapshot(&primary, &info, VerifyLevel::Full, now)
             .map_err(lib(&b.name, "verifying the new snapshot"))?;
@@ -211,10 +211,10 @@ impl Runner<'_> {
                 .ok_or_else(|| RunError::Library {
                     backup: b.name.clone(),
                     step: "finding the new snapshot".into(),
-                    source: BackupError::SnapshotNotFound {
+                    source: Box::new(BackupError::SnapshotNotFound {
                         backup: b.name.clone(),
                         wanted: m.id.clone(),
-                    },
+                    }),
                 })?,
         };
         for target in targets.iter().skip(1) {
@@ -281,10 +281,10 @@ impl Runner<'_> {
             .map_err(|source| RunError::Library {
                 backup: b.name.clone(),
                 step: "reading the verified snapshot".into(),
-                source: BackupError::ReadSource {
+                source: Box::new(BackupError::ReadSource {
                     path: spool.clone(),
                     source,
-                },
+                }),
             })?;
         let services = manifest_volume
             .as_deref()
@@ -301,7 +301,9 @@ impl Runner<'_> {
             .as_deref()
             .map(|v| names::labels(project, &format!("volume.{v}"), None))
             .unwrap_or_default();
-        let (done, failed) = self.rt.block_on(quiesce(backend, self.manifest, &b.name, &q));
+        let (done, failed) = self
+            .rt
+            .block_on(quiesce(backend, self.manifest, &b.name, &q));
         let result = match failed {
             Some(e) => Err(e),
             None => self.rt.block_on(async {
@@ -311,7 +313,7 @@ impl Runner<'_> {
                     .map_err(|source| RunError::Docker {
                         backup: b.name.clone(),
                         step: format!("creating volume {volume}"),
-                        source,
+                        source: Box::new(source),
                     })?;
                 super::volume_io::write_volume(backend, project, &b.name, &volume, tar).await
             }),
@@ -385,4 +387,3 @@ pub fn prune_copies(
         })
         .collect()
 }
-

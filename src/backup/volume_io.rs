@@ -97,7 +97,7 @@ fn docker_err(backup: &str, step: String) -> impl FnOnce(BackendError) -> RunErr
     move |source| RunError::Docker {
         backup: backup.to_string(),
         step,
-        source,
+        source: Box::new(source),
     }
 }
 
@@ -118,10 +118,10 @@ pub async fn read_volume(
         true,
         vec!["/bin/busybox".into(), "true".into()],
     );
-    backend
-        .create_container(&spec)
-        .await
-        .map_err(docker_err(backup, format!("creating a helper container for volume {volume}")))?;
+    backend.create_container(&spec).await.map_err(docker_err(
+        backup,
+        format!("creating a helper container for volume {volume}"),
+    ))?;
     let tar = backend
         .copy_out(&spec.name, MOUNT_POINT)
         .await
@@ -159,10 +159,10 @@ pub async fn write_volume(
         false,
         vec!["/bin/busybox".into(), "sh".into(), "-c".into(), script],
     );
-    backend
-        .create_container(&spec)
-        .await
-        .map_err(docker_err(backup, format!("creating a helper container for volume {volume}")))?;
+    backend.create_container(&spec).await.map_err(docker_err(
+        backup,
+        format!("creating a helper container for volume {volume}"),
+    ))?;
     let result = empty_and_fill(backend, &spec.name, backup, volume, tar).await;
     let removed = backend.remove_container(&spec.name, true).await;
     result?;

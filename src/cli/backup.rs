@@ -8,8 +8,8 @@ use chrono::Utc;
 
 use super::engine;
 use super::Context;
-use crate::backup::runner::{self, RestoreTo, Runner};
 use crate::backup::run_error::RunError;
+use crate::backup::runner::{self, RestoreTo, Runner};
 use crate::backup::{Selector, VerifyLevel};
 use crate::error::{Error, ExitCode, Result};
 use crate::manifest::{Backup, BackupSource, Manifest};
@@ -412,10 +412,7 @@ pub fn restore(ctx: &Context, args: RestoreArgs) -> Result<ExitCode> {
     } else {
         let name = args.name.clone().unwrap_or_default();
         let b = select(&m, std::slice::from_ref(&name))?[0];
-        let which = args
-            .snapshot
-            .clone()
-            .map_or(Selector::Latest, Selector::Id);
+        let which = args.snapshot.clone().map_or(Selector::Latest, Selector::Id);
         let to = args
             .to
             .as_deref()

@@ -78,11 +78,7 @@ pub fn destroy(ctx: &Context, args: DestroyArgs) -> Result<ExitCode> {
                     "{}",
                     serde_json::json!({"event": "backup", "backup": b.name, "snapshot": run.report.id(), "verified": true})
                 ),
-                Ok(run) => println!(
-                    "backup {}: {} (verified)",
-                    b.name,
-                    run.report.summary()
-                ),
+                Ok(run) => println!("backup {}: {} (verified)", b.name, run.report.summary()),
                 Err(e) => {
                     return Err(Error::Failed(format!(
                         "volumes kept: backing up volume {volume} before deleting it failed: {}",

@@ -89,7 +89,10 @@ service "writer" {{
         self.ok(&["apply"]);
         let deadline = Instant::now() + Duration::from_secs(20);
         while self.exec("cat /data/sub/b.txt") != "deep" {
-            assert!(Instant::now() < deadline, "the writer never wrote its files");
+            assert!(
+                Instant::now() < deadline,
+                "the writer never wrote its files"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -121,12 +124,19 @@ async fn live_volume_backup_quiesces_is_idempotent_and_gnu_tar_reads_it() {
     let first = s.ok(&["backup"]);
     assert!(first.contains("one: created snapshot"), "{first}");
     assert!(first.contains("two: copied snapshot"), "{first}");
-    assert!(s.running(), "the stopped service runs again after the backup");
+    assert!(
+        s.running(),
+        "the stopped service runs again after the backup"
+    );
 
     let again = s.ok(&["backup", "data"]);
     assert!(again.contains("one: unchanged, snapshot"), "{again}");
     assert!(again.contains("two: unchanged, snapshot"), "{again}");
-    assert_eq!(files_with(&s.path("b1"), ".json").len(), 1, "no new snapshot");
+    assert_eq!(
+        files_with(&s.path("b1"), ".json").len(),
+        1,
+        "no new snapshot"
+    );
 
     // Plain GNU tar restores the archive, and every file matches the manifest's sha256.
     let archive = &files_with(&s.path("b1"), ".tar.zst")[0];
@@ -153,7 +163,10 @@ async fn live_volume_backup_quiesces_is_idempotent_and_gnu_tar_reads_it() {
         }
     }
     assert_eq!(checked, 2, "a.txt and sub/b.txt");
-    assert_eq!(std::fs::read_to_string(out.join("a.txt")).unwrap(), "hello\n");
+    assert_eq!(
+        std::fs::read_to_string(out.join("a.txt")).unwrap(),
+        "hello\n"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -194,7 +207,10 @@ async fn a_flipped_byte_is_caught_and_restore_uses_the_other_copy() {
     let out = s.run(&["backups", "verify"]);
     assert_eq!(out.status.code(), Some(1));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("data one") && text.contains("FAILED"), "{text}");
+    assert!(
+        text.contains("data one") && text.contains("FAILED"),
+        "{text}"
+    );
     assert!(text.contains("data two") && text.contains(": ok"), "{text}");
 
     // Damage the live data, then restore: the first copy is refused, the second used.
@@ -284,7 +300,10 @@ fn sigkill_during_a_backup_leaves_no_complete_snapshot() {
     // Kill once the archive is being written.
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::fs::read_dir(s.path("b1")).map_or(true, |mut d| d.next().is_none()) {
-        assert!(Instant::now() < deadline, "the backup never started writing");
+        assert!(
+            Instant::now() < deadline,
+            "the backup never started writing"
+        );
         std::thread::sleep(Duration::from_millis(5));
     }
     std::thread::sleep(Duration::from_millis(100));
