@@ -31,7 +31,7 @@ image "bb" {{
 volume "data"
 service "writer" {{
     image "bb"
-    command "sh" "-c" "[ -f /data/a.txt ] || echo hello > /data/a.txt; mkdir -p /data/sub; echo deep > /data/sub/b.txt; exec sleep 3600"
+    command "sh" "-c" "[ -f /data/a.txt ] || echo hello > /data/a.txt; [ -f /data/sub/b.txt ] || {{ mkdir -p /data/sub; echo deep > /data/sub/b.txt; }}; exec sleep 3600"
     mount "data" "/data"
 }}
 {backup_block}
@@ -322,6 +322,8 @@ fn prune_applies_the_keep_policy() {
     for i in 0..3 {
         std::fs::write(s.path("src/f.txt"), format!("version {i}")).unwrap();
         s.ok(&["backup"]);
+        // Snapshot times have whole seconds: keep "newest" unambiguous.
+        std::thread::sleep(Duration::from_millis(1100));
     }
     assert_eq!(listed_snapshots(&s), 3);
     let dry = s.ok(&["backups", "prune", "--dry-run"]);
