@@ -58,12 +58,12 @@ secs() { echo "$1 $2" | awk '{printf "%.2f", ($2 - $1) / 1e9}'; }
 sync
 cd "$dir"
 
-t0=$(now); "$bin" backup tree >/dev/null; t1=$(now)
+t0=$(now); "$bin" backup tree >/dev/null 2>&1; t1=$(now)
 s_backup=$(secs "$t0" "$t1")
 s_size=$(du -cb backups/*.tar.zst | tail -1 | cut -f1)
-t0=$(now); "$bin" backup tree >/dev/null; t1=$(now)
+t0=$(now); "$bin" backup tree >/dev/null 2>&1; t1=$(now)
 s_noop=$(secs "$t0" "$t1")
-t0=$(now); "$bin" restore tree --to "$dir/restored" >/dev/null; t1=$(now)
+t0=$(now); "$bin" restore tree --to "$dir/restored" >/dev/null 2>&1; t1=$(now)
 s_restore=$(secs "$t0" "$t1")
 rm -rf "$dir/restored"
 
