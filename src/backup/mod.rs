@@ -16,6 +16,10 @@
 //!   owners, mtimes (seconds, as tar stores them), link targets and content hashes.
 //! - A copy is a flat directory of files behind [`Store`]; the primary is a [`DirStore`],
 //!   others may be [`DirStore`]s or [`RcloneStore`]s. Copy order is restore preference.
+//!
+//! The glue to the project lives apart from the library: [`targets`] maps the manifest's
+//! `backup` node, [`volume_io`] reads and writes Docker volumes through a helper container,
+//! [`quiesce`] stops or pauses writers, and [`runner`] puts these together for the commands.
 
 pub mod archive;
 pub mod catalog;
@@ -26,13 +30,18 @@ mod extract;
 pub mod hashing;
 pub mod manifest;
 pub mod naming;
+pub mod quiesce;
 pub mod rclone;
 pub mod restore;
 pub mod retention;
+pub mod run_error;
+pub mod runner;
 pub mod scan;
 pub mod snapshot;
 pub mod store;
+pub mod targets;
 pub mod verify;
+pub mod volume_io;
 
 pub use archive::{write_archive, ArchiveOptions, ArchiveSummary, Source};
 pub use catalog::{list_snapshots, Catalog, SnapshotInfo};

@@ -2,6 +2,7 @@
 //! Each command returns `Result<ExitCode>`; `run` prints errors and maps them to exit codes.
 
 mod apply;
+mod backup;
 mod cache;
 mod ci;
 mod engine;
@@ -77,6 +78,13 @@ pub enum Command {
     Ci(ci::Args),
     /// Sync host directories with volumes or containers (`sync status` shows their state).
     Sync(sync::Args),
+    /// Take backups: quiesce, snapshot, copy to every copy.
+    Backup(backup::BackupArgs),
+    /// List, verify or prune the snapshots of the backups.
+    #[command(subcommand)]
+    Backups(backup::BackupsCommand),
+    /// Restore a backup (verified first) into its volume or path, or another one.
+    Restore(backup::RestoreArgs),
     /// `sanctuary TASK [ARGS…]` runs a task, as `sanctuary run TASK -- ARGS…` does.
     #[command(external_subcommand)]
     External(Vec<String>),
@@ -121,6 +129,9 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Test(args) => test::run(&ctx, args),
         Command::Ci(args) => ci::run(&ctx, args),
         Command::Sync(args) => sync::run(&ctx, args),
+        Command::Backup(args) => backup::backup(&ctx, args),
+        Command::Backups(cmd) => backup::backups(&ctx, cmd),
+        Command::Restore(args) => backup::restore(&ctx, args),
         Command::External(words) => {
             let (tasks, args) = split_external(words);
             // Without a manifest, a word that is not a command cannot be a task either.

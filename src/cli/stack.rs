@@ -1,5 +1,6 @@
 //! `sanctuary destroy`, `sanctuary status` and `sanctuary logs`: the project's containers,
-//! found by label.
+//! found by label. `destroy --volumes` backs up and verifies every volume with a backup node
+//! before it deletes any volume, and keeps them all when that fails.
 
 use std::collections::BTreeMap;
 
@@ -14,7 +15,8 @@ use crate::state::{Lock, StateFile};
 
 #[derive(Debug, clap::Args)]
 pub struct DestroyArgs {
-    /// Also remove the project's volumes and their data.
+    /// Also remove the project's volumes and their data, after a verified backup of each
+    /// volume that has a backup node.
     #[arg(long)]
     volumes: bool,
 }
@@ -44,8 +46,8 @@ pub fn destroy(ctx: &Context, args: DestroyArgs) -> Result<ExitCode> {
     let mut state = StateFile::load(&state_path)?;
     let rt = engine::runtime()?;
     let filter = project_filter(&m.project.name);
-    let removed = rt.block_on(async {
-        let backend = engine::docker().await?;
+    let backend = rt.block_on(engine::docker())?;
+    let mut removed = rt.block_on(async {
         let mut removed = Vec::new();
         for c in backend.list_containers(&filter, true).await? {
             backend.remove_container(&c.name, true).await?;
@@ -55,14 +57,44 @@ pub fn destroy(ctx: &Context, args: DestroyArgs) -> Result<ExitCode> {
             backend.remove_network(&n.name).await?;
             removed.push(format!("network {}", n.name));
         }
-        if args.volumes {
-            for v in backend.list_volumes(&filter).await? {
+        Ok::<_, Error>(removed)
+    })?;
+    if args.volumes {
+        let existing = rt.block_on(backend.list_volumes(&filter))?;
+        // Data goes only after a fresh, fully verified backup of every volume that has a
+        // backup node; the containers are gone by now, so nothing writes meanwhile.
+        let runner = crate::backup::runner::Runner {
+            manifest: &m,
+            backend: backend.clone(),
+            rt: &rt,
+        };
+        for (volume, b) in super::backup::volume_backups(&m) {
+            let name = names::volume(&m.project.name, &volume);
+            if !existing.iter().any(|v| v.name == name) {
+                continue;
+            }
+            match runner.backup_verified(b, chrono::Utc::now()) {
+                Ok(run) if ctx.json => println!(
+                    "{}",
+                    serde_json::json!({"event": "backup", "backup": b.name, "snapshot": run.report.id(), "verified": true})
+                ),
+                Ok(run) => println!("backup {}: {} (verified)", b.name, run.report.summary()),
+                Err(e) => {
+                    return Err(Error::Failed(format!(
+                        "volumes kept: backing up volume {volume} before deleting it failed: {}",
+                        e.chain()
+                    )))
+                }
+            }
+        }
+        rt.block_on(async {
+            for v in &existing {
                 backend.remove_volume(&v.name).await?;
                 removed.push(format!("volume {}", v.name));
             }
-        }
-        Ok::<_, Error>(removed)
-    })?;
+            Ok::<_, Error>(())
+        })?;
+    }
     // Forget what no longer exists, so the next plan does not compare against it.
     let kinds: &[&str] = if args.volumes {
         &["service", "network", "volume"]

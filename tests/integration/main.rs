@@ -7,6 +7,7 @@ mod support;
 
 mod apply_docker;
 mod backend_docker;
+mod backup_docker;
 mod cli_basics;
 mod docs_kdl;
 mod manifest_errors;

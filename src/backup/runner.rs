@@ -1,0 +1,389 @@
+//! Running the manifest's backups against the project: `backup` (quiesce, read the source,
+//! snapshot into the first copy, replicate to the others, resume), `restore` (verified tree
+//! into a path or a volume, consumers stopped meanwhile), and the per-copy views `list`,
+//! `verify` and `prune`.
+//!
+//! The library calls are synchronous file work; Docker steps run on the given runtime with
+//! `block_on`, so this type is used from synchronous command code.
+
+use std::io::{Cursor, Read};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::backend::Backend;
+use crate::manifest::{self, BackupSource, Manifest};
+use crate::plan::names;
+
+use super::archive::{ArchiveOptions, Source};
+use super::catalog::{list_snapshots, Catalog};
+use super::copies::{replicate, CopyOutcome, CopyTarget};
+use super::error::BackupError;
+use super::manifest::VerifyLevel;
+use super::quiesce::{quiesce, resume};
+use super::restore::{restore_into_dir, restore_tar_stream, RestoreReport, Selector};
+use super::retention::{prune, PruneReport};
+use super::run_error::RunError;
+use super::snapshot::{create_snapshot, BackupOutcome, BackupReport};
+use super::store::Store;
+use super::targets::{consumers, copy_targets, keep_policy, primary_dir};
+use super::verify::{verify_all, verify_snapshot, VerifyReport};
+
+/// What happened in one copy during a backup.
+#[derive(Debug, Clone)]
+pub struct CopyLine {
+    /// The copy's name in the manifest.
+    pub copy: String,
+    /// What happened, for people (`unchanged, snapshot X already exists`).
+    pub message: String,
+    /// Whether the copy holds the snapshot now.
+    pub ok: bool,
+}
+
+/// The result of backing up one node.
+#[derive(Debug, Clone)]
+pub struct BackupRun {
+    /// The snapshot in the first copy.
+    pub report: BackupReport,
+    /// One line per copy, the first copy first.
+    pub copies: Vec<CopyLine>,
+}
+
+impl BackupRun {
+    /// Whether every copy holds the snapshot.
+    pub fn all_copies_ok(&self) -> bool {
+        self.copies.iter().all(|c| c.ok)
+    }
+}
+
+/// Where a restore goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreTo {
+    /// The backup's own source.
+    Source,
+    /// A host directory.
+    Path(PathBuf),
+    /// A Docker volume: a manifest volume name, or any other volume's full name.
+    Volume(String),
+}
+
+impl RestoreTo {
+    /// `--to` text: anything with a `/` or starting with `.` or `~` is a path, else a volume.
+    pub fn parse(text: &str) -> Self {
+        if text.contains('/') || text.starts_with('.') || text.starts_with('~') {
+            RestoreTo::Path(PathBuf::from(text))
+        } else {
+            RestoreTo::Volume(text.to_string())
+        }
+    }
+}
+
+/// The project's backups with a Docker connection.
+pub struct Runner<'a> {
+    /// The manifest.
+    pub manifest: &'a Manifest,
+    /// The container engine.
+    pub backend: Arc<dyn Backend>,
+    /// Where Docker steps run.
+    pub rt: &'a tokio::runtime::Runtime,
+}
+
+fn lib(backup: &str, step: impl Into<String>) -> impl FnOnce(BackupError) -> RunError + '_ {
+    let step = step.into();
+    move |source| RunError::Library {
+        backup: backup.to_string(),
+        step,
+        source: Box::new(source),
+    }
+}
+
+fn short(id: &str) -> &str {
+    &id[..12.min(id.len())]
+}
+
+impl Runner<'_> {
+    /// Takes one backup: quiesce, snapshot, replicate, and always resume.
+    pub fn backup(&self, b: &manifest::Backup, now: DateTime<Utc>) -> Result<BackupRun, RunError> {
+        let backend = self.backend.as_ref();
+        let (done, failed) = match &b.quiesce {
+            Some(q) => self
+                .rt
+                .block_on(quiesce(backend, self.manifest, &b.name, q)),
+            None => (Default::default(), None),
+        };
+        let result = match failed {
+            Some(e) => Err(e),
+            None => self.snapshot_and_replicate(b, now),
+        };
+        let failures = self.rt.block_on(resume(backend, &b.name, done));
+        if failures.is_empty() {
+            return result;
+        }
+        Err(RunError::Resume {
+            backup: b.name.clone(),
+            failures,
+            first: result.err().map(Box::new),
+        })
+    }
+
+    /// Takes one backup and verifies the snapshot in full in the first copy: what must hold
+    /// before the source may be deleted.
+    pub fn backup_verified(
+        &self,
+        b: &manifest::Backup,
+        now: DateTime<Utc>,
+    ) -> Result<BackupRun, RunError> {
+        let run = self.backup(b, now)?;
+        let primary = primary_dir(b).ok_or_else(|| RunError::RemotePrimary {
+            backup: b.name.clone(),
+        })?;
+        let id = run.report.id().to_string();
+        let info = list_snapshots(&primary, now)
+            .map_err(lib(&b.name, "listing the first copy"))?
+            .of_backup(&b.name)
+            .find(|s| s.id == id)
+            .cloned()
+            .ok_or_else(|| RunError::Library {
+                backup: b.name.clone(),
+                step: "finding the new snapshot".into(),
+                source: Box::new(BackupError::SnapshotNotFound {
+                    backup: b.name.clone(),
+                    wanted: id.clone(),
+                }),
+            })?;
+        let report = verify_snapshot(&primary, &info, VerifyLevel::Full, now)
+            .map_err(lib(&b.name, "verifying the new snapshot"))?;
+        if !report.ok() {
+            return Err(RunError::VerifyFailed {
+                backup: b.name.clone(),
+                snapshot: id,
+                copy: report.copy,
+                problems: report.problems.iter().map(|p| p.to_string()).collect(),
+            });
+        }
+        Ok(run)
+    }
+
+    fn snapshot_and_replicate(
+        &self,
+        b: &manifest::Backup,
+        now: DateTime<Utc>,
+    ) -> Result<BackupRun, RunError> {
+        let primary = primary_dir(b).ok_or_else(|| RunError::RemotePrimary {
+            backup: b.name.clone(),
+        })?;
+        let source = match &b.source {
+            BackupSource::Path(p) => Source::from_dir(p.clone()),
+            BackupSource::Volume(v) => {
+                let volume = names::volume(&self.manifest.project.name, v);
+                let tar = self.rt.block_on(super::volume_io::read_volume(
+                    self.backend.as_ref(),
+                    &self.manifest.project.name,
+                    &b.name,
+                    &volume,
+                ))?;
+                Source::TarStream {
+                    reader: Box::new(Cursor::new(tar)),
+                    strip_components: 1,
+                }
+            }
+        };
+        let opts = ArchiveOptions {
+            level: b.level,
+            ..Default::default()
+        };
+        let report = create_snapshot(&primary, &b.name, source, &opts, now)
+            .map_err(lib(&b.name, "creating the snapshot"))?;
+        let targets = copy_targets(b);
+        let mut lines = vec![CopyLine {
+            copy: targets.first().map(|t| t.name.clone()).unwrap_or_default(),
+            message: report.summary(),
+            ok: true,
+        }];
+        let info = match &report.outcome {
+            BackupOutcome::Unchanged(info) => info.clone(),
+            BackupOutcome::Created(m) => list_snapshots(&primary, now)
+                .map_err(lib(&b.name, "listing the first copy"))?
+                .of_backup(&b.name)
+                .find(|s| s.id == m.id)
+                .cloned()
+                .ok_or_else(|| RunError::Library {
+                    backup: b.name.clone(),
+                    step: "finding the new snapshot".into(),
+                    source: Box::new(BackupError::SnapshotNotFound {
+                        backup: b.name.clone(),
+                        wanted: m.id.clone(),
+                    }),
+                })?,
+        };
+        for target in targets.iter().skip(1) {
+            let line = match replicate(&primary, &info, target, now) {
+                Ok(CopyOutcome::Copied) => CopyLine {
+                    copy: target.name.clone(),
+                    message: format!("copied snapshot {} (sha256 checked)", short(&info.id)),
+                    ok: true,
+                },
+                Ok(CopyOutcome::AlreadyPresent) => CopyLine {
+                    copy: target.name.clone(),
+                    message: format!("unchanged, snapshot {} already exists", short(&info.id)),
+                    ok: true,
+                },
+                Err(e) => CopyLine {
+                    copy: target.name.clone(),
+                    message: format!("failed: {e}"),
+                    ok: false,
+                },
+            };
+            lines.push(line);
+        }
+        Ok(BackupRun {
+            report,
+            copies: lines,
+        })
+    }
+
+    /// Restores a snapshot of `b` to `to`. The snapshot is verified in full before anything
+    /// is touched; copies are tried in order.
+    pub fn restore(
+        &self,
+        b: &manifest::Backup,
+        which: &Selector,
+        to: &RestoreTo,
+        now: DateTime<Utc>,
+    ) -> Result<RestoreReport, RunError> {
+        let targets = copy_targets(b);
+        let stores: Vec<&dyn Store> = targets.iter().map(|t| t.store.as_ref()).collect();
+        let project = &self.manifest.project.name;
+        let (volume, manifest_volume) = match (to, &b.source) {
+            (RestoreTo::Path(p), _) => return self.restore_path(b, &stores, which, p, now),
+            (RestoreTo::Source, BackupSource::Path(p)) => {
+                return self.restore_path(b, &stores, which, p, now)
+            }
+            (RestoreTo::Source, BackupSource::Volume(v)) => {
+                (names::volume(project, v), Some(v.clone()))
+            }
+            (RestoreTo::Volume(v), _) if self.manifest.volumes.contains_key(v) => {
+                (names::volume(project, v), Some(v.clone()))
+            }
+            (RestoreTo::Volume(v), _) => (v.clone(), None),
+        };
+        // Spool beside the first copy when it is local: the system temp dir may be small.
+        let spool = primary_dir(b)
+            .map(|d| d.root().to_path_buf())
+            .filter(|p| p.is_dir())
+            .unwrap_or_else(std::env::temp_dir);
+        let (mut stream, report) = restore_tar_stream(&stores, &b.name, which, &spool, now)
+            .map_err(lib(&b.name, "verifying the snapshot"))?;
+        let mut tar = Vec::new();
+        stream
+            .read_to_end(&mut tar)
+            .map_err(|source| RunError::Library {
+                backup: b.name.clone(),
+                step: "reading the verified snapshot".into(),
+                source: Box::new(BackupError::ReadSource {
+                    path: spool.clone(),
+                    source,
+                }),
+            })?;
+        let services = manifest_volume
+            .as_deref()
+            .map(|v| consumers(self.manifest, v))
+            .unwrap_or_default();
+        let q = manifest::Quiesce {
+            mode: manifest::QuiesceMode::Stop,
+            services,
+            pre: None,
+            post: None,
+        };
+        let backend = self.backend.as_ref();
+        let labels = manifest_volume
+            .as_deref()
+            .map(|v| names::labels(project, &format!("volume.{v}"), None))
+            .unwrap_or_default();
+        let (done, failed) = self
+            .rt
+            .block_on(quiesce(backend, self.manifest, &b.name, &q));
+        let result = match failed {
+            Some(e) => Err(e),
+            None => self.rt.block_on(async {
+                backend
+                    .ensure_volume(&volume, &labels)
+                    .await
+                    .map_err(|source| RunError::Docker {
+                        backup: b.name.clone(),
+                        step: format!("creating volume {volume}"),
+                        source: Box::new(source),
+                    })?;
+                super::volume_io::write_volume(backend, project, &b.name, &volume, tar).await
+            }),
+        };
+        let failures = self.rt.block_on(resume(backend, &b.name, done));
+        match (result, failures.is_empty()) {
+            (Ok(()), true) => Ok(report),
+            (result, true) => result.map(|_| report),
+            (result, false) => Err(RunError::Resume {
+                backup: b.name.clone(),
+                failures,
+                first: result.err().map(Box::new),
+            }),
+        }
+    }
+
+    fn restore_path(
+        &self,
+        b: &manifest::Backup,
+        stores: &[&dyn Store],
+        which: &Selector,
+        target: &Path,
+        now: DateTime<Utc>,
+    ) -> Result<RestoreReport, RunError> {
+        restore_into_dir(stores, &b.name, which, target, now)
+            .map_err(lib(&b.name, format!("restoring into {}", target.display())))
+    }
+}
+
+/// Each copy's catalog (or why it could not be listed), in copy order.
+pub fn list_copies(
+    b: &manifest::Backup,
+    now: DateTime<Utc>,
+) -> Vec<(CopyTarget, Result<Catalog, BackupError>)> {
+    copy_targets(b)
+        .into_iter()
+        .map(|t| {
+            let c = list_snapshots(t.store.as_ref(), now);
+            (t, c)
+        })
+        .collect()
+}
+
+/// Verifies every snapshot of the backup in every copy.
+pub fn verify_copies(
+    b: &manifest::Backup,
+    level: VerifyLevel,
+    now: DateTime<Utc>,
+) -> Vec<(String, Result<Vec<VerifyReport>, BackupError>)> {
+    copy_targets(b)
+        .into_iter()
+        .map(|t| {
+            let r = verify_all(t.store.as_ref(), Some(&b.name), level, now);
+            (t.name, r)
+        })
+        .collect()
+}
+
+/// Applies the `keep` policy in every copy.
+pub fn prune_copies(
+    b: &manifest::Backup,
+    now: DateTime<Utc>,
+    dry_run: bool,
+) -> Vec<(String, Result<PruneReport, BackupError>)> {
+    let policy = keep_policy(&b.keep);
+    copy_targets(b)
+        .into_iter()
+        .map(|t| {
+            let r = prune(t.store.as_ref(), &b.name, &policy, now, dry_run);
+            (t.name, r)
+        })
+        .collect()
+}

@@ -1,0 +1,476 @@
+//! `sanctuary backup`, `sanctuary backups list|verify|prune` and `sanctuary restore`: the
+//! manifest's backup nodes run against the project (see `docs/backups.md`).
+//!
+//! Every backup named is attempted even when an earlier one fails; the exit code is 1 when
+//! any failed, 3 when the cause was the container engine.
+
+use chrono::Utc;
+
+use super::engine;
+use super::Context;
+use crate::backup::run_error::RunError;
+use crate::backup::runner::{self, RestoreTo, Runner};
+use crate::backup::{Selector, VerifyLevel};
+use crate::error::{Error, ExitCode, Result};
+use crate::manifest::{Backup, BackupSource, Manifest};
+use crate::state::Lock;
+
+#[derive(Debug, clap::Args)]
+pub struct BackupArgs {
+    /// Backups to take (all when none).
+    names: Vec<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum BackupsCommand {
+    /// Snapshots per copy, with size, age and verification.
+    List {
+        /// Only this backup.
+        name: Option<String>,
+    },
+    /// Check every snapshot in every copy (size and sha256; every entry with --full).
+    Verify {
+        /// Decompress and check every entry against the manifest.
+        #[arg(long)]
+        full: bool,
+        /// Only this backup.
+        name: Option<String>,
+    },
+    /// Delete the snapshots the `keep` policy does not keep, in every copy.
+    Prune {
+        /// Show what would be deleted, delete nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Only this backup.
+        name: Option<String>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestoreArgs {
+    /// The backup to restore.
+    #[arg(required_unless_present = "all")]
+    name: Option<String>,
+    /// Snapshot id or unique id prefix (the newest when omitted).
+    snapshot: Option<String>,
+    /// Restore into this volume or host path instead of the backup's own source.
+    #[arg(long, value_name = "VOLUME|PATH")]
+    to: Option<String>,
+    /// Every backed-up volume from its newest snapshot (volumes created when missing).
+    #[arg(long, conflicts_with_all = ["name", "snapshot", "to"])]
+    all: bool,
+}
+
+/// The named backups, or all; an unknown name is a usage error with a suggestion.
+fn select<'m>(m: &'m Manifest, names: &[String]) -> Result<Vec<&'m Backup>> {
+    if names.is_empty() {
+        return Ok(m.backups.values().collect());
+    }
+    names
+        .iter()
+        .map(|n| {
+            m.backups.get(n).ok_or_else(|| Error::UnknownTarget {
+                what: "backup",
+                name: n.clone(),
+                help: crate::manifest::diagnostic::did_you_mean(
+                    n,
+                    m.backups.keys().map(String::as_str),
+                )
+                .unwrap_or_else(|| {
+                    format!(
+                        "backups: {}",
+                        m.backups.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )
+                }),
+            })
+        })
+        .collect()
+}
+
+fn to_error(e: &RunError) -> Error {
+    if e.is_infrastructure() {
+        Error::Infrastructure(e.chain())
+    } else {
+        Error::Failed(e.chain())
+    }
+}
+
+/// Takes the backups of `targets`, printing per copy what happened. Used by `backup` and by
+/// `destroy --volumes`. Returns the first error after trying all.
+pub fn take_backups(runner: &Runner<'_>, targets: &[&Backup], json: bool) -> Result<()> {
+    let mut first: Option<Error> = None;
+    for b in targets {
+        let now = Utc::now();
+        match runner.backup(b, now) {
+            Ok(run) => {
+                if json {
+                    let outcome = match &run.report.outcome {
+                        crate::backup::BackupOutcome::Created(_) => "created",
+                        crate::backup::BackupOutcome::Unchanged(_) => "unchanged",
+                    };
+                    let copies: Vec<_> = run
+                        .copies
+                        .iter()
+                        .map(|c| serde_json::json!({"copy": c.copy, "ok": c.ok, "message": c.message}))
+                        .collect();
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "event": "backup", "backup": b.name, "snapshot": run.report.id(),
+                            "outcome": outcome, "copies": copies,
+                            "skipped": run.report.skipped, "warnings": run.report.warnings,
+                        })
+                    );
+                } else {
+                    println!("backup {}", b.name);
+                    for c in &run.copies {
+                        println!("  {}: {}", c.copy, c.message);
+                    }
+                    for w in run.report.warnings.iter().chain(&run.report.skipped) {
+                        println!("  warning: {w}");
+                    }
+                }
+                if !run.all_copies_ok() && first.is_none() {
+                    first = Some(Error::Failed(format!(
+                        "backup {}: not every copy holds the snapshot",
+                        b.name
+                    )));
+                }
+            }
+            Err(e) => {
+                if !json {
+                    println!("backup {}: failed", b.name);
+                }
+                let err = to_error(&e);
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"event": "backup", "backup": b.name, "error": e.chain()})
+                    );
+                }
+                if first.is_none() {
+                    first = Some(err);
+                } else {
+                    eprintln!("{}", e.chain());
+                }
+            }
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+pub fn backup(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
+    let loaded = ctx.load()?;
+    let m = loaded.manifest;
+    let targets = select(&m, &args.names)?;
+    if targets.is_empty() {
+        println!("No backups are declared in the manifest.");
+        return Ok(ExitCode::Ok);
+    }
+    let _lock = Lock::acquire(&m.project.state_dir, "backup")?;
+    let rt = engine::runtime()?;
+    let backend = rt.block_on(engine::docker())?;
+    let runner = Runner {
+        manifest: &m,
+        backend,
+        rt: &rt,
+    };
+    take_backups(&runner, &targets, ctx.json)?;
+    Ok(ExitCode::Ok)
+}
+
+fn age_text(age: chrono::Duration) -> String {
+    let secs = age.num_seconds().max(0) as u64;
+    // Whole units read better than "1h 2m 3s" in a table.
+    let rounded = match secs {
+        0..=59 => secs,
+        60..=3599 => secs / 60 * 60,
+        3600..=86_399 => secs / 3600 * 3600,
+        _ => secs / 86_400 * 86_400,
+    };
+    humantime::format_duration(std::time::Duration::from_secs(rounded)).to_string()
+}
+
+fn verified_text(s: &crate::backup::SnapshotInfo) -> String {
+    match &s.verified {
+        None => "never".into(),
+        Some(r) if r.ok => format!("ok ({})", r.at.format("%Y-%m-%d %H:%M")),
+        Some(r) => format!("FAILED ({})", r.at.format("%Y-%m-%d %H:%M")),
+    }
+}
+
+pub fn backups(ctx: &Context, cmd: BackupsCommand) -> Result<ExitCode> {
+    let loaded = ctx.load()?;
+    let m = loaded.manifest;
+    let now = Utc::now();
+    match cmd {
+        BackupsCommand::List { name } => {
+            let targets = select(&m, name.as_slice())?;
+            let mut out = Vec::new();
+            let mut rows = vec![[
+                "BACKUP", "COPY", "SNAPSHOT", "CREATED", "AGE", "SIZE", "VERIFIED",
+            ]
+            .map(String::from)];
+            for b in &targets {
+                for (copy, catalog) in runner::list_copies(b, now) {
+                    match catalog {
+                        Err(e) => {
+                            out.push(serde_json::json!({"backup": b.name, "copy": copy.name, "error": e.to_string()}));
+                            rows.push([
+                                b.name.clone(),
+                                copy.name.clone(),
+                                format!("unreadable: {e}"),
+                                String::new(),
+                                String::new(),
+                                String::new(),
+                                String::new(),
+                            ]);
+                        }
+                        Ok(cat) => {
+                            let snaps: Vec<_> = cat.of_backup(&b.name).collect();
+                            out.push(serde_json::json!({
+                                "backup": b.name, "copy": copy.name, "where": cat.copy,
+                                "snapshots": snaps.iter().map(|s| serde_json::json!({
+                                    "id": s.id, "created": s.created, "age_seconds": s.age.num_seconds(),
+                                    "size": s.size, "entries": s.entries,
+                                    "archive_present": s.archive_present,
+                                    "verified": s.verified.as_ref().map(|r| serde_json::json!({"at": r.at, "ok": r.ok, "level": r.level})),
+                                })).collect::<Vec<_>>(),
+                                "orphans": cat.orphans.iter().map(|o| &o.name).collect::<Vec<_>>(),
+                            }));
+                            if snaps.is_empty() {
+                                rows.push([
+                                    b.name.clone(),
+                                    copy.name.clone(),
+                                    "(none)".into(),
+                                    String::new(),
+                                    String::new(),
+                                    String::new(),
+                                    String::new(),
+                                ]);
+                            }
+                            for s in snaps {
+                                rows.push([
+                                    b.name.clone(),
+                                    copy.name.clone(),
+                                    s.id[..12.min(s.id.len())].to_string(),
+                                    s.created.format("%Y-%m-%d %H:%M:%S").to_string(),
+                                    age_text(s.age),
+                                    s.size.to_string(),
+                                    verified_text(s),
+                                ]);
+                            }
+                        }
+                    }
+                }
+            }
+            if ctx.json {
+                println!("{}", serde_json::json!({ "copies": out }));
+            } else {
+                print_table(&rows);
+            }
+            Ok(ExitCode::Ok)
+        }
+        BackupsCommand::Verify { full, name } => {
+            let level = if full {
+                VerifyLevel::Full
+            } else {
+                VerifyLevel::Quick
+            };
+            let targets = select(&m, name.as_slice())?;
+            let mut bad = 0usize;
+            let mut out = Vec::new();
+            for b in &targets {
+                for (copy, result) in runner::verify_copies(b, level, now) {
+                    match result {
+                        Err(e) => {
+                            bad += 1;
+                            out.push(serde_json::json!({"backup": b.name, "copy": copy, "error": e.to_string()}));
+                            if !ctx.json {
+                                println!("{} {copy}: cannot verify: {e}", b.name);
+                            }
+                        }
+                        Ok(reports) => {
+                            for r in reports {
+                                let problems: Vec<String> =
+                                    r.problems.iter().map(|p| p.to_string()).collect();
+                                if !problems.is_empty() {
+                                    bad += 1;
+                                }
+                                if !ctx.json {
+                                    let id = &r.snapshot[..12.min(r.snapshot.len())];
+                                    if problems.is_empty() {
+                                        println!("{} {copy} {id}: ok", b.name);
+                                    } else {
+                                        println!(
+                                            "{} {copy} {id}: FAILED: {}",
+                                            b.name,
+                                            problems.join("; ")
+                                        );
+                                    }
+                                }
+                                out.push(serde_json::json!({
+                                    "backup": b.name, "copy": copy, "snapshot": r.snapshot,
+                                    "ok": problems.is_empty(), "problems": problems,
+                                }));
+                            }
+                        }
+                    }
+                }
+            }
+            if ctx.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "level": level, "results": out, "failed": bad })
+                );
+            }
+            if bad > 0 {
+                return Err(Error::Failed(format!(
+                    "{bad} snapshot cop{} failed verification",
+                    if bad == 1 { "y" } else { "ies" }
+                )));
+            }
+            Ok(ExitCode::Ok)
+        }
+        BackupsCommand::Prune { dry_run, name } => {
+            let targets = select(&m, name.as_slice())?;
+            let _lock = Lock::acquire(&m.project.state_dir, "backups prune")?;
+            let mut failed = None;
+            let verb = if dry_run { "would delete" } else { "deleted" };
+            for b in &targets {
+                if keep_is_empty(b) {
+                    println!("{}: no keep policy, nothing pruned", b.name);
+                    continue;
+                }
+                for (copy, result) in runner::prune_copies(b, now, dry_run) {
+                    match result {
+                        Err(e) => {
+                            println!("{} {copy}: prune failed: {e}", b.name);
+                            failed.get_or_insert_with(|| e.to_string());
+                        }
+                        Ok(r) => {
+                            let gone: Vec<_> = r.decisions.iter().filter(|d| !d.keep).collect();
+                            let kept = r.decisions.len() - gone.len();
+                            println!(
+                                "{} {copy}: keeping {kept}, {verb} {} snapshot(s), {} file(s)",
+                                b.name,
+                                gone.len(),
+                                r.deleted_files.len()
+                            );
+                            for d in gone {
+                                println!("  {verb} {}", &d.id[..12.min(d.id.len())]);
+                            }
+                        }
+                    }
+                }
+            }
+            match failed {
+                Some(e) => Err(Error::Failed(e)),
+                None => Ok(ExitCode::Ok),
+            }
+        }
+    }
+}
+
+fn keep_is_empty(b: &Backup) -> bool {
+    crate::backup::targets::keep_policy(&b.keep).is_empty()
+}
+
+fn print_table<const N: usize>(rows: &[[String; N]]) {
+    let widths: Vec<usize> = (0..N)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
+
+pub fn restore(ctx: &Context, args: RestoreArgs) -> Result<ExitCode> {
+    let loaded = ctx.load()?;
+    let m = loaded.manifest;
+    let _lock = Lock::acquire(&m.project.state_dir, "restore")?;
+    let rt = engine::runtime()?;
+    let backend = rt.block_on(engine::docker())?;
+    let runner = Runner {
+        manifest: &m,
+        backend,
+        rt: &rt,
+    };
+    let jobs: Vec<(&Backup, Selector, RestoreTo)> = if args.all {
+        // One backup per volume: the first declared wins, as it does for `destroy --volumes`.
+        let mut seen = std::collections::BTreeSet::new();
+        m.backups
+            .values()
+            .filter(|b| matches!(&b.source, BackupSource::Volume(v) if seen.insert(v.clone())))
+            .map(|b| (b, Selector::Latest, RestoreTo::Source))
+            .collect()
+    } else {
+        let name = args.name.clone().unwrap_or_default();
+        let b = select(&m, std::slice::from_ref(&name))?[0];
+        let which = args.snapshot.clone().map_or(Selector::Latest, Selector::Id);
+        let to = args
+            .to
+            .as_deref()
+            .map_or(RestoreTo::Source, RestoreTo::parse);
+        vec![(b, which, to)]
+    };
+    let mut first = None;
+    for (b, which, to) in jobs {
+        match runner.restore(b, &which, &to, Utc::now()) {
+            Ok(r) => {
+                let id = r.snapshot.clone().unwrap_or_default();
+                if ctx.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "event": "restore", "backup": b.name, "snapshot": id,
+                            "from": r.from, "entries": r.entries,
+                            "rejected_copies": r.rejected_copies,
+                        })
+                    );
+                } else {
+                    println!(
+                        "restored {} snapshot {} from {} ({} entries)",
+                        b.name,
+                        &id[..12.min(id.len())],
+                        r.from,
+                        r.entries
+                    );
+                    for rej in &r.rejected_copies {
+                        println!("  skipped copy {rej}");
+                    }
+                    if let Some(left) = &r.leftover {
+                        println!("  the old tree could not be removed: {}", left.display());
+                    }
+                }
+            }
+            Err(e) => {
+                if first.is_none() {
+                    first = Some(to_error(&e));
+                } else {
+                    eprintln!("{}", e.chain());
+                }
+            }
+        }
+    }
+    first.map_or(Ok(ExitCode::Ok), Err)
+}
+
+/// The manifest volumes a `destroy --volumes` must back up first: each volume with a backup
+/// node, with the first such node.
+pub fn volume_backups(m: &Manifest) -> Vec<(String, &Backup)> {
+    let mut out: Vec<(String, &Backup)> = Vec::new();
+    for b in m.backups.values() {
+        if let BackupSource::Volume(v) = &b.source {
+            if !out.iter().any(|(seen, _)| seen == v) {
+                out.push((v.clone(), b));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,369 @@
+//! Backups against a real Docker engine, through the real binary: quiescing a live service,
+//! unchanged sources, archives that GNU tar reads, corruption caught and survived, a killed
+//! backup, retention, and a whole disaster-recovery drill.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::docker_support::{docker_lines, docker_or_skip, write_busybox_context, TestProject};
+
+/// A project directory with a manifest, and the project's cleanup guard.
+struct Stack {
+    dir: tempfile::TempDir,
+    project: TestProject,
+}
+
+impl Stack {
+    /// A busybox image, a `data` volume, a `writer` service that writes `hello` into it and
+    /// then sleeps, and `backup_block` appended.
+    fn new(test: &str, backup_block: &str) -> Self {
+        let project = TestProject::new(test);
+        let dir = tempfile::tempdir().unwrap();
+        write_busybox_context(&dir.path().join("docker")).unwrap();
+        let text = format!(
+            r#"project "{name}"
+image "bb" {{
+    context "docker"
+}}
+volume "data"
+service "writer" {{
+    image "bb"
+    command "sh" "-c" "[ -f /data/a.txt ] || echo hello > /data/a.txt; [ -f /data/sub/b.txt ] || {{ mkdir -p /data/sub; echo deep > /data/sub/b.txt; }}; exec sleep 3600"
+    mount "data" "/data"
+}}
+{backup_block}
+"#,
+            name = project.name
+        );
+        std::fs::write(dir.path().join("Sanctuary.kdl"), text).unwrap();
+        Stack { dir, project }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    }
+
+    /// Runs and asserts success, returning stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "sanctuary {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn container(&self) -> String {
+        self.project.object("writer")
+    }
+
+    fn running(&self) -> bool {
+        docker_lines(&["inspect", "-f", "{{.State.Running}}", &self.container()])
+            == vec!["true".to_string()]
+    }
+
+    fn exec(&self, script: &str) -> String {
+        let out = Command::new("docker")
+            .args(["exec", &self.container(), "sh", "-c", script])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Applies and waits until the writer has written its files.
+    fn up(&self) {
+        self.ok(&["apply"]);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.exec("cat /data/sub/b.txt") != "deep" {
+            assert!(
+                Instant::now() < deadline,
+                "the writer never wrote its files"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn files_with(dir: &Path, suffix: &str) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    v.retain(|p| p.to_string_lossy().ends_with(suffix));
+    v.sort();
+    v
+}
+
+const TWO_COPIES: &str = r#"backup "data" {
+    volume "data"
+    quiesce "stop" "writer"
+    copy "one" path="./b1"
+    copy "two" path="./b2" media="usb"
+}"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn live_volume_backup_quiesces_is_idempotent_and_gnu_tar_reads_it() {
+    if docker_or_skip("live_volume_backup").await.is_none() {
+        return;
+    }
+    let s = Stack::new("bk-live", TWO_COPIES);
+    s.up();
+    let first = s.ok(&["backup"]);
+    assert!(first.contains("one: created snapshot"), "{first}");
+    assert!(first.contains("two: copied snapshot"), "{first}");
+    assert!(
+        s.running(),
+        "the stopped service runs again after the backup"
+    );
+
+    let again = s.ok(&["backup", "data"]);
+    assert!(again.contains("one: unchanged, snapshot"), "{again}");
+    assert!(again.contains("two: unchanged, snapshot"), "{again}");
+    assert_eq!(
+        files_with(&s.path("b1"), ".json").len(),
+        1,
+        "no new snapshot"
+    );
+
+    // Plain GNU tar restores the archive, and every file matches the manifest's sha256.
+    let archive = &files_with(&s.path("b1"), ".tar.zst")[0];
+    let out = s.path("gnu");
+    std::fs::create_dir_all(&out).unwrap();
+    let st = Command::new("tar")
+        .arg("--zstd")
+        .arg("-xf")
+        .arg(archive)
+        .arg("-C")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&files_with(&s.path("b1"), ".json")[0]).unwrap())
+            .unwrap();
+    let mut checked = 0;
+    for e in manifest["entries"].as_array().unwrap() {
+        if let Some(sha) = e["sha256"].as_str() {
+            let bytes = std::fs::read(out.join(e["path"].as_str().unwrap())).unwrap();
+            assert_eq!(hex::encode(Sha256::digest(&bytes)), sha);
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2, "a.txt and sub/b.txt");
+    assert_eq!(
+        std::fs::read_to_string(out.join("a.txt")).unwrap(),
+        "hello\n"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_backup_still_restarts_the_stopped_service() {
+    if docker_or_skip("failed_backup_restarts").await.is_none() {
+        return;
+    }
+    // The first copy's directory lies under a regular file: it cannot be created.
+    let s = Stack::new(
+        "bk-fail",
+        r#"backup "data" {
+    volume "data"
+    quiesce "stop" "writer"
+    copy "one" path="./blocker/b1"
+}"#,
+    );
+    std::fs::write(s.path("blocker"), "not a directory").unwrap();
+    s.up();
+    let out = s.run(&["backup"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(s.running(), "the service runs again after a failed backup");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flipped_byte_is_caught_and_restore_uses_the_other_copy() {
+    if docker_or_skip("flipped_byte").await.is_none() {
+        return;
+    }
+    let s = Stack::new("bk-flip", TWO_COPIES);
+    s.up();
+    s.ok(&["backup"]);
+    let archive = &files_with(&s.path("b1"), ".tar.zst")[0];
+    let mut bytes = std::fs::read(archive).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(archive, bytes).unwrap();
+
+    let out = s.run(&["backups", "verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("data one") && text.contains("FAILED"),
+        "{text}"
+    );
+    assert!(text.contains("data two") && text.contains(": ok"), "{text}");
+
+    // Damage the live data, then restore: the first copy is refused, the second used.
+    s.exec("echo changed > /data/a.txt; rm -r /data/sub");
+    let restored = s.ok(&["restore", "data"]);
+    assert!(restored.contains("skipped copy"), "{restored}");
+    assert!(restored.contains("b2"), "{restored}");
+    assert!(s.running(), "consumers run again after the restore");
+    assert_eq!(s.exec("cat /data/a.txt"), "hello");
+    assert_eq!(s.exec("cat /data/sub/b.txt"), "deep");
+}
+
+#[test]
+fn a_gnu_tar_archive_restores_through_the_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("d")).unwrap();
+    std::fs::write(src.join("d/f.txt"), "from gnu tar").unwrap();
+    let archive = dir.path().join("a.tar.zst");
+    let st = Command::new("tar")
+        .arg("--zstd")
+        .arg("-cf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&src)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let target = dir.path().join("restored");
+    let report = sanctuary::backup::restore_foreign_archive(&archive, &target).unwrap();
+    assert!(!report.verified);
+    assert_eq!(
+        std::fs::read_to_string(target.join("d/f.txt")).unwrap(),
+        "from gnu tar"
+    );
+}
+
+/// A path backup (no Docker needed) with a slow level, so there is time to kill it.
+fn path_stack(test: &str, extra: &str) -> Stack {
+    let project = TestProject::new(test);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("src")).unwrap();
+    let text = format!(
+        r#"project "{name}"
+backup "files" {{
+    path "./src"
+    copy "one" path="./b1"
+    {extra}
+}}
+"#,
+        name = project.name
+    );
+    std::fs::write(dir.path().join("Sanctuary.kdl"), text).unwrap();
+    Stack { dir, project }
+}
+
+fn listed_snapshots(s: &Stack) -> usize {
+    let out = s.ok(&["--json", "backups", "list"]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    v["copies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["snapshots"].as_array().map_or(0, Vec::len))
+        .sum()
+}
+
+#[test]
+fn sigkill_during_a_backup_leaves_no_complete_snapshot() {
+    let s = path_stack("bk-kill", "level 19");
+    // Incompressible data at level 19 takes seconds to compress.
+    let mut data = vec![0u8; 48 << 20];
+    let mut x: u64 = 0x9E3779B97F4A7C15;
+    for b in data.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    std::fs::write(s.path("src/big.bin"), &data).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+        .arg("backup")
+        .current_dir(s.dir.path())
+        .spawn()
+        .unwrap();
+    // Kill once the archive is being written.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::read_dir(s.path("b1")).map_or(true, |mut d| d.next().is_none()) {
+        assert!(
+            Instant::now() < deadline,
+            "the backup never started writing"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the backup was killed before finishing");
+    assert_eq!(listed_snapshots(&s), 0, "no snapshot lists as complete");
+    // And the next backup completes normally.
+    s.ok(&["backup"]);
+    assert_eq!(listed_snapshots(&s), 1);
+}
+
+#[test]
+fn prune_applies_the_keep_policy() {
+    let s = path_stack("bk-prune", "keep last=1");
+    for i in 0..3 {
+        std::fs::write(s.path("src/f.txt"), format!("version {i}")).unwrap();
+        s.ok(&["backup"]);
+        // Snapshot times have whole seconds: keep "newest" unambiguous.
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    assert_eq!(listed_snapshots(&s), 3);
+    let dry = s.ok(&["backups", "prune", "--dry-run"]);
+    assert!(dry.contains("would delete 2 snapshot(s)"), "{dry}");
+    assert_eq!(listed_snapshots(&s), 3, "a dry run deletes nothing");
+    s.ok(&["backups", "prune"]);
+    assert_eq!(listed_snapshots(&s), 1);
+    // The one kept is the newest.
+    let target = s.path("restored");
+    s.ok(&["restore", "files", "--to", target.to_str().unwrap()]);
+    assert_eq!(
+        std::fs::read_to_string(target.join("f.txt")).unwrap(),
+        "version 2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn disaster_recovery_drill() {
+    if docker_or_skip("disaster_recovery").await.is_none() {
+        return;
+    }
+    let s = Stack::new("bk-dr", TWO_COPIES);
+    s.up();
+    s.exec("echo precious > /data/a.txt");
+    let destroyed = s.ok(&["destroy", "--volumes"]);
+    assert!(destroyed.contains("(verified)"), "{destroyed}");
+    let volume = s.project.object("data");
+    assert!(
+        docker_lines(&["volume", "ls", "-q", "--filter", &format!("name={volume}")]).is_empty(),
+        "the volume is gone"
+    );
+    let restored = s.ok(&["restore", "--all"]);
+    assert!(restored.contains("restored data"), "{restored}");
+    s.ok(&["apply"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.exec("cat /data/a.txt") != "precious" {
+        assert!(
+            Instant::now() < deadline,
+            "the service never saw its data again"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
