@@ -13,5 +13,5 @@ mod docs_kdl;
 mod manifest_errors;
 mod manifest_fuzz;
 mod run_tasks;
-mod test_ci_docker;
 mod sync_docker;
+mod test_ci_docker;
