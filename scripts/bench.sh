@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every benchmark, each against its reference tool in the same run, and prints their
+# markdown tables: the figures recorded in docs/benchmarks.md come from this script.
+#
+# usage: scripts/bench.sh          (needs Docker for the compose comparison; hyperfine, make,
+#                                   rsync, unison, docker-compose, zstd from Debian's packages)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release --locked --quiet
+export SANCTUARY_BIN=$PWD/target/release/sanctuary SANCTUARY=$PWD/target/release/sanctuary
+run() {
+    echo
+    echo "## $1"
+    echo
+    shift
+    "$@"
+}
+run "validate: 500-node manifest vs docker-compose config" scripts/bench-validate.sh
+run "tasks: no-op, cold hash, 100 trivial tasks" scripts/bench-tasks.sh
+run "stack: voidcat with docker-compose vs sanctuary apply" scripts/bench-compose.sh
+run "sync: 10,000 files vs rsync and unison" scripts/bench-sync.sh
+run "backup and restore vs tar | zstd" env SIZE_MB="${SIZE_MB:-1000}" scripts/bench-backup.sh
