@@ -133,6 +133,15 @@ impl Pair<'_> {
             }
             _ => false,
         };
+        // An edit in the same mtime tick as the scan keeps the mtime: for recently modified
+        // files, compare the content too.
+        let recent = matches!((now, scanned), (Some(st), Some(_)) if st.kind == EntryKind::File
+            && self.now_ms - st.mtime < super::side::RACY_WINDOW_MS);
+        if same && recent {
+            if let Some(e) = scanned {
+                return self.read_host_form(side, path, e).map(|_| ());
+            }
+        }
         if same {
             Ok(())
         } else {
