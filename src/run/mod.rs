@@ -194,7 +194,12 @@ impl TaskExecutor {
                         .cache
                         .restore(&entry, &m.dir)
                         .map_err(|e| e.to_string())?;
-                    let _ = self.cache.record_success(&key);
+                    // Rewriting (and fsyncing) an identical record would cost more than the
+                    // whole no-op check.
+                    let recorded = matches!(self.cache.last_success("task", &task.name), Ok(Some(r)) if r.fingerprint == fp);
+                    if !recorded {
+                        let _ = self.cache.record_success(&key);
+                    }
                     let detail = match restored.len() {
                         0 => "outputs up to date".to_string(),
                         1 => format!("restored {}", restored[0]),
