@@ -149,38 +149,20 @@ impl ApplyExecutor {
         Ok(outcome)
     }
 
-    async fn volume(&self, id: &NodeId) -> Result<Outcome, String> {
+    /// Ensures a volume or network exists; both are identified by name alone.
+    async fn named_object(&self, id: &NodeId) -> Result<Outcome, String> {
         let project = &self.manifest.project.name;
-        let name = names::volume(project, &id.name);
         let labels = names::labels(project, &id.to_string(), None);
-        let ensured = self
-            .backend
-            .ensure_volume(&name, &labels)
-            .await
-            .map_err(|e| e.to_string())?;
-        let outcome = match ensured {
-            crate::backend::Ensured::Created => Outcome::Ran(Some(format!("created {name}"))),
-            crate::backend::Ensured::AlreadyExisted => Outcome::UpToDate(None),
+        let (name, ensured) = if id.kind == Kind::Volume {
+            let name = names::volume(project, &id.name);
+            let ensured = self.backend.ensure_volume(&name, &labels).await;
+            (name, ensured)
+        } else {
+            let name = names::network(project, &id.name);
+            let ensured = self.backend.ensure_network(&name, &labels).await;
+            (name, ensured)
         };
-        self.record(
-            id,
-            "",
-            serde_json::json!({ "name": name }),
-            Self::result_of(&outcome),
-        )?;
-        Ok(outcome)
-    }
-
-    async fn network(&self, id: &NodeId) -> Result<Outcome, String> {
-        let project = &self.manifest.project.name;
-        let name = names::network(project, &id.name);
-        let labels = names::labels(project, &id.to_string(), None);
-        let ensured = self
-            .backend
-            .ensure_network(&name, &labels)
-            .await
-            .map_err(|e| e.to_string())?;
-        let outcome = match ensured {
+        let outcome = match ensured.map_err(|e| e.to_string())? {
             crate::backend::Ensured::Created => Outcome::Ran(Some(format!("created {name}"))),
             crate::backend::Ensured::AlreadyExisted => Outcome::UpToDate(None),
         };
@@ -343,8 +325,7 @@ impl Executor<NodeId> for ApplyExecutor {
         async move {
             let result = match node.kind {
                 Kind::Image => self.image(node, ctx).await,
-                Kind::Volume => self.volume(node).await,
-                Kind::Network => self.network(node).await,
+                Kind::Volume | Kind::Network => self.named_object(node).await,
                 Kind::Service => self.service(node, ctx).await,
                 Kind::Task => return self.tasks.execute(node, ctx).await,
                 other => Err(format!("apply does not realise {other} nodes")),
