@@ -65,16 +65,13 @@ impl DockerBackend {
                 .to_string(),
         };
         let docker = Docker::connect_with_host(host).map_err(|e| unreachable(e.to_string()))?;
-        match tokio::time::timeout(PING_TIMEOUT, docker.ping()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => return Err(unreachable(e.to_string())),
-            Err(_) => return Err(unreachable("no answer within 5s".to_string())),
+        // Version negotiation is the first round trip and doubles as the reachability check:
+        // a separate ping would cost every command another one.
+        match tokio::time::timeout(PING_TIMEOUT, docker.negotiate_version()).await {
+            Ok(Ok(docker)) => Ok(DockerBackend { docker }),
+            Ok(Err(e)) => Err(unreachable(e.to_string())),
+            Err(_) => Err(unreachable("no answer within 5s".to_string())),
         }
-        let docker = docker
-            .negotiate_version()
-            .await
-            .map_err(|e| unreachable(e.to_string()))?;
-        Ok(DockerBackend { docker })
     }
 
     /// The underlying client, for the rare caller that needs more than the trait.

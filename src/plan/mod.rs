@@ -222,14 +222,25 @@ pub async fn make(
 ) -> Result<Plan, PlanError> {
     let project = &m.project.name;
     let filter = LabelFilter::new().with(names::LABEL_PROJECT, project.clone());
-    let volumes: BTreeSet<String> = backend
-        .list_volumes(&filter)
-        .await?
-        .into_iter()
-        .map(|v| v.name)
+    // Everything observed is asked for at once: a no-op plan is mostly waiting on the daemon.
+    let containers: Vec<String> = graph
+        .nodes()
+        .iter()
+        .filter(|n| n.kind == Kind::Service)
+        .map(|n| names::container(project, &n.name))
         .collect();
-    let networks = backend.list_networks(&filter).await?;
+    let (volumes, networks, inspected) = futures_util::join!(
+        backend.list_volumes(&filter),
+        backend.list_networks(&filter),
+        futures_util::future::join_all(containers.iter().map(|c| backend.inspect_container(c))),
+    );
+    let volumes: BTreeSet<String> = volumes?.into_iter().map(|v| v.name).collect();
+    let networks = networks?;
     let network_names: BTreeSet<&str> = networks.iter().map(|n| n.name.as_str()).collect();
+    let mut observed_containers = BTreeMap::new();
+    for (name, info) in containers.into_iter().zip(inspected) {
+        observed_containers.insert(name, info?);
+    }
 
     let mut steps = Vec::new();
     let mut tags: BTreeMap<String, String> = BTreeMap::new();
@@ -306,7 +317,7 @@ pub async fn make(
                 let svc = &m.services[&id.name];
                 let tag = desired::image_tag(&svc.image, &tags).unwrap_or_default();
                 let d = desired::container(m, svc, &tag, salt)?;
-                let observed = backend.inspect_container(&d.spec.name).await?;
+                let observed = observed_containers.remove(&d.spec.name).flatten();
                 let (action, reasons) = match observed {
                     None => (Action::Create, vec![]),
                     Some(c) if c.labels.get(names::LABEL_PROJECT) != Some(project) => (
