@@ -229,11 +229,20 @@ pub async fn make(
         .filter(|n| n.kind == Kind::Service)
         .map(|n| names::container(project, &n.name))
         .collect();
-    let (volumes, networks, inspected) = futures_util::join!(
+    let mut images = BTreeMap::new();
+    for id in graph.nodes().iter().filter(|n| n.kind == Kind::Image) {
+        images.insert(id.name.clone(), desired::image(m, &id.name)?);
+    }
+    let (volumes, networks, inspected, present) = futures_util::join!(
         backend.list_volumes(&filter),
         backend.list_networks(&filter),
         futures_util::future::join_all(containers.iter().map(|c| backend.inspect_container(c))),
+        futures_util::future::join_all(images.values().map(|d| backend.inspect_image(&d.tag))),
     );
+    let mut present_images = BTreeMap::new();
+    for (name, info) in images.keys().zip(present) {
+        present_images.insert(name.clone(), info?.is_some());
+    }
     let volumes: BTreeSet<String> = volumes?.into_iter().map(|v| v.name).collect();
     let networks = networks?;
     let network_names: BTreeSet<&str> = networks.iter().map(|n| n.name.as_str()).collect();
@@ -264,9 +273,11 @@ pub async fn make(
                 }
             }
             Kind::Image => {
-                let d = desired::image(m, &id.name)?;
+                let Some(d) = images.remove(&id.name) else {
+                    continue;
+                };
                 tags.insert(id.name.clone(), d.tag.clone());
-                let present = backend.inspect_image(&d.tag).await?.is_some();
+                let present = present_images.get(&id.name).copied().unwrap_or(false);
                 let (action, reasons) = match (&d.build, present) {
                     (_, true) => (Action::UpToDate, vec![]),
                     (Some(_), false) => (Action::Build, vec![format!("no image {}", d.tag)]),
