@@ -13,6 +13,7 @@ pub mod docker;
 mod docker_convert;
 pub mod error;
 pub mod fake;
+pub mod helper;
 pub mod info;
 mod log_lines;
 pub mod spec;

@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::backend::{Backend, BackendError, ContainerSpec, ImageBuild, MountSource, MountSpec};
+use crate::backend::{Backend, BackendError, ContainerSpec, MountSource, MountSpec};
 use crate::plan::names;
 
 use super::run_error::RunError;
@@ -21,49 +21,16 @@ const MOUNT_POINT: &str = "/source";
 /// How long emptying a volume may take.
 const EMPTY_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// The helper image's tag for `project`.
-pub fn helper_image(project: &str) -> String {
-    format!("{project}-sanctuary-helper")
-}
+use crate::backend::helper::helper_image;
 
-/// Builds the helper image unless it exists, and returns its tag.
+/// Builds the project's helper image unless it exists; returns its tag.
 pub async fn ensure_helper_image(backend: &dyn Backend, project: &str) -> Result<String, RunError> {
-    let tag = helper_image(project);
-    let err = |reason: String| RunError::HelperImage {
-        image: tag.clone(),
-        reason,
-    };
-    if backend
-        .inspect_image(&tag)
+    crate::backend::helper::ensure_helper_image(backend, project)
         .await
-        .map_err(|e| err(e.to_string()))?
-        .is_some()
-    {
-        return Ok(tag);
-    }
-    let dir = tempfile::tempdir().map_err(|e| err(format!("creating a build context: {e}")))?;
-    std::fs::copy("/bin/busybox", dir.path().join("busybox")).map_err(|e| {
-        err(format!(
-            "copying /bin/busybox (install a static busybox, e.g. Debian's busybox-static): {e}"
-        ))
-    })?;
-    std::fs::write(
-        dir.path().join("Dockerfile"),
-        "FROM scratch\nCOPY busybox /bin/busybox\n",
-    )
-    .map_err(|e| err(format!("writing the Dockerfile: {e}")))?;
-    let build = ImageBuild {
-        tag: tag.clone(),
-        context_dir: dir.path().to_path_buf(),
-        dockerfile: "Dockerfile".into(),
-        build_args: Default::default(),
-        labels: names::labels(project, "sanctuary-helper", None),
-    };
-    backend
-        .build_image(&build, &|_| {})
-        .await
-        .map_err(|e| err(e.to_string()))?;
-    Ok(tag)
+        .map_err(|reason| RunError::HelperImage {
+            image: helper_image(project),
+            reason,
+        })
 }
 
 /// A helper container's spec mounting `volume` (a Docker volume name) at [`MOUNT_POINT`].

@@ -257,6 +257,23 @@ pub fn apply(ctx: &Context, args: ApplyArgs) -> Result<ExitCode> {
         }
         Ok(code)
     });
+    // Rules marked `on-apply` are part of apply: once the stack converged, one pass each.
+    let result = match result {
+        Ok(ExitCode::Ok) if targets.is_empty() => {
+            let rules: Vec<String> = m
+                .syncs
+                .values()
+                .filter(|s| s.on_apply)
+                .map(|s| s.name.clone())
+                .collect();
+            if rules.is_empty() {
+                Ok(ExitCode::Ok)
+            } else {
+                super::sync::run(ctx, super::sync::Args::passes(rules))
+            }
+        }
+        other => other,
+    };
     drop(lock);
     result
 }

@@ -51,6 +51,19 @@ pub struct Args {
     pub base_file: Option<PathBuf>,
 }
 
+impl Args {
+    /// One pass of each named rule, as `sanctuary sync NAME…` runs it.
+    pub fn passes(names: Vec<String>) -> Self {
+        Args {
+            names,
+            dry_run: false,
+            watch: false,
+            local_dirs: None,
+            base_file: None,
+        }
+    }
+}
+
 /// Outcome severity of one rule, ordered so the worst decides the exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Outcome {

@@ -20,7 +20,7 @@ use super::engine::SyncOptions;
 use super::host_side::HostSide;
 use super::model::{ConflictPolicy, Mode};
 use super::rewrite::{RewriteError, Rule, RuleSet};
-use crate::backend::{Backend, BackendError, ContainerSpec, ContainerState, ImageBuild};
+use crate::backend::{Backend, BackendError, ContainerSpec, ContainerState};
 use crate::backend::{MountSource as BackendMount, MountSpec};
 use crate::manifest::{Kind, Manifest, MountSource, NodeId, Sync, SyncTarget};
 use crate::plan::names;
@@ -193,10 +193,7 @@ pub fn volume_subpath(manifest: &Manifest, volume: &str, path: &str) -> String {
     }
 }
 
-/// The helper image's tag for a project.
-pub fn helper_image(project: &str) -> String {
-    format!("{project}-sanctuary-helper:latest")
-}
+use crate::backend::helper::helper_image;
 
 /// The helper container's name for a rule.
 pub fn helper_container(project: &str, rule: &str) -> String {
@@ -244,42 +241,13 @@ async fn ensure_helper_image(
     project: &str,
     rule: &str,
 ) -> Result<String, SetupError> {
-    let tag = helper_image(project);
-    let found = backend
-        .inspect_image(&tag)
+    crate::backend::helper::ensure_helper_image(backend, project)
         .await
-        .map_err(docker(rule, format!("inspecting image {tag}")))?;
-    if found.is_some() {
-        return Ok(tag);
-    }
-    let fail = |reason: String| SetupError::HelperImage {
-        name: rule.to_string(),
-        tag: tag.clone(),
-        reason,
-    };
-    let dir = tempfile::tempdir().map_err(|e| fail(format!("temporary directory: {e}")))?;
-    std::fs::copy("/bin/busybox", dir.path().join("busybox")).map_err(|e| {
-        fail(format!(
-            "it is made from the host's static /bin/busybox (Debian: busybox-static): {e}"
-        ))
-    })?;
-    let dockerfile = "FROM scratch\nCOPY busybox /bin/busybox\n\
-                      RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n";
-    std::fs::write(dir.path().join("Dockerfile"), dockerfile)
-        .map_err(|e| fail(format!("writing the Dockerfile: {e}")))?;
-    let build = ImageBuild {
-        tag: tag.clone(),
-        context_dir: dir.path().to_path_buf(),
-        dockerfile: PathBuf::from("Dockerfile"),
-        build_args: BTreeMap::new(),
-        labels: names::labels(project, "sanctuary-helper", None),
-    };
-    let quiet = |_: &str| {};
-    backend
-        .build_image(&build, &quiet)
-        .await
-        .map_err(docker(rule, format!("building image {tag}")))?;
-    Ok(tag)
+        .map_err(|reason| SetupError::HelperImage {
+            name: rule.to_string(),
+            tag: helper_image(project),
+            reason,
+        })
 }
 
 /// Prepares rule `name` for passes: resolves both sides, starts the helper container for a

@@ -448,3 +448,52 @@ fn local_dirs_sync_two_way_without_docker() {
     assert!(dir.path().join(".a.sync-base.json").exists());
     assert!(text(&run().stdout).contains("up to date"));
 }
+
+#[tokio::test]
+async fn rules_marked_on_apply_run_after_apply() {
+    if docker_or_skip("sync_on_apply").await.is_none() {
+        return;
+    }
+    let rules = format!("{}{}", rule("cfg", "on-apply true"), rule("manual", ""));
+    let p = SyncProject::new("sync-on-apply", &rules);
+    p.write_host("cfg/settings.json", "{\"theme\": \"dark\"}\n");
+    p.write_host("manual/notes.txt", "by hand\n");
+    let out = Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+        .arg("-f")
+        .arg(p.host("Sanctuary.kdl"))
+        .args(["apply", "-y"])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(&out),
+        Some(0),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    // Apply removed the probe: it carries the project's label but the manifest does not
+    // declare it. Look into the volume with a fresh container instead.
+    let volume = p.project.object("home");
+    let look = |script: &str| {
+        let out = Command::new("docker")
+            .args(["run", "--rm", "-v"])
+            .arg(format!("{volume}:/v"))
+            .args([test_image().as_str(), "sh", "-c", script])
+            .output()
+            .unwrap();
+        text(&out.stdout)
+    };
+    assert_eq!(
+        look("cat /v/cfg/settings.json"),
+        "{\"theme\": \"dark\"}\n",
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    // A rule without on-apply waits for `sanctuary sync`.
+    assert_eq!(
+        look("test -e /v/manual/notes.txt && echo yes || echo no").trim(),
+        "no"
+    );
+}
