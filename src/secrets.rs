@@ -92,9 +92,7 @@ fn run_store(secret: &str, tool: &'static str, mut cmd: Command) -> Result<Strin
 }
 
 fn dotenv_value(dir: &std::path::Path, var: &str) -> Option<String> {
-    dotenvy::from_path_iter(dir.join(".env"))
+    crate::manifest::read_dotenv(&dir.join(".env"))
         .ok()?
-        .filter_map(Result::ok)
-        .find(|(k, _)| k == var)
-        .map(|(_, v)| v)
+        .remove(var)
 }

@@ -225,7 +225,7 @@ fn warnings(m: &Manifest) -> Vec<Diag> {
     out
 }
 
-fn read_dotenv(path: &Path) -> Result<HashMap<String, String>, LoadError> {
+pub(crate) fn read_dotenv(path: &Path) -> Result<HashMap<String, String>, LoadError> {
     match dotenvy::from_path_iter(path) {
         Ok(iter) => iter
             .collect::<Result<HashMap<_, _>, _>>()
