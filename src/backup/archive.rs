@@ -2,12 +2,16 @@
 //!
 //! Entries are written in sorted path order (so parents precede children and equal content
 //! gives an equal entry list), with mode, uid/gid, mtime and symlink targets. File content is
-//! streamed from its source, hashed on the way into the compressor, and never held in memory
-//! whole. Compression is zstd at a configurable level on all cores.
+//! streamed from its source, hashed on the way, and never held in memory whole. Compression
+//! is zstd at a configurable level on all cores.
 //!
 //! Two sources: a host directory, or a tar stream such as Docker's archive API returns. A
 //! stream arrives in arbitrary order, so its file contents are first spooled to an anonymous
-//! temp file and then written out sorted.
+//! temp file (hashed as they go) and then written out sorted.
+//!
+//! Archiving is two steps, [`prepare`] then [`Prepared::write`], so that the content id can be
+//! known before anything is compressed: a spooled stream is hashed already, and a host
+//! directory's files can be answered from a stat cache.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -18,6 +22,8 @@ use std::path::{Path, PathBuf};
 use super::entry::{check_symlink_target, normalize_path, Entry, EntryKind};
 use super::error::BackupError;
 use super::hashing::{HashingReader, HashingWriter};
+use super::manifest::snapshot_id;
+use crate::fingerprint::statcache::{self, StatCache};
 
 /// Compression settings.
 #[derive(Debug, Clone)]
@@ -28,6 +34,9 @@ pub struct ArchiveOptions {
     pub threads: u32,
     /// Where a tar-stream source is spooled; `None` is the system temp dir.
     pub spool_dir: Option<PathBuf>,
+    /// A stat cache file for a host-directory source, so that an unchanged tree is
+    /// recognised without reading it; `None` reads every file.
+    pub stat_cache: Option<PathBuf>,
 }
 
 impl Default for ArchiveOptions {
@@ -36,6 +45,7 @@ impl Default for ArchiveOptions {
             level: 3,
             threads: 0,
             spool_dir: None,
+            stat_cache: None,
         }
     }
 }
@@ -93,8 +103,11 @@ pub struct ArchiveSummary {
 /// Where an entry's content comes from.
 enum Content {
     None,
-    Path(PathBuf),
-    Spool { offset: u64 },
+    /// A host file, with the metadata its entry was made from.
+    Path(PathBuf, Box<fs::Metadata>),
+    Spool {
+        offset: u64,
+    },
 }
 
 struct Item {
@@ -102,14 +115,18 @@ struct Item {
     content: Content,
 }
 
-/// Reads `source` and writes the compressed archive to `out`. `out_path` only names the
-/// destination in errors.
-pub fn write_archive(
-    source: Source,
-    out: impl Write,
-    out_path: &Path,
-    opts: &ArchiveOptions,
-) -> Result<ArchiveSummary, BackupError> {
+/// A source listed (and, for a tar stream, spooled and hashed) but not yet archived: its
+/// content id may already be known, so an unchanged source need not be compressed at all.
+pub struct Prepared {
+    items: BTreeMap<String, Item>,
+    spool: Option<File>,
+    skipped: Vec<String>,
+    warnings: Vec<String>,
+}
+
+/// Lists `source`. A host directory is only stat-ed; a tar stream is read to its end, its
+/// file contents spooled to an anonymous temp file and hashed on the way.
+pub fn prepare(source: Source, opts: &ArchiveOptions) -> Result<Prepared, BackupError> {
     let mut skipped = Vec::new();
     let (items, spool) = match source {
         Source::Dir(root) => (collect_dir(&root, &mut skipped)?, None),
@@ -131,48 +148,124 @@ pub fn write_archive(
                 .map(|why| format!("{}: {why}; restore will refuse it", i.entry.path))
         })
         .collect();
-    let werr = |source| BackupError::WriteArchive {
-        path: out_path.to_path_buf(),
-        source,
-    };
-    let hashed = HashingWriter::new(out);
-    let mut encoder = zstd::stream::write::Encoder::new(hashed, opts.level).map_err(werr)?;
-    let threads = if opts.threads == 0 {
-        num_cpus::get() as u32
-    } else {
-        opts.threads
-    };
-    encoder.multithread(threads).map_err(werr)?;
-    encoder.include_checksum(true).map_err(werr)?;
-    // zstd wants large writes: per-call overhead (and with workers, locking) dominates at
-    // tar's 8 KiB steps.
-    let mut builder = tar::Builder::new(BufWriter::with_capacity(1 << 20, encoder));
-    let mut entries = Vec::with_capacity(items.len());
-    let mut spool = spool;
-    // One read buffer for all files: large reads without an allocation per file.
-    let mut chunk = vec![0u8; 1 << 20];
-    for (_, mut item) in items {
-        append_item(
-            &mut builder,
-            &mut item,
-            spool.as_mut(),
-            &mut chunk,
-            out_path,
-        )?;
-        entries.push(item.entry);
-    }
-    let buffered = builder.into_inner().map_err(werr)?;
-    let encoder = buffered.into_inner().map_err(|e| werr(e.into_error()))?;
-    let hashed = encoder.finish().map_err(werr)?;
-    let (mut out, sha256, size) = hashed.finish();
-    out.flush().map_err(werr)?;
-    Ok(ArchiveSummary {
-        entries,
-        sha256,
-        size,
+    Ok(Prepared {
+        items,
+        spool,
         skipped,
         warnings,
     })
+}
+
+impl Prepared {
+    /// Takes the hash of every host file whose stat-cache record still matches it; returns
+    /// how many files are still unhashed.
+    pub fn hash_from_cache(&mut self, cache: &mut StatCache) -> usize {
+        let mut missing = 0;
+        for item in self.items.values_mut() {
+            if let Content::Path(path, meta) = &item.content {
+                match cache.lookup(path, meta) {
+                    Some(hash) => item.entry.sha256 = Some(hex::encode(hash)),
+                    None => missing += 1,
+                }
+            }
+        }
+        missing
+    }
+
+    /// The snapshot's content id, if every file's hash is already known.
+    pub fn known_id(&self) -> Option<String> {
+        let entries: Vec<Entry> = self.items.values().map(|i| i.entry.clone()).collect();
+        entries
+            .iter()
+            .all(|e| e.kind != EntryKind::File || e.sha256.is_some())
+            .then(|| snapshot_id(&entries))
+    }
+
+    /// Objects that will not be archived (sockets, devices, fifos) and why.
+    pub fn skipped(&self) -> &[String] {
+        &self.skipped
+    }
+
+    /// Entries that restore will refuse (symlinks pointing out of the root).
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
+    }
+
+    /// Writes the compressed archive to `out`; `out_path` only names the destination in
+    /// errors. Host files are hashed again as they are read, so the manifest describes the
+    /// bytes in the archive even if a file changed after [`Prepared::hash_from_cache`]; when
+    /// `cache` is given, it learns those hashes.
+    pub fn write(
+        self,
+        out: impl Write,
+        out_path: &Path,
+        opts: &ArchiveOptions,
+        mut cache: Option<&mut StatCache>,
+    ) -> Result<ArchiveSummary, BackupError> {
+        let werr = |source| BackupError::WriteArchive {
+            path: out_path.to_path_buf(),
+            source,
+        };
+        // Taken before reading, so a write racing the read is on the distrusted side.
+        let hashed_at = statcache::now_ns();
+        let hashed = HashingWriter::new(out);
+        let mut encoder = zstd::stream::write::Encoder::new(hashed, opts.level).map_err(werr)?;
+        let threads = if opts.threads == 0 {
+            num_cpus::get() as u32
+        } else {
+            opts.threads
+        };
+        encoder.multithread(threads).map_err(werr)?;
+        encoder.include_checksum(true).map_err(werr)?;
+        // zstd wants large writes: per-call overhead (and with workers, locking) dominates at
+        // tar's 8 KiB steps.
+        let mut builder = tar::Builder::new(BufWriter::with_capacity(1 << 20, encoder));
+        let mut entries = Vec::with_capacity(self.items.len());
+        let mut spool = self.spool;
+        // One read buffer for all files: large reads without an allocation per file.
+        let mut chunk = vec![0u8; 1 << 20];
+        for (_, mut item) in self.items {
+            append_item(
+                &mut builder,
+                &mut item,
+                spool.as_mut(),
+                &mut chunk,
+                out_path,
+            )?;
+            if let (Some(cache), Content::Path(path, meta), Some(sha)) =
+                (cache.as_deref_mut(), &item.content, &item.entry.sha256)
+            {
+                let mut hash = [0u8; 32];
+                if hex::decode_to_slice(sha, &mut hash).is_ok() {
+                    cache.record(path, meta, hash, hashed_at);
+                }
+            }
+            entries.push(item.entry);
+        }
+        let buffered = builder.into_inner().map_err(werr)?;
+        let encoder = buffered.into_inner().map_err(|e| werr(e.into_error()))?;
+        let hashed = encoder.finish().map_err(werr)?;
+        let (mut out, sha256, size) = hashed.finish();
+        out.flush().map_err(werr)?;
+        Ok(ArchiveSummary {
+            entries,
+            sha256,
+            size,
+            skipped: self.skipped,
+            warnings: self.warnings,
+        })
+    }
+}
+
+/// Reads `source` and writes the compressed archive to `out`. `out_path` only names the
+/// destination in errors.
+pub fn write_archive(
+    source: Source,
+    out: impl Write,
+    out_path: &Path,
+    opts: &ArchiveOptions,
+) -> Result<ArchiveSummary, BackupError> {
+    prepare(source, opts)?.write(out, out_path, opts, None)
 }
 
 fn append_item<W: Write>(
@@ -216,7 +309,7 @@ fn append_item<W: Write>(
             header.set_entry_type(tar::EntryType::Regular);
             header.set_size(e.size);
             let (data, src_path): (Box<dyn Read + '_>, PathBuf) = match &item.content {
-                Content::Path(p) => {
+                Content::Path(p, _) => {
                     let f = File::open(p).map_err(|source| BackupError::ReadSource {
                         path: p.clone(),
                         source,
@@ -238,21 +331,31 @@ fn append_item<W: Write>(
                 }
                 Content::None => (Box::new(io::empty()), PathBuf::from(&e.path)),
             };
-            let mut hashed = HashingReader::new(Exact::new(Chunked::new(data, chunk), e.size));
-            builder
-                .append_data(&mut header, &e.path, &mut hashed)
-                .map_err(|source| {
-                    if source.kind() == io::ErrorKind::UnexpectedEof {
-                        BackupError::ReadSource {
-                            path: src_path,
-                            source,
-                        }
-                    } else {
-                        werr(source)
+            // Spooled content was hashed on its way into the private spool; a host file is
+            // hashed as it is read, since it may have changed since it was listed.
+            let rehash = matches!(item.content, Content::Path(..)) || e.sha256.is_none();
+            let read_err = |source: io::Error| {
+                if source.kind() == io::ErrorKind::UnexpectedEof {
+                    BackupError::ReadSource {
+                        path: src_path.clone(),
+                        source,
                     }
-                })?;
-            let (sha, _) = hashed.finish();
-            e.sha256 = Some(sha);
+                } else {
+                    werr(source)
+                }
+            };
+            let exact = Exact::new(Chunked::new(data, chunk), e.size);
+            if rehash {
+                let mut hashed = HashingReader::new(exact);
+                builder
+                    .append_data(&mut header, &e.path, &mut hashed)
+                    .map_err(read_err)?;
+                e.sha256 = Some(hashed.finish().0);
+            } else {
+                builder
+                    .append_data(&mut header, &e.path, exact)
+                    .map_err(read_err)?;
+            }
             Ok(())
         }
     }
@@ -399,7 +502,7 @@ fn collect_dir(
                 Content::None
             } else if ft.is_file() {
                 entry.size = m.len();
-                Content::Path(path)
+                Content::Path(path, Box::new(m))
             } else {
                 skipped.push(format!("{rel_path}: not a file, directory or symlink"));
                 continue;
@@ -468,11 +571,13 @@ fn spool_stream(
         };
         let content = match h.entry_type() {
             tar::EntryType::Regular | tar::EntryType::Continuous => {
-                e.size = entry.size();
                 let start = offset;
-                let n = io::copy(&mut entry, &mut out).map_err(stream_err)?;
+                let mut hashed = HashingReader::new(&mut entry);
+                io::copy(&mut hashed, &mut out).map_err(stream_err)?;
+                let (sha, n) = hashed.finish();
                 offset += n;
                 e.size = n;
+                e.sha256 = Some(sha);
                 Content::Spool { offset: start }
             }
             tar::EntryType::Directory => {
@@ -499,6 +604,7 @@ fn spool_stream(
                         content: Content::Spool { offset },
                     }) => {
                         e.size = t.size;
+                        e.sha256.clone_from(&t.sha256);
                         Content::Spool { offset: *offset }
                     }
                     _ => {

@@ -191,6 +191,13 @@ impl Runner<'_> {
         };
         let opts = ArchiveOptions {
             level: b.level,
+            stat_cache: matches!(b.source, BackupSource::Path(_)).then(|| {
+                self.manifest
+                    .project
+                    .state_dir
+                    .join("backup")
+                    .join(format!("{}.statcache", b.name))
+            }),
             ..Default::default()
         };
         let report = create_snapshot(&primary, &b.name, source, &opts, now)

@@ -1,22 +1,26 @@
 //! Taking a snapshot into the primary backup directory.
 //!
-//! The archive is written to a temp file while its entries are hashed; the content id then
-//! decides: if a committed snapshot of this backup already has that id, the temp file is
-//! dropped and nothing new is written. Otherwise the archive is fsynced and renamed into
-//! place, and then the manifest is written the same way. The manifest is the commit point:
-//! a crash before it leaves an orphan archive that listing ignores and prune removes.
+//! The content id decides: if a committed snapshot of this backup already has it, nothing
+//! new is written. When the id is known before compressing (a spooled stream is hashed on
+//! the way in; a host directory's files may all be answered by the stat cache), an
+//! unchanged source is neither compressed nor, for a directory, read. Otherwise the archive
+//! is written to a temp file while its entries are hashed, and the id is checked after.
+//! A new archive is fsynced and renamed into place, and then the manifest is written the
+//! same way. The manifest is the commit point: a crash before it leaves an orphan archive
+//! that listing ignores and prune removes.
 
 use std::io::BufWriter;
 
 use chrono::{DateTime, SubsecRound, Utc};
 
-use super::archive::{write_archive, ArchiveOptions, Source};
+use super::archive::{prepare, ArchiveOptions, Source};
 use super::catalog::{list_snapshots, SnapshotInfo};
 use super::error::BackupError;
 use super::manifest::{snapshot_id, ArchiveInfo, SnapshotManifest, MANIFEST_FORMAT};
 use super::naming::{validate_backup_name, FileRole, SnapshotStem};
 use super::store::DirStore;
 use super::store::Store;
+use crate::fingerprint::StatCache;
 use crate::fsutil;
 
 /// What a backup run did.
@@ -37,6 +41,10 @@ pub struct BackupReport {
     pub skipped: Vec<String>,
     /// Entries a restore would refuse (symlinks pointing out of the root).
     pub warnings: Vec<String>,
+    /// Whether the source was compressed into an archive (kept or dropped). False when the
+    /// content id was known up front and matched an existing snapshot: for a host directory
+    /// answered by the stat cache, that means no file was read.
+    pub archived: bool,
 }
 
 impl BackupReport {
@@ -76,18 +84,37 @@ pub fn create_snapshot(
 ) -> Result<BackupReport, BackupError> {
     validate_backup_name(backup)?;
     let now = now.trunc_subsecs(0);
+    let description = source.describe();
+    let mut opts = opts.clone();
+    if opts.spool_dir.is_none() {
+        // Spool beside the archive: the system temp dir may be small.
+        std::fs::create_dir_all(primary.root()).map_err(|source| BackupError::WriteFile {
+            path: primary.root().to_path_buf(),
+            source,
+        })?;
+        opts.spool_dir = Some(primary.root().to_path_buf());
+    }
+    let mut prepared = prepare(source, &opts)?;
+    let mut cache = opts.stat_cache.as_deref().map(StatCache::load);
+    if let Some(cache) = cache.as_mut() {
+        prepared.hash_from_cache(cache);
+    }
+    if let Some(id) = prepared.known_id() {
+        if let Some(same) = find_existing(primary, backup, &id, now)? {
+            return Ok(BackupReport {
+                outcome: BackupOutcome::Unchanged(same),
+                skipped: prepared.skipped().to_vec(),
+                warnings: prepared.warnings().to_vec(),
+                archived: false,
+            });
+        }
+    }
     let placeholder = primary.path_of(&format!("{backup}.tar.zst"));
     let werr = |source| BackupError::WriteArchive {
         path: primary.root().to_path_buf(),
         source,
     };
     let mut tmp = fsutil::temp_beside(&placeholder).map_err(werr)?;
-    let description = source.describe();
-    let mut opts = opts.clone();
-    if opts.spool_dir.is_none() {
-        // Spool beside the archive: the system temp dir may be a small tmpfs.
-        opts.spool_dir = Some(primary.root().to_path_buf());
-    }
     let summary = {
         let tmp_path = tmp.path().to_path_buf();
         let syncer = tmp.as_file().try_clone().map_err(werr)?;
@@ -108,9 +135,17 @@ pub fn create_snapshot(
                     tx,
                 },
             );
-            write_archive(source, out, &tmp_path, &opts)
+            prepared.write(out, &tmp_path, &opts, cache.as_mut())
         })?
     };
+    if let Some(cache) = cache.as_mut() {
+        // Every file of the tree was looked up or recorded: the rest are gone.
+        cache.prune_unseen();
+        // The cache only saves work; failing to keep it must not fail the backup.
+        if let Err(e) = cache.save() {
+            tracing::warn!("{e}");
+        }
+    }
     let id = snapshot_id(&summary.entries);
     if let Some(same) = find_existing(primary, backup, &id, now)? {
         // Dropping `tmp` deletes the temp archive.
@@ -118,6 +153,7 @@ pub fn create_snapshot(
             outcome: BackupOutcome::Unchanged(same.clone()),
             skipped: summary.skipped,
             warnings: summary.warnings,
+            archived: true,
         });
     }
     let stem = SnapshotStem::new(backup, now, &id);
@@ -151,6 +187,7 @@ pub fn create_snapshot(
         outcome: BackupOutcome::Created(manifest),
         skipped: summary.skipped,
         warnings: summary.warnings,
+        archived: true,
     })
 }
 

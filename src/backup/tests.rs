@@ -4,7 +4,7 @@
 use std::fs::{self, File, FileTimes};
 use std::io::{Read, Write};
 use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -214,6 +214,87 @@ fn unchanged_source_writes_nothing_and_a_change_makes_a_new_snapshot() {
     );
 }
 
+fn snapshot_with_cache(
+    primary: &DirStore,
+    src: &Path,
+    cache: &Path,
+    now: DateTime<Utc>,
+) -> BackupReport {
+    let opts = ArchiveOptions {
+        stat_cache: Some(cache.to_path_buf()),
+        ..Default::default()
+    };
+    create_snapshot(primary, "data", Source::from_dir(src), &opts, now).unwrap()
+}
+
+/// Moves every file's mtime out of the stat cache's racy window.
+fn age_tree(root: &Path) {
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+    for entry in walkdir(root) {
+        if fs::symlink_metadata(&entry).unwrap().is_file() {
+            fs::File::options()
+                .write(true)
+                .open(&entry)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+        }
+    }
+}
+
+fn walkdir(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if fs::symlink_metadata(&p).unwrap().is_dir() {
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn unchanged_directory_with_a_stat_cache_is_not_read_and_a_change_is_seen() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sample_tree(&src);
+    age_tree(&src);
+    let cache = tmp.path().join("state/data.statcache");
+    let primary = DirStore::new(tmp.path().join("backups"));
+    let first = snapshot_with_cache(&primary, &src, &cache, t(0, 0));
+    assert!(first.archived);
+    assert!(cache.is_file(), "the cache is kept");
+    let second = snapshot_with_cache(&primary, &src, &cache, t(0, 1));
+    assert!(matches!(second.outcome, BackupOutcome::Unchanged(_)));
+    assert_eq!(second.id(), first.id());
+    assert!(!second.archived, "answered from the cache, nothing read");
+    // Same size, mtime put back: the cache must not hide the new content.
+    let a = src.join("a.txt");
+    let meta = fs::metadata(&a).unwrap();
+    let mut content = fs::read(&a).unwrap();
+    content[0] ^= 0x20;
+    fs::write(&a, &content).unwrap();
+    fs::File::options()
+        .write(true)
+        .open(&a)
+        .unwrap()
+        .set_modified(meta.modified().unwrap())
+        .unwrap();
+    let third = snapshot_with_cache(&primary, &src, &cache, t(0, 2));
+    assert!(third.archived);
+    let m = created(&third);
+    assert_ne!(m.id, first.id());
+    assert_tree_matches(&src, m);
+    // Without the cache the same content is recognised after compressing.
+    let fourth = snapshot(&primary, "data", &src, t(0, 3));
+    assert_eq!(fourth.id(), third.id());
+    assert!(fourth.archived && matches!(fourth.outcome, BackupOutcome::Unchanged(_)));
+}
+
 #[test]
 fn tar_stream_source_gives_the_same_snapshot_as_the_directory() {
     let tmp = tempfile::tempdir().unwrap();
@@ -247,6 +328,10 @@ fn tar_stream_source_gives_the_same_snapshot_as_the_directory() {
         from_stream.summary()
     );
     assert_eq!(from_stream.id(), from_dir.id());
+    assert!(
+        !from_stream.archived,
+        "a spooled stream is hashed on the way in: no compression to learn its id"
+    );
 }
 
 #[test]

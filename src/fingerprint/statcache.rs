@@ -1,8 +1,10 @@
-//! The stat cache: (path, size, mtime, inode) → sha256, so an unchanged tree is not re-read.
+//! The stat cache: (path, size, mtime, ctime, inode) → sha256, so an unchanged tree is not
+//! re-read.
 //!
-//! A file whose size, mtime (ns) and inode match its record is taken at the recorded hash;
-//! any other file is re-hashed, in parallel on every core (sha2 uses SHA-NI where the CPU
-//! has it). The cache is one compact binary file under the state directory, loaded whole
+//! A file whose size, mtime, ctime (ns) and inode match its record is taken at the recorded
+//! hash; any other file is re-hashed, in parallel on every core (sha2 uses SHA-NI where the
+//! CPU has it). ctime counts because a program can set an mtime back after rewriting a file
+//! in place; only the kernel sets ctime. The cache is one compact binary file under the state directory, loaded whole
 //! and written atomically only when something changed; an unreadable or foreign file is
 //! treated as an empty cache, since everything in it can be recomputed.
 //!
@@ -31,9 +33,9 @@ pub const RACY_WINDOW_NS: i64 = 2_000_000_000;
 /// File name of the cache under the state directory.
 pub const FILE_NAME: &str = "statcache";
 
-const MAGIC: &[u8; 8] = b"SNCSTAT1";
-/// size, mtime, inode, hashed-at, hash: the fixed part of a record after its path.
-const FIXED: usize = 8 + 8 + 8 + 8 + 32;
+const MAGIC: &[u8; 8] = b"SNCSTAT2";
+/// size, mtime, ctime, inode, hashed-at, hash: the fixed part of a record after its path.
+const FIXED: usize = 8 + 8 + 8 + 8 + 8 + 32;
 
 /// Why hashing or persisting failed.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +50,7 @@ pub enum StatCacheError {
 struct Record {
     size: u64,
     mtime_ns: i64,
+    ctime_ns: i64,
     inode: u64,
     hashed_at_ns: i64,
     hash: [u8; 32],
@@ -123,18 +126,11 @@ impl StatCache {
         let mut out = BTreeMap::new();
         let mut todo = Vec::new();
         for file in files {
-            let (size, mtime_ns, inode) = stat_of(&file.metadata);
-            match self.records.get_mut(file.path.as_os_str()) {
-                Some(r)
-                    if r.size == size
-                        && r.mtime_ns == mtime_ns
-                        && r.inode == inode
-                        && mtime_ns.saturating_add(RACY_WINDOW_NS) < r.hashed_at_ns =>
-                {
-                    r.seen = true;
-                    out.insert(file.name.clone(), hex::encode(r.hash));
+            match self.lookup(&file.path, &file.metadata) {
+                Some(hash) => {
+                    out.insert(file.name.clone(), hex::encode(hash));
                 }
-                _ => todo.push(file),
+                None => todo.push(file),
             }
         }
         if todo.is_empty() {
@@ -153,24 +149,54 @@ impl StatCache {
                 })
             })
             .collect::<Result<_, _>>()?;
-        self.hashed += hashed.len();
         for (file, hash) in hashed {
-            let (size, mtime_ns, inode) = stat_of(&file.metadata);
-            self.records.insert(
-                file.path.clone().into_os_string(),
-                Record {
-                    size,
-                    mtime_ns,
-                    inode,
-                    hashed_at_ns,
-                    hash,
-                    seen: true,
-                },
-            );
+            self.record(&file.path, &file.metadata, hash, hashed_at_ns);
             out.insert(file.name.clone(), hex::encode(hash));
         }
-        self.dirty = true;
         Ok(out)
+    }
+
+    /// The recorded hash of the file at `path`, if its record matches `metadata` and is not
+    /// racy. A hit marks the record as seen.
+    pub fn lookup(&mut self, path: &Path, metadata: &fs::Metadata) -> Option<[u8; 32]> {
+        let (size, mtime_ns, ctime_ns, inode) = stat_of(metadata);
+        let r = self.records.get_mut(path.as_os_str())?;
+        let trusted = r.size == size
+            && r.mtime_ns == mtime_ns
+            && r.ctime_ns == ctime_ns
+            && r.inode == inode
+            && mtime_ns.saturating_add(RACY_WINDOW_NS) < r.hashed_at_ns;
+        if !trusted {
+            return None;
+        }
+        r.seen = true;
+        Some(r.hash)
+    }
+
+    /// Records that the file at `path`, as described by `metadata`, hashed to `hash` when
+    /// read at or after `hashed_at_ns` (take it with [`now_ns`] before reading).
+    pub fn record(
+        &mut self,
+        path: &Path,
+        metadata: &fs::Metadata,
+        hash: [u8; 32],
+        hashed_at_ns: i64,
+    ) {
+        let (size, mtime_ns, ctime_ns, inode) = stat_of(metadata);
+        self.hashed += 1;
+        self.records.insert(
+            path.as_os_str().to_owned(),
+            Record {
+                size,
+                mtime_ns,
+                ctime_ns,
+                inode,
+                hashed_at_ns,
+                hash,
+                seen: true,
+            },
+        );
+        self.dirty = true;
     }
 
     /// Drops the records of files this instance has not been asked about; returns how
@@ -220,15 +246,18 @@ pub fn hash_file(path: &Path) -> io::Result<[u8; 32]> {
     Ok(hasher.finalize().into())
 }
 
-fn stat_of(metadata: &fs::Metadata) -> (u64, i64, u64) {
-    let mtime_ns = metadata
-        .mtime()
-        .saturating_mul(1_000_000_000)
-        .saturating_add(metadata.mtime_nsec());
-    (metadata.size(), mtime_ns, metadata.ino())
+fn stat_of(metadata: &fs::Metadata) -> (u64, i64, i64, u64) {
+    let ns = |secs: i64, nsecs: i64| secs.saturating_mul(1_000_000_000).saturating_add(nsecs);
+    (
+        metadata.size(),
+        ns(metadata.mtime(), metadata.mtime_nsec()),
+        ns(metadata.ctime(), metadata.ctime_nsec()),
+        metadata.ino(),
+    )
 }
 
-fn now_ns() -> i64 {
+/// Nanoseconds since the Unix epoch: the clock records are stamped with.
+pub fn now_ns() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
@@ -250,6 +279,7 @@ fn encode(records: &HashMap<OsString, Record>) -> Vec<u8> {
         out.extend_from_slice(bytes);
         out.extend_from_slice(&r.size.to_le_bytes());
         out.extend_from_slice(&r.mtime_ns.to_le_bytes());
+        out.extend_from_slice(&r.ctime_ns.to_le_bytes());
         out.extend_from_slice(&r.inode.to_le_bytes());
         out.extend_from_slice(&r.hashed_at_ns.to_le_bytes());
         out.extend_from_slice(&r.hash);
@@ -274,14 +304,15 @@ fn decode(bytes: &[u8]) -> Option<HashMap<OsString, Record>> {
             w
         };
         let mut hash = [0u8; 32];
-        hash.copy_from_slice(&fixed[32..]);
+        hash.copy_from_slice(&fixed[40..]);
         records.insert(
             OsString::from_vec(path.to_vec()),
             Record {
                 size: u64::from_le_bytes(word(0)),
                 mtime_ns: i64::from_le_bytes(word(1)),
-                inode: u64::from_le_bytes(word(2)),
-                hashed_at_ns: i64::from_le_bytes(word(3)),
+                ctime_ns: i64::from_le_bytes(word(2)),
+                inode: u64::from_le_bytes(word(3)),
+                hashed_at_ns: i64::from_le_bytes(word(4)),
                 hash,
                 seen: false,
             },
@@ -371,6 +402,34 @@ mod tests {
     }
 
     #[test]
+    fn file_rewritten_in_place_with_its_mtime_put_back_is_rehashed() {
+        let (root, state) = project();
+        let mut cache = StatCache::in_state_dir(state.path());
+        let first = cache.hash_files(&files(root.path())).unwrap();
+        cache.save().unwrap();
+        let b = root.path().join("src/b");
+        let before = fs::metadata(&b).unwrap();
+        // Same size, same inode, mtime restored: only ctime tells.
+        std::thread::sleep(Duration::from_millis(20));
+        fs::write(&b, "B").unwrap();
+        File::options()
+            .write(true)
+            .open(&b)
+            .unwrap()
+            .set_modified(before.modified().unwrap())
+            .unwrap();
+        let after = fs::metadata(&b).unwrap();
+        assert_eq!(
+            (before.len(), before.ino(), before.mtime_nsec()),
+            (after.len(), after.ino(), after.mtime_nsec())
+        );
+        let mut cache = StatCache::in_state_dir(state.path());
+        let second = cache.hash_files(&files(root.path())).unwrap();
+        assert_eq!(cache.files_hashed(), 1);
+        assert_ne!(first["src/b"], second["src/b"]);
+    }
+
+    #[test]
     fn racy_file_is_rehashed_once_then_trusted() {
         let (root, state) = project();
         // Freshly written: its mtime lies inside the racy window of the hashing moment.
@@ -425,6 +484,7 @@ mod tests {
             Record {
                 size: 7,
                 mtime_ns: -3,
+                ctime_ns: 5,
                 inode: 9,
                 hashed_at_ns: 11,
                 hash: [4; 32],
