@@ -32,7 +32,7 @@ use super::info::{
 };
 use super::log_lines::split_lines;
 use super::spec::{ContainerSpec, ImageBuild};
-use super::{remaining, Backend, OutputSink, Result};
+use super::{remaining, Backend, OutputSink, Result, TarChunks};
 
 /// How often waits poll the daemon.
 const POLL: Duration = Duration::from_millis(150);
@@ -534,6 +534,62 @@ impl DockerBackend {
         Ok(out)
     }
 
+    fn copy_out_stream_impl<'a>(&'a self, container: &'a str, path: &'a str) -> TarChunks<'a> {
+        let options = DownloadFromContainerOptions {
+            path: path.to_string(),
+        };
+        self.docker
+            .download_from_container(container, Some(options))
+            .map_err(move |e| BackendError::Failed {
+                action: Action::CopyOut,
+                target: format!("{container}:{path}"),
+                source: daemon_error(e),
+            })
+            .boxed()
+    }
+
+    async fn copy_in_stream_impl(
+        &self,
+        container: &str,
+        path: &str,
+        tar: TarChunks<'static, std::io::Error>,
+    ) -> Result<()> {
+        let options = UploadToContainerOptions {
+            path: path.to_string(),
+            ..Default::default()
+        };
+        // A failing chunk ends the body early; the daemon then reports a broken archive,
+        // but the cause worth showing is the local one, so it is kept aside.
+        let failure = std::sync::Arc::new(std::sync::Mutex::new(None::<std::io::Error>));
+        let seen = failure.clone();
+        let body = tar.map(move |chunk| {
+            if let Err(e) = &chunk {
+                if let Ok(mut slot) = seen.lock() {
+                    *slot = Some(std::io::Error::new(e.kind(), e.to_string()));
+                }
+            }
+            chunk
+        });
+        let result = self
+            .docker
+            .upload_to_container(container, Some(options), bollard::body_try_stream(body))
+            .await;
+        let local = failure.lock().ok().and_then(|mut slot| slot.take());
+        match (result, local) {
+            (_, Some(source)) => Err(BackendError::SendData {
+                action: Action::CopyIn,
+                target: format!("{container}:{path}"),
+                source,
+            }),
+            (Ok(()), None) => Ok(()),
+            (Err(e), None) => Err(BackendError::Failed {
+                action: Action::CopyIn,
+                target: format!("{container}:{path}"),
+                source: daemon_error(e),
+            }),
+        }
+    }
+
     async fn copy_in_impl(&self, container: &str, path: &str, tar: Vec<u8>) -> Result<()> {
         let options = UploadToContainerOptions {
             path: path.to_string(),
@@ -771,5 +827,18 @@ impl Backend for DockerBackend {
         tar: Vec<u8>,
     ) -> BoxFuture<'a, Result<()>> {
         Box::pin(self.copy_in_impl(container, path, tar))
+    }
+
+    fn copy_out_stream<'a>(&'a self, container: &'a str, path: &'a str) -> TarChunks<'a> {
+        self.copy_out_stream_impl(container, path)
+    }
+
+    fn copy_in_stream<'a>(
+        &'a self,
+        container: &'a str,
+        path: &'a str,
+        tar: TarChunks<'static, std::io::Error>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(self.copy_in_stream_impl(container, path, tar))
     }
 }

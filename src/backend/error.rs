@@ -207,6 +207,15 @@ pub enum BackendError {
         source: std::io::Error,
     },
 
+    /// The local data being streamed to the daemon could not be read.
+    #[error("cannot {action} `{target}`: reading the data to send failed: {source}")]
+    SendData {
+        action: Action,
+        target: String,
+        #[source]
+        source: std::io::Error,
+    },
+
     /// Any other failure of the daemon.
     #[error("cannot {action} `{target}`: {source}")]
     Failed {

@@ -21,8 +21,10 @@ pub mod spec;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
+use futures_util::{StreamExt, TryStreamExt};
 
 pub use error::{Action, BackendError, DaemonError, ObjectKind};
 pub use info::{
@@ -36,6 +38,10 @@ pub use spec::{
 
 /// Result of a backend operation.
 pub type Result<T, E = BackendError> = std::result::Result<T, E>;
+
+/// A tar archive in chunks, as it flows out of or into the engine, so that a large tree is
+/// never held in memory whole.
+pub type TarChunks<'a, E = BackendError> = BoxStream<'a, std::result::Result<Bytes, E>>;
 
 /// Receives build output, one line at a time, as it arrives.
 pub type OutputSink<'a> = &'a (dyn Fn(&str) + Send + Sync);
@@ -162,6 +168,36 @@ pub trait Backend: Send + Sync {
         path: &'a str,
         tar: Vec<u8>,
     ) -> BoxFuture<'a, Result<()>>;
+
+    /// `path` inside the container as a tar archive, in chunks as the engine sends them.
+    /// The default collects [`Backend::copy_out`]; an engine that can stream overrides it.
+    fn copy_out_stream<'a>(&'a self, container: &'a str, path: &'a str) -> TarChunks<'a> {
+        futures_util::stream::once(self.copy_out(container, path))
+            .map_ok(Bytes::from)
+            .boxed()
+    }
+
+    /// Unpacks a tar archive arriving in chunks into directory `path` inside the container.
+    /// A chunk that fails to arrive aborts the upload with [`BackendError::SendData`]. The
+    /// default collects the chunks and calls [`Backend::copy_in`].
+    fn copy_in_stream<'a>(
+        &'a self,
+        container: &'a str,
+        path: &'a str,
+        tar: TarChunks<'static, std::io::Error>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let chunks: Vec<Bytes> =
+                tar.try_collect()
+                    .await
+                    .map_err(|source| BackendError::SendData {
+                        action: Action::CopyIn,
+                        target: format!("{container}:{path}"),
+                        source,
+                    })?;
+            self.copy_in(container, path, chunks.concat()).await
+        })
+    }
 }
 
 /// How long is left until `deadline`, zero when it has passed.

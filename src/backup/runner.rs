@@ -6,7 +6,6 @@
 //! The library calls are synchronous file work; Docker steps run on the given runtime with
 //! `block_on`, so this type is used from synchronous command code.
 
-use std::io::{Cursor, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -29,6 +28,7 @@ use super::snapshot::{create_snapshot, BackupOutcome, BackupReport};
 use super::store::Store;
 use super::targets::{consumers, copy_targets, keep_policy, primary_dir};
 use super::verify::{verify_all, verify_snapshot, VerifyReport};
+use super::volume_io;
 
 /// What happened in one copy during a backup.
 #[derive(Debug, Clone)]
@@ -173,20 +173,21 @@ impl Runner<'_> {
         let primary = primary_dir(b).ok_or_else(|| RunError::RemotePrimary {
             backup: b.name.clone(),
         })?;
-        let source = match &b.source {
-            BackupSource::Path(p) => Source::from_dir(p.clone()),
+        let (source, helper) = match &b.source {
+            BackupSource::Path(p) => (Source::from_dir(p.clone()), None),
             BackupSource::Volume(v) => {
                 let volume = names::volume(&self.manifest.project.name, v);
-                let tar = self.rt.block_on(super::volume_io::read_volume(
-                    self.backend.as_ref(),
+                let (helper, reader) = self.rt.block_on(volume_io::open_volume(
+                    self.backend.clone(),
                     &self.manifest.project.name,
                     &b.name,
                     &volume,
                 ))?;
-                Source::TarStream {
-                    reader: Box::new(Cursor::new(tar)),
+                let source = Source::TarStream {
+                    reader: Box::new(reader),
                     strip_components: 1,
-                }
+                };
+                (source, Some(helper))
             }
         };
         let opts = ArchiveOptions {
@@ -201,7 +202,17 @@ impl Runner<'_> {
             ..Default::default()
         };
         let report = create_snapshot(&primary, &b.name, source, &opts, now)
-            .map_err(lib(&b.name, "creating the snapshot"))?;
+            .map_err(lib(&b.name, "creating the snapshot"));
+        if let Some(helper) = helper {
+            let closed = self
+                .rt
+                .block_on(helper.close(self.backend.as_ref(), &b.name));
+            // The snapshot's own failure is the one worth reporting.
+            if report.is_ok() {
+                closed?;
+            }
+        }
+        let report = report?;
         let targets = copy_targets(b);
         let mut lines = vec![CopyLine {
             copy: targets.first().map(|t| t.name.clone()).unwrap_or_default(),
@@ -280,19 +291,14 @@ impl Runner<'_> {
             .map(|d| d.root().to_path_buf())
             .filter(|p| p.is_dir())
             .unwrap_or_else(std::env::temp_dir);
-        let (mut stream, report) = restore_tar_stream(&stores, &b.name, which, &spool, now)
+        let (stream, report) = restore_tar_stream(&stores, &b.name, which, &spool, now)
             .map_err(lib(&b.name, "verifying the snapshot"))?;
-        let mut tar = Vec::new();
-        stream
-            .read_to_end(&mut tar)
-            .map_err(|source| RunError::Library {
-                backup: b.name.clone(),
-                step: "reading the verified snapshot".into(),
-                source: Box::new(BackupError::ReadSource {
-                    path: spool.clone(),
-                    source,
-                }),
-            })?;
+        let backend = self.backend.as_ref();
+        // Unpacked while the volume and its consumers are untouched: a failure here changes
+        // nothing.
+        let staging = self.rt.block_on(volume_io::stage_volume(
+            backend, project, &b.name, &volume, stream,
+        ))?;
         let services = manifest_volume
             .as_deref()
             .map(|v| consumers(self.manifest, v))
@@ -303,7 +309,6 @@ impl Runner<'_> {
             pre: None,
             post: None,
         };
-        let backend = self.backend.as_ref();
         let labels = manifest_volume
             .as_deref()
             .map(|v| names::labels(project, &format!("volume.{v}"), None))
@@ -322,9 +327,13 @@ impl Runner<'_> {
                         step: format!("creating volume {volume}"),
                         source: Box::new(source),
                     })?;
-                super::volume_io::write_volume(backend, project, &b.name, &volume, tar).await
+                volume_io::swap_in(backend, project, &b.name, &staging, &volume).await
             }),
         };
+        if result.is_err() {
+            // The snapshot is still in its copies; a staging volume would only take space.
+            let _ = self.rt.block_on(backend.remove_volume(&staging));
+        }
         let failures = self.rt.block_on(resume(backend, &b.name, done));
         match (result, failures.is_empty()) {
             (Ok(()), true) => Ok(report),

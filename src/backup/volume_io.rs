@@ -1,25 +1,37 @@
-//! Reading and writing a Docker volume's files through a short-lived helper container.
+//! Reading and writing a Docker volume's files through short-lived helper containers, with
+//! the data streamed in chunks, never held in memory whole.
 //!
 //! The helper image is `<project>-sanctuary-helper`: `FROM scratch` plus the host's static
 //! `/bin/busybox`, built once and labelled with the project (there is no registry to pull
 //! from, and a service's image may lack a shell). Reading needs no running process: Docker's
 //! archive API copies out of a created-but-never-started container, so the volume is mounted
-//! read-only and nothing in it can change because of the backup. Writing first empties the
-//! volume with one `rm` run in the helper, then copies the verified tree in. Helper containers
-//! are removed whether the step worked or not; one left by a killed run carries the project
-//! label, so `destroy` finds it.
+//! read-only and nothing in it can change because of the backup.
+//!
+//! Writing is two steps so that a failure halfway never leaves a volume half-restored: the
+//! verified tree is unpacked into a fresh staging volume while the real one is untouched
+//! (and its consumers still run); then, with the consumers stopped, one helper empties the
+//! real volume and copies the staged tree over with `cp -a`, which is local to the engine.
+//! Helper containers are removed whether the step worked or not; one left by a killed run
+//! carries the project label, so `destroy` finds it, as it finds a left staging volume.
 
+use std::io::{self, Read};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::backend::{Backend, BackendError, ContainerSpec, MountSource, MountSpec};
+use bytes::Bytes;
+use futures_util::StreamExt;
+
+use crate::backend::{Backend, BackendError, ContainerSpec, MountSource, MountSpec, TarChunks};
 use crate::plan::names;
 
 use super::run_error::RunError;
 
 /// Where the helper container sees the volume.
 const MOUNT_POINT: &str = "/source";
-/// How long emptying a volume may take.
-const EMPTY_TIMEOUT: Duration = Duration::from_secs(600);
+/// Where the swap helper sees the staging volume.
+const STAGING_POINT: &str = "/staging";
+/// How long swapping a staged volume in may take.
+const SWAP_TIMEOUT: Duration = Duration::from_secs(3600);
 
 use crate::backend::helper::helper_image;
 
@@ -33,13 +45,12 @@ pub async fn ensure_helper_image(backend: &dyn Backend, project: &str) -> Result
         })
 }
 
-/// A helper container's spec mounting `volume` (a Docker volume name) at [`MOUNT_POINT`].
+/// A helper container's spec mounting each `(volume, path, read_only)`.
 fn helper_spec(
     project: &str,
     image: &str,
-    volume: &str,
+    mounts: &[(&str, &str, bool)],
     purpose: &str,
-    read_only: bool,
     command: Vec<String>,
 ) -> ContainerSpec {
     ContainerSpec {
@@ -50,11 +61,14 @@ fn helper_spec(
         ),
         image: image.to_string(),
         command: Some(command),
-        mounts: vec![MountSpec {
-            source: MountSource::Volume(volume.to_string()),
-            target: MOUNT_POINT.to_string(),
-            read_only,
-        }],
+        mounts: mounts
+            .iter()
+            .map(|(volume, target, read_only)| MountSpec {
+                source: MountSource::Volume(volume.to_string()),
+                target: target.to_string(),
+                read_only: *read_only,
+            })
+            .collect(),
         labels: names::labels(project, "sanctuary-helper", None),
         ..Default::default()
     }
@@ -68,102 +82,276 @@ fn docker_err(backup: &str, step: String) -> impl FnOnce(BackendError) -> RunErr
     }
 }
 
-/// The volume's contents as a tar stream whose entries start with `source/` (strip one
-/// component). The volume is mounted read-only in a container that never starts.
-pub async fn read_volume(
-    backend: &dyn Backend,
+/// Chunks in flight between the engine and the synchronous archive code: enough to keep
+/// both sides busy without holding much in memory.
+const CHANNEL_CHUNKS: usize = 16;
+/// Size of the chunks a local tar stream is sent to the engine in.
+const SEND_CHUNK: usize = 1 << 20;
+
+/// The helper container a volume is being read through; [`ReadHelper::close`] removes it
+/// once the stream has been read.
+pub struct ReadHelper {
+    container: String,
+}
+
+impl ReadHelper {
+    /// Removes the helper container.
+    pub async fn close(self, backend: &dyn Backend, backup: &str) -> Result<(), RunError> {
+        backend
+            .remove_container(&self.container, true)
+            .await
+            .map_err(docker_err(
+                backup,
+                format!("removing helper container {}", self.container),
+            ))
+    }
+}
+
+/// Starts reading `volume`: mounts it read-only in a helper container that never starts and
+/// streams Docker's archive of it on the runtime, chunk by chunk, into a bounded channel.
+/// The reader yields a tar stream whose entries start with `source/` (strip one component);
+/// read it on a thread outside the runtime.
+pub async fn open_volume(
+    backend: Arc<dyn Backend>,
     project: &str,
     backup: &str,
     volume: &str,
-) -> Result<Vec<u8>, RunError> {
-    let image = ensure_helper_image(backend, project).await?;
+) -> Result<(ReadHelper, ChunkReader), RunError> {
+    let image = ensure_helper_image(backend.as_ref(), project).await?;
     let spec = helper_spec(
         project,
         &image,
-        volume,
+        &[(volume, MOUNT_POINT, true)],
         "read",
-        true,
         vec!["/bin/busybox".into(), "true".into()],
     );
     backend.create_container(&spec).await.map_err(docker_err(
         backup,
         format!("creating a helper container for volume {volume}"),
     ))?;
-    let tar = backend
-        .copy_out(&spec.name, MOUNT_POINT)
-        .await
-        .map_err(docker_err(backup, format!("reading volume {volume}")));
-    let removed = backend.remove_container(&spec.name, true).await;
-    let tar = tar?;
-    removed.map_err(docker_err(
-        backup,
-        format!("removing helper container {}", spec.name),
-    ))?;
-    Ok(tar)
+    let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL_CHUNKS);
+    let container = spec.name.clone();
+    let what = format!("reading volume {volume}");
+    tokio::spawn(async move {
+        let mut chunks = backend.copy_out_stream(&container, MOUNT_POINT);
+        while let Some(chunk) = chunks.next().await {
+            let failed = chunk.is_err();
+            let chunk = chunk.map_err(|e| io::Error::other(format!("{what}: {e}")));
+            // A closed channel means the reader gave up; nothing is left to do.
+            if tx.send(chunk).await.is_err() || failed {
+                break;
+            }
+        }
+    });
+    Ok((
+        ReadHelper {
+            container: spec.name,
+        },
+        ChunkReader {
+            rx,
+            current: Bytes::new(),
+        },
+    ))
 }
 
-/// Replaces the volume's contents with the tar stream `tar` (entry paths relative to the
-/// volume root): empties the volume, then unpacks into it. Owners and modes come from the tar.
-pub async fn write_volume(
+/// A blocking [`Read`] over chunks sent from the runtime. Must not be read on a runtime
+/// thread.
+pub struct ChunkReader {
+    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.current = chunk?,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+/// Sends a synchronous tar stream to the engine in chunks: a thread reads it and feeds a
+/// bounded channel that the returned stream drains.
+fn send_chunks(mut tar: impl Read + Send + 'static) -> TarChunks<'static, io::Error> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(CHANNEL_CHUNKS);
+    std::thread::spawn(move || loop {
+        let mut buf = vec![0u8; SEND_CHUNK];
+        let chunk = match read_full(&mut tar, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                buf.truncate(n);
+                Ok(Bytes::from(buf))
+            }
+            Err(e) => Err(e),
+        };
+        let failed = chunk.is_err();
+        if tx.blocking_send(chunk).is_err() || failed {
+            break;
+        }
+    });
+    futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    })
+    .boxed()
+}
+
+/// Fills `buf` as far as `r` allows; fewer bytes only at the end of the stream.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// The staging volume a restore of `volume` is unpacked into before it is swapped in.
+pub fn staging_volume(volume: &str) -> String {
+    format!("{volume}-sanctuary-staging")
+}
+
+/// Unpacks the tar stream `tar` (entry paths relative to the volume root) into a fresh
+/// staging volume for `volume`, labelled with the project so `destroy` finds one left by a
+/// killed run. Returns the staging volume's name. The real volume is not touched.
+pub async fn stage_volume(
     backend: &dyn Backend,
     project: &str,
     backup: &str,
     volume: &str,
-    tar: Vec<u8>,
+    tar: impl Read + Send + 'static,
+) -> Result<String, RunError> {
+    let staging = staging_volume(volume);
+    // A staging volume left by an interrupted restore may hold anything: start empty.
+    match backend.remove_volume(&staging).await {
+        Ok(()) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(docker_err(backup, format!("removing old {staging}"))(e)),
+    }
+    let labels = names::labels(project, "sanctuary-staging", None);
+    backend
+        .ensure_volume(&staging, &labels)
+        .await
+        .map_err(docker_err(
+            backup,
+            format!("creating staging volume {staging}"),
+        ))?;
+    let image = ensure_helper_image(backend, project).await?;
+    let spec = helper_spec(
+        project,
+        &image,
+        &[(&staging, MOUNT_POINT, false)],
+        "stage",
+        vec!["/bin/busybox".into(), "true".into()],
+    );
+    backend.create_container(&spec).await.map_err(docker_err(
+        backup,
+        format!("creating a helper container for volume {staging}"),
+    ))?;
+    let copied = backend
+        .copy_in_stream(&spec.name, MOUNT_POINT, send_chunks(tar))
+        .await
+        .map_err(docker_err(backup, format!("unpacking into {staging}")));
+    let removed = backend.remove_container(&spec.name, true).await;
+    if let Err(e) = copied {
+        // A partial tree is of no use; the snapshot is still in its copies.
+        let _ = backend.remove_volume(&staging).await;
+        return Err(e);
+    }
+    removed.map_err(docker_err(
+        backup,
+        format!("removing helper container {}", spec.name),
+    ))?;
+    Ok(staging)
+}
+
+/// Replaces the contents of `volume` with those of `staging` (ownership, modes, times and
+/// symlinks kept), then removes `staging`. Run with the volume's consumers stopped.
+pub async fn swap_in(
+    backend: &dyn Backend,
+    project: &str,
+    backup: &str,
+    staging: &str,
+    volume: &str,
 ) -> Result<(), RunError> {
     let image = ensure_helper_image(backend, project).await?;
     // The globs name every entry, dot files included; an unmatched glob stays literal and
-    // `rm -f` ignores it.
+    // `rm -f` ignores it. `cp -a` keeps owners, modes, times and links as they are.
     let script = format!(
-        "/bin/busybox rm -rf {m}/* {m}/.[!.]* {m}/..?*",
-        m = MOUNT_POINT
+        "/bin/busybox rm -rf {m}/* {m}/.[!.]* {m}/..?* && /bin/busybox cp -a {s}/. {m}/",
+        m = MOUNT_POINT,
+        s = STAGING_POINT,
     );
     let spec = helper_spec(
         project,
         &image,
-        volume,
-        "write",
-        false,
+        &[(staging, STAGING_POINT, true), (volume, MOUNT_POINT, false)],
+        "swap",
         vec!["/bin/busybox".into(), "sh".into(), "-c".into(), script],
     );
     backend.create_container(&spec).await.map_err(docker_err(
         backup,
         format!("creating a helper container for volume {volume}"),
     ))?;
-    let result = empty_and_fill(backend, &spec.name, backup, volume, tar).await;
+    let result = run_to_end(
+        backend,
+        &spec.name,
+        backup,
+        format!("swapping {staging} into {volume}"),
+    )
+    .await;
     let removed = backend.remove_container(&spec.name, true).await;
     result?;
     removed.map_err(docker_err(
         backup,
         format!("removing helper container {}", spec.name),
+    ))?;
+    backend.remove_volume(staging).await.map_err(docker_err(
+        backup,
+        format!("removing staging volume {staging}"),
     ))
 }
 
-async fn empty_and_fill(
+async fn run_to_end(
     backend: &dyn Backend,
     container: &str,
     backup: &str,
-    volume: &str,
-    tar: Vec<u8>,
+    step: String,
 ) -> Result<(), RunError> {
     backend
         .start_container(container)
         .await
-        .map_err(docker_err(backup, format!("emptying volume {volume}")))?;
+        .map_err(docker_err(backup, step.clone()))?;
     let code = backend
-        .wait_exit(container, Instant::now() + EMPTY_TIMEOUT)
+        .wait_exit(container, Instant::now() + SWAP_TIMEOUT)
         .await
-        .map_err(docker_err(backup, format!("emptying volume {volume}")))?;
+        .map_err(docker_err(backup, step.clone()))?;
     if code != 0 {
+        let output = helper_output(backend, container).await;
         return Err(RunError::HelperFailed {
             backup: backup.to_string(),
-            step: format!("emptying volume {volume}"),
+            step,
             code,
-            output: String::new(),
+            output,
         });
     }
-    backend
-        .copy_in(container, MOUNT_POINT, tar)
-        .await
-        .map_err(docker_err(backup, format!("writing into volume {volume}")))
+    Ok(())
+}
+
+/// The last lines a failed helper printed, for the error message.
+async fn helper_output(backend: &dyn Backend, container: &str) -> String {
+    let mut lines = backend.logs(container, false, Some(20));
+    let mut out = Vec::new();
+    while let Some(Ok(line)) = lines.next().await {
+        out.push(line.line);
+    }
+    out.join("\n")
 }

@@ -197,6 +197,7 @@ async fn a_flipped_byte_is_caught_and_restore_uses_the_other_copy() {
     }
     let s = Stack::new("bk-flip", TWO_COPIES);
     s.up();
+    s.exec("chown 1234:5678 /data/sub/b.txt; chmod 640 /data/sub/b.txt");
     s.ok(&["backup"]);
     let archive = &files_with(&s.path("b1"), ".tar.zst")[0];
     let mut bytes = std::fs::read(archive).unwrap();
@@ -221,6 +222,16 @@ async fn a_flipped_byte_is_caught_and_restore_uses_the_other_copy() {
     assert!(s.running(), "consumers run again after the restore");
     assert_eq!(s.exec("cat /data/a.txt"), "hello");
     assert_eq!(s.exec("cat /data/sub/b.txt"), "deep");
+    assert_eq!(
+        s.exec("stat -c '%u:%g %a' /data/sub/b.txt"),
+        "1234:5678 640",
+        "owner and mode survive the staging volume and the swap"
+    );
+    let staging = sanctuary::backup::volume_io::staging_volume(&s.project.object("data"));
+    assert!(
+        docker_lines(&["volume", "ls", "-q", "--filter", &format!("name={staging}")]).is_empty(),
+        "the staging volume is gone after the swap"
+    );
 }
 
 #[test]
@@ -366,4 +377,70 @@ async fn disaster_recovery_drill() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// Yields `data`, then fails the way a broken disk would.
+struct FailsAfter {
+    data: std::io::Cursor<Vec<u8>>,
+}
+
+impl std::io::Read for FailsAfter {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.data.read(buf)? {
+            0 => Err(std::io::Error::other("the spool disk failed")),
+            n => Ok(n),
+        }
+    }
+}
+
+fn error_chain(err: &dyn std::error::Error) -> String {
+    std::iter::successors(Some(err), |e| e.source())
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_stream_that_breaks_while_staging_touches_nothing() {
+    let Some(backend) = docker_or_skip("staging_breaks").await else {
+        return;
+    };
+    let s = Stack::new("bk-stage", TWO_COPIES);
+    s.up();
+    let volume = s.project.object("data");
+    // The start of a valid archive, cut short by a read error.
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(256 * 1024);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "a.txt", &vec![b'x'; 256 * 1024][..])
+        .unwrap();
+    let mut bytes = tar.into_inner().unwrap();
+    bytes.truncate(100 * 1024);
+    let reader = FailsAfter {
+        data: std::io::Cursor::new(bytes),
+    };
+    let err = sanctuary::backup::volume_io::stage_volume(
+        &backend,
+        &s.project.name,
+        "data",
+        &volume,
+        reader,
+    )
+    .await
+    .unwrap_err();
+    let text = error_chain(&err);
+    assert!(text.contains("the spool disk failed"), "{text}");
+    let staging = sanctuary::backup::volume_io::staging_volume(&volume);
+    assert!(
+        docker_lines(&["volume", "ls", "-q", "--filter", &format!("name={staging}")]).is_empty(),
+        "a broken staging volume is removed"
+    );
+    assert!(s.running(), "the consumer was never stopped");
+    assert_eq!(
+        s.exec("cat /data/a.txt"),
+        "hello",
+        "the live volume is untouched"
+    );
 }
