@@ -24,6 +24,7 @@ use super::error::BackupError;
 use super::hashing::{HashingReader, HashingWriter};
 use super::manifest::snapshot_id;
 use crate::fingerprint::statcache::{self, StatCache};
+use rayon::prelude::*;
 
 /// Compression settings.
 #[derive(Debug, Clone)]
@@ -170,6 +171,46 @@ impl Prepared {
             }
         }
         missing
+    }
+
+    /// Reads and hashes the host files the cache could not answer, if they hold at most
+    /// `max_share` of the tree's bytes: when a few files were touched, hashing just them is
+    /// cheaper than compressing the whole tree to learn that nothing changed. Returns whether
+    /// it hashed; the cache learns the hashes.
+    pub fn hash_missing(
+        &mut self,
+        cache: &mut StatCache,
+        max_share: f64,
+    ) -> Result<bool, BackupError> {
+        let (mut missing, mut total) = (0u64, 0u64);
+        let mut todo = Vec::new();
+        for item in self.items.values_mut() {
+            if let Content::Path(path, meta) = &item.content {
+                total += item.entry.size;
+                if item.entry.sha256.is_none() {
+                    missing += item.entry.size;
+                    todo.push((path.clone(), meta.clone(), &mut item.entry));
+                }
+            }
+        }
+        if todo.is_empty() || missing as f64 > max_share * total as f64 {
+            return Ok(false);
+        }
+        let hashed_at = statcache::now_ns();
+        let hashes: Vec<[u8; 32]> = todo
+            .par_iter()
+            .map(|(path, _, _)| {
+                statcache::hash_file(path).map_err(|source| BackupError::ReadSource {
+                    path: path.clone(),
+                    source,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        for ((path, meta, entry), hash) in todo.into_iter().zip(hashes) {
+            cache.record(&path, &meta, hash, hashed_at);
+            entry.sha256 = Some(hex::encode(hash));
+        }
+        Ok(true)
     }
 
     /// The snapshot's content id, if every file's hash is already known.

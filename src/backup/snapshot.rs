@@ -98,6 +98,7 @@ pub fn create_snapshot(
     let mut cache = opts.stat_cache.as_deref().map(StatCache::load);
     if let Some(cache) = cache.as_mut() {
         prepared.hash_from_cache(cache);
+        prepared.hash_missing(cache, PREHASH_SHARE)?;
     }
     if let Some(id) = prepared.known_id() {
         if let Some(same) = find_existing(primary, backup, &id, now)? {
@@ -211,6 +212,11 @@ fn find_existing(
     let found = catalog.of_backup(backup).find(|s| s.id == id).cloned();
     Ok(found)
 }
+
+/// Files the stat cache cannot answer are hashed before compressing when they hold at most
+/// this share of the tree's bytes; above it, a change is likely and the files are hashed
+/// once, on their way into the archive.
+const PREHASH_SHARE: f64 = 0.25;
 
 /// Bytes written between requests to flush the archive to disk in the background.
 const WRITEBACK_STEP: u64 = 32 << 20;
