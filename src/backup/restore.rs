@@ -30,6 +30,9 @@ use super::store::Store;
 pub enum Selector {
     /// The newest snapshot found in any copy.
     Latest,
+    /// The newest snapshot that passes verification in some copy: older snapshots are tried
+    /// in turn when every copy of a newer one is damaged (disaster recovery).
+    NewestGood,
     /// The snapshot whose id starts with this prefix.
     Id(String),
 }
@@ -45,6 +48,9 @@ pub struct RestoreReport {
     pub verified: bool,
     /// Copies that were tried and refused, with the reason.
     pub rejected_copies: Vec<String>,
+    /// Newer snapshots passed over because no copy of them was usable
+    /// ([`Selector::NewestGood`] only), newest first.
+    pub passed_over: Vec<String>,
     /// Entries restored.
     pub entries: usize,
     /// Whether file owners were restored (needs root).
@@ -63,8 +69,32 @@ pub fn restore_into_dir(
     target: &Path,
     now: DateTime<Utc>,
 ) -> Result<RestoreReport, BackupError> {
-    let (id, mut rejected) = resolve(copies, backup, which, now)?;
-    for (store, info) in holders(copies, &id, now, &mut rejected) {
+    let (ids, mut rejected) = resolve(copies, backup, which, now)?;
+    let mut passed_over = Vec::new();
+    for id in &ids {
+        if let Some(mut report) = restore_one_into_dir(copies, id, target, now, &mut rejected)? {
+            report.rejected_copies = rejected;
+            report.passed_over = passed_over;
+            return Ok(report);
+        }
+        passed_over.push(id.clone());
+    }
+    Err(BackupError::NoUsableCopy {
+        snapshot: ids.first().cloned().unwrap_or_default(),
+        failures: rejected,
+    })
+}
+
+/// Tries each copy of snapshot `id`; `None` when none was usable (the reasons are added to
+/// `rejected`).
+fn restore_one_into_dir(
+    copies: &[&dyn Store],
+    id: &str,
+    target: &Path,
+    now: DateTime<Utc>,
+    rejected: &mut Vec<String>,
+) -> Result<Option<RestoreReport>, BackupError> {
+    for (store, info) in holders(copies, id, now, rejected) {
         let manifest = match read_manifest(store, &info) {
             Ok(m) => m,
             Err(e) => {
@@ -86,23 +116,21 @@ pub fn restore_into_dir(
             }
             Ok((staging, result, owners)) => {
                 let leftover = swap_into_place(&staging, target)?;
-                return Ok(RestoreReport {
-                    snapshot: Some(id),
+                return Ok(Some(RestoreReport {
+                    snapshot: Some(id.to_string()),
                     from: store.describe(),
                     verified: true,
-                    rejected_copies: rejected,
+                    rejected_copies: Vec::new(),
+                    passed_over: Vec::new(),
                     entries: result.entries.len(),
                     ownership_restored: owners,
                     skipped: result.skipped,
                     leftover,
-                });
+                }));
             }
         }
     }
-    Err(BackupError::NoUsableCopy {
-        snapshot: id,
-        failures: rejected,
-    })
+    Ok(None)
 }
 
 /// Restores a `.tar.zst` made by another tool (no manifest of ours) into `target`. It must be
@@ -128,6 +156,7 @@ pub fn restore_foreign_archive(
                 from: archive.display().to_string(),
                 verified: false,
                 rejected_copies: Vec::new(),
+                passed_over: Vec::new(),
                 entries: result.entries.len(),
                 ownership_restored: owners,
                 skipped: result.skipped,
@@ -159,12 +188,36 @@ pub fn restore_tar_stream(
     spool_dir: &Path,
     now: DateTime<Utc>,
 ) -> Result<(VerifiedTarStream, RestoreReport), BackupError> {
-    let (id, mut rejected) = resolve(copies, backup, which, now)?;
+    let (ids, mut rejected) = resolve(copies, backup, which, now)?;
+    let mut passed_over = Vec::new();
+    for id in &ids {
+        if let Some((stream, mut report)) = spool_one(copies, id, spool_dir, now, &mut rejected)? {
+            report.rejected_copies = rejected;
+            report.passed_over = passed_over;
+            return Ok((stream, report));
+        }
+        passed_over.push(id.clone());
+    }
+    Err(BackupError::NoUsableCopy {
+        snapshot: ids.first().cloned().unwrap_or_default(),
+        failures: rejected,
+    })
+}
+
+/// Spools and verifies the first usable copy of snapshot `id`; `None` when no copy was
+/// usable (the reasons are added to `rejected`).
+fn spool_one(
+    copies: &[&dyn Store],
+    id: &str,
+    spool_dir: &Path,
+    now: DateTime<Utc>,
+    rejected: &mut Vec<String>,
+) -> Result<Option<(VerifiedTarStream, RestoreReport)>, BackupError> {
     let spool_err = |source| BackupError::Spool {
         dir: spool_dir.to_path_buf(),
         source,
     };
-    for (store, info) in holders(copies, &id, now, &mut rejected) {
+    for (store, info) in holders(copies, id, now, rejected) {
         let manifest = match read_manifest(store, &info) {
             Ok(m) => m,
             Err(e) => {
@@ -194,31 +247,30 @@ pub fn restore_tar_stream(
         let decoder =
             zstd::stream::read::Decoder::with_buffer(BufReader::new(spool)).map_err(spool_err)?;
         let report = RestoreReport {
-            snapshot: Some(id),
+            snapshot: Some(id.to_string()),
             from: store.describe(),
             verified: true,
-            rejected_copies: rejected,
+            rejected_copies: Vec::new(),
+            passed_over: Vec::new(),
             entries: result.entries.len(),
             ownership_restored: true,
             skipped: result.skipped,
             leftover: None,
         };
-        return Ok((VerifiedTarStream { decoder }, report));
+        return Ok(Some((VerifiedTarStream { decoder }, report)));
     }
-    Err(BackupError::NoUsableCopy {
-        snapshot: id,
-        failures: rejected,
-    })
+    Ok(None)
 }
 
-/// Finds the full id the selector means, across all copies. Copies that cannot be listed are
-/// noted, not fatal: another copy may hold the snapshot.
+/// The full ids the selector means, across all copies, in the order to try them: one id,
+/// except for [`Selector::NewestGood`], which gives every snapshot newest first. Copies that
+/// cannot be listed are noted, not fatal: another copy may hold the snapshot.
 fn resolve(
     copies: &[&dyn Store],
     backup: &str,
     which: &Selector,
     now: DateTime<Utc>,
-) -> Result<(String, Vec<String>), BackupError> {
+) -> Result<(Vec<String>, Vec<String>), BackupError> {
     let mut rejected = Vec::new();
     let mut found: Vec<SnapshotInfo> = Vec::new();
     for store in copies {
@@ -230,16 +282,22 @@ fn resolve(
     let not_found = || BackupError::SnapshotNotFound {
         backup: backup.to_string(),
         wanted: match which {
-            Selector::Latest => "latest".to_string(),
+            Selector::Latest | Selector::NewestGood => "latest".to_string(),
             Selector::Id(p) => format!("id {p}"),
         },
     };
-    let id = match which {
-        Selector::Latest => found
-            .iter()
-            .max_by(|a, b| a.created.cmp(&b.created).then(a.id.cmp(&b.id)))
-            .map(|s| s.id.clone())
-            .ok_or_else(not_found)?,
+    // Newest first; equal times are ordered by id so the choice is stable.
+    found.sort_by(|a, b| b.created.cmp(&a.created).then(b.id.cmp(&a.id)));
+    let mut newest_first: Vec<String> = Vec::new();
+    for s in &found {
+        if !newest_first.contains(&s.id) {
+            newest_first.push(s.id.clone());
+        }
+    }
+    let ids = match which {
+        Selector::Latest => vec![newest_first.first().cloned().ok_or_else(not_found)?],
+        Selector::NewestGood if newest_first.is_empty() => return Err(not_found()),
+        Selector::NewestGood => newest_first,
         Selector::Id(prefix) => {
             let mut ids: Vec<String> = found
                 .iter()
@@ -250,7 +308,7 @@ fn resolve(
             ids.dedup();
             match ids.len() {
                 0 => return Err(not_found()),
-                1 => ids.remove(0),
+                1 => ids,
                 _ => {
                     return Err(BackupError::AmbiguousSnapshot {
                         backup: backup.to_string(),
@@ -261,7 +319,7 @@ fn resolve(
             }
         }
     };
-    Ok((id, rejected))
+    Ok((ids, rejected))
 }
 
 /// The copies holding snapshot `id`, in the caller's order.

@@ -407,7 +407,7 @@ pub fn restore(ctx: &Context, args: RestoreArgs) -> Result<ExitCode> {
         m.backups
             .values()
             .filter(|b| matches!(&b.source, BackupSource::Volume(v) if seen.insert(v.clone())))
-            .map(|b| (b, Selector::Latest, RestoreTo::Source))
+            .map(|b| (b, Selector::NewestGood, RestoreTo::Source))
             .collect()
     } else {
         let name = args.name.clone().unwrap_or_default();
@@ -431,6 +431,7 @@ pub fn restore(ctx: &Context, args: RestoreArgs) -> Result<ExitCode> {
                             "event": "restore", "backup": b.name, "snapshot": id,
                             "from": r.from, "entries": r.entries,
                             "rejected_copies": r.rejected_copies,
+                            "passed_over": r.passed_over,
                         })
                     );
                 } else {
@@ -443,6 +444,12 @@ pub fn restore(ctx: &Context, args: RestoreArgs) -> Result<ExitCode> {
                     );
                     for rej in &r.rejected_copies {
                         println!("  skipped copy {rej}");
+                    }
+                    for newer in &r.passed_over {
+                        println!(
+                            "  passed over newer snapshot {}: no copy of it is usable",
+                            &newer[..12.min(newer.len())]
+                        );
                     }
                     if let Some(left) = &r.leftover {
                         println!("  the old tree could not be removed: {}", left.display());
