@@ -101,11 +101,7 @@ impl RcloneStore {
         } else if action == "lsjson" && out.status.code() == Some(RCLONE_DIR_NOT_FOUND) {
             Ok(b"[]".to_vec())
         } else {
-            Err(self.fail(
-                action,
-                target,
-                failure_detail(out.status, &out.stderr),
-            ))
+            Err(self.fail(action, target, failure_detail(out.status, &out.stderr)))
         }
     }
 }
@@ -285,16 +281,31 @@ couldn't connect SSH: connection refused"
 
     #[test]
     fn only_a_leading_rclone_timestamp_is_stripped() {
-        assert_eq!(strip_timestamp("2026/11/21 13:08:47 ERROR : x"), "ERROR : x");
-        assert_eq!(strip_timestamp("Failed to copy: a b"), "Failed to copy: a b");
-        assert_eq!(strip_timestamp("2026-11-21 13:08:47 x"), "2026-11-21 13:08:47 x");
+        assert_eq!(
+            strip_timestamp("2026/11/21 13:08:47 ERROR : x"),
+            "ERROR : x"
+        );
+        assert_eq!(
+            strip_timestamp("Failed to copy: a b"),
+            "Failed to copy: a b"
+        );
+        assert_eq!(
+            strip_timestamp("2026-11-21 13:08:47 x"),
+            "2026-11-21 13:08:47 x"
+        );
     }
 
     #[test]
     fn remote_paths_join_with_one_separator() {
         assert_eq!(RcloneStore::new("offsite:").path_of("a"), "offsite:a");
-        assert_eq!(RcloneStore::new("offsite:b/db").path_of("a"), "offsite:b/db/a");
-        assert_eq!(RcloneStore::new("offsite:b/db/").path_of("a"), "offsite:b/db/a");
+        assert_eq!(
+            RcloneStore::new("offsite:b/db").path_of("a"),
+            "offsite:b/db/a"
+        );
+        assert_eq!(
+            RcloneStore::new("offsite:b/db/").path_of("a"),
+            "offsite:b/db/a"
+        );
     }
 
     #[test]

@@ -136,7 +136,10 @@ backup "files" {{
         .collect();
         // No config file: the remote exists only in the environment.
         let config = self.path("no-rclone.conf");
-        env.push(("RCLONE_CONFIG".into(), config.to_string_lossy().into_owned()));
+        env.push((
+            "RCLONE_CONFIG".into(),
+            config.to_string_lossy().into_owned(),
+        ));
         for (k, v) in &self.remote_env {
             env.retain(|(ek, _)| ek != k);
             env.push((k.clone(), v.clone()));
@@ -202,7 +205,10 @@ backup "files" {{
 
     /// The file names in the remote copy, sorted.
     fn remote_files(&self) -> Vec<String> {
-        let out = self.command("rclone").args(["lsjson", &self.remote()]).output();
+        let out = self
+            .command("rclone")
+            .args(["lsjson", &self.remote()])
+            .output();
         let out = out.unwrap();
         if out.status.code() == Some(3) {
             return Vec::new(); // the directory does not exist (yet)
@@ -362,14 +368,15 @@ fn a_flipped_byte_on_the_remote_is_caught_and_restore_skips_it() {
         return;
     };
     // A third copy after the remote, so a restore that gets past the remote has somewhere to go.
-    let s = Setup::new("remote-corrupt", server, r#"copy "usb" path="./b2" media="usb""#);
+    let s = Setup::new(
+        "remote-corrupt",
+        server,
+        r#"copy "usb" path="./b2" media="usb""#,
+    );
     s.ok(&["backup"]);
     let archive = with_suffix(&s.remote_files(), ".tar.zst").remove(0);
     let bad = flipped(s.remote_file(&archive));
-    s.rclone(
-        &["rcat", &format!("{}/{archive}", s.remote())],
-        Some(&bad),
-    );
+    s.rclone(&["rcat", &format!("{}/{archive}", s.remote())], Some(&bad));
     assert_eq!(s.remote_file(&archive), bad, "the remote holds the damage");
 
     let out = s.run(&["backups", "verify"]);
@@ -391,7 +398,10 @@ fn a_flipped_byte_on_the_remote_is_caught_and_restore_skips_it() {
     let target = s.path("restored");
     let restored = s.ok(&["restore", "files", "--to", target.to_str().unwrap()]);
     assert!(restored.contains("skipped copy"), "{restored}");
-    assert!(restored.contains(&s.remote()), "names the remote: {restored}");
+    assert!(
+        restored.contains(&s.remote()),
+        "names the remote: {restored}"
+    );
     assert!(restored.contains("b2"), "{restored}");
     assert_restored(&s, &target);
 }
@@ -527,7 +537,12 @@ fn a_refused_key_names_the_copy_and_the_local_copy_is_still_written() {
 fn the_server_variable_is_parsed_strictly() {
     let s = parse_server("127.0.0.1:2222:root:/tmp/k").unwrap();
     assert_eq!(
-        (s.host.as_str(), s.port.as_str(), s.user.as_str(), s.key_file.as_str()),
+        (
+            s.host.as_str(),
+            s.port.as_str(),
+            s.user.as_str(),
+            s.key_file.as_str()
+        ),
         ("127.0.0.1", "2222", "root", "/tmp/k")
     );
     assert!(parse_server("127.0.0.1:2222:root").is_none());
