@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# The project's one test command: make sure Docker is there, then run every test with the
-# Docker tests required (they fail instead of skipping). Extra arguments go to `cargo test`.
+# The project's one test command: make sure Docker and a loopback sshd are there, then run
+# every test with the Docker and sftp tests required (they fail instead of skipping). Extra
+# arguments go to `cargo test`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-docker.sh
+# A throwaway sshd on loopback for the offsite (rclone sftp) backup tests, which then fail
+# instead of skipping; it prints HOST:PORT:USER:KEYFILE.
+SANCTUARY_TEST_SFTP=$(scripts/ensure-sshd.sh)
+export SANCTUARY_TEST_SFTP
+export SANCTUARY_REQUIRE_SFTP=1
 # The JUnit reports of `sanctuary test` are checked with an independent parser.
 if ! python3 -c 'import junitparser' 2>/dev/null; then
     pip install -q junitparser 2>/dev/null || pip install -q --break-system-packages junitparser

@@ -1,10 +1,17 @@
 //! A [`Store`] on any `rclone` remote, driven through the `rclone` command
 //! (`lsjson`, `cat`, `copyto`, `rcat`, `deletefile`), so every backend rclone knows is a copy
 //! target without linking any of them.
+//!
+//! rclone inherits the whole environment, so a remote named in the manifest
+//! (`rclone="offsite:backups/db"`) may be defined in `rclone.conf` or entirely by
+//! `RCLONE_CONFIG_OFFSITE_*` variables. A failing rclone command becomes
+//! [`BackupError::Rclone`] carrying rclone's own last error line (unreachable host, refused
+//! key, missing file), with rclone's timestamp removed.
 
 use std::io::{self, Read, Write};
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
+use std::thread::JoinHandle;
 
 use serde::Deserialize;
 
@@ -94,16 +101,35 @@ impl RcloneStore {
         } else if action == "lsjson" && out.status.code() == Some(RCLONE_DIR_NOT_FOUND) {
             Ok(b"[]".to_vec())
         } else {
-            Err(self.fail(
-                action,
-                target,
-                format!(
-                    "{}: {}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            ))
+            Err(self.fail(action, target, failure_detail(out.status, &out.stderr)))
         }
+    }
+}
+
+/// What to say about a failed rclone run: its exit status and the last line it logged.
+/// rclone often logs the same cause several times (once per retry); the last line is the
+/// summary (`Failed to …: <cause>`).
+fn failure_detail(status: std::process::ExitStatus, stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    match text.lines().map(str::trim).rfind(|l| !l.is_empty()) {
+        Some(line) => format!("{status}: {}", strip_timestamp(line)),
+        None => status.to_string(),
+    }
+}
+
+/// `2024/01/02 03:04:05 ERROR : x` → `ERROR : x`; other lines unchanged.
+fn strip_timestamp(line: &str) -> &str {
+    let mut parts = line.splitn(3, ' ');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(date), Some(time), Some(rest))
+            if date.len() == 10
+                && date.as_bytes()[4] == b'/'
+                && time.len() >= 8
+                && time.as_bytes()[2] == b':' =>
+        {
+            rest
+        }
+        _ => line,
     }
 }
 
@@ -148,16 +174,26 @@ impl Store for RcloneStore {
             .args(["cat", &target])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| self.fail("cat", &target, format!("cannot run rclone: {e}")))?;
         let stdout = child
             .stdout
             .take()
             .ok_or_else(|| self.fail("cat", &target, "no stdout"))?;
+        // Drained on a thread: a chatty rclone must not block on a full stderr pipe while
+        // the caller is still reading stdout.
+        let stderr = child.stderr.take().map(|mut err| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = err.read_to_end(&mut buf);
+                buf
+            })
+        });
         Ok(Box::new(ChildReader {
             child,
             stdout,
+            stderr,
             target,
         }))
     }
@@ -187,6 +223,8 @@ impl Store for RcloneStore {
 struct ChildReader {
     child: Child,
     stdout: ChildStdout,
+    /// What rclone logs, collected for the error message.
+    stderr: Option<JoinHandle<Vec<u8>>>,
     target: String,
 }
 
@@ -196,9 +234,15 @@ impl Read for ChildReader {
         if n == 0 && !buf.is_empty() {
             let status = self.child.wait()?;
             if !status.success() {
+                let stderr = self
+                    .stderr
+                    .take()
+                    .and_then(|h| h.join().ok())
+                    .unwrap_or_default();
                 return Err(io::Error::other(format!(
-                    "rclone cat {} exited with {status}",
-                    self.target
+                    "rclone cat {} failed: {}",
+                    self.target,
+                    failure_detail(status, &stderr)
                 )));
             }
         }
@@ -211,5 +255,77 @@ impl Drop for ChildReader {
         // A reader dropped early must not leave rclone running or a zombie behind.
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::ExitStatusExt;
+
+    fn exit(code: i32) -> std::process::ExitStatus {
+        std::process::ExitStatus::from_raw(code << 8)
+    }
+
+    #[test]
+    fn failure_detail_is_the_last_logged_line_without_its_timestamp() {
+        let stderr = b"2026/11/21 13:08:47 ERROR : : error listing: directory not found\n\
+2026/11/21 13:08:58 Failed to create file system for \"offsite:x\": NewFs: couldn't connect SSH: connection refused\n\n";
+        assert_eq!(
+            failure_detail(exit(1), stderr),
+            "exit status: 1: Failed to create file system for \"offsite:x\": NewFs: \
+couldn't connect SSH: connection refused"
+        );
+        assert_eq!(failure_detail(exit(2), b"  \n"), "exit status: 2");
+    }
+
+    #[test]
+    fn only_a_leading_rclone_timestamp_is_stripped() {
+        assert_eq!(
+            strip_timestamp("2026/11/21 13:08:47 ERROR : x"),
+            "ERROR : x"
+        );
+        assert_eq!(
+            strip_timestamp("Failed to copy: a b"),
+            "Failed to copy: a b"
+        );
+        assert_eq!(
+            strip_timestamp("2026-11-21 13:08:47 x"),
+            "2026-11-21 13:08:47 x"
+        );
+    }
+
+    #[test]
+    fn remote_paths_join_with_one_separator() {
+        assert_eq!(RcloneStore::new("offsite:").path_of("a"), "offsite:a");
+        assert_eq!(
+            RcloneStore::new("offsite:b/db").path_of("a"),
+            "offsite:b/db/a"
+        );
+        assert_eq!(
+            RcloneStore::new("offsite:b/db/").path_of("a"),
+            "offsite:b/db/a"
+        );
+    }
+
+    #[test]
+    fn a_failed_cat_reports_rclones_reason() {
+        if !RcloneStore::available() {
+            assert_ne!(
+                std::env::var("SANCTUARY_REQUIRE_SFTP").as_deref(),
+                Ok("1"),
+                "rclone is required (SANCTUARY_REQUIRE_SFTP=1) but cannot be run"
+            );
+            let _ = io::stderr().write_all(b"SKIPPED: rclone is not installed\n");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let store = RcloneStore::new(format!(":local:{}", tmp.path().display()));
+        let mut reader = store.open("missing.tar.zst").unwrap();
+        let err = io::copy(&mut reader, &mut io::sink()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("missing.tar.zst"), "{text}");
+        assert!(text.contains("not found"), "{text}");
+        assert!(!text.starts_with("20"), "{text}");
     }
 }

@@ -8,6 +8,7 @@ mod support;
 mod apply_docker;
 mod backend_docker;
 mod backup_docker;
+mod backup_sftp;
 mod cli_basics;
 mod docs_kdl;
 mod manifest_errors;
