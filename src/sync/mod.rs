@@ -53,6 +53,8 @@ pub mod target;
 #[cfg(test)]
 mod engine_tests;
 #[cfg(test)]
+mod file_side_tests;
+#[cfg(test)]
 mod reconcile_tests;
 
 pub use base_store::{BaseState, BaseStore};

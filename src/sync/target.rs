@@ -742,4 +742,106 @@ sync "bad" {
             .path()
             .ends_with("sync/s/base.json"));
     }
+
+    #[test]
+    fn the_host_path_then_the_base_then_the_container_decide_the_kind() {
+        let empty = BaseState::default();
+        let file_base = BaseState {
+            root: RootKind::File,
+            ..BaseState::default()
+        };
+        let mut dir_base = BaseState::default();
+        dir_base.entries.insert(
+            RelPath::new("a").unwrap(),
+            crate::sync::Entry {
+                kind: EntryKind::File,
+                hash: "h".into(),
+                size: 1,
+                mode: 0o644,
+                mtime: 0,
+            },
+        );
+        let file = Decision::Kind(RootKind::File);
+        let dir = Decision::Kind(RootKind::Dir);
+        assert_eq!(decide_root_kind(HostLook::File, &empty), file);
+        assert_eq!(decide_root_kind(HostLook::File, &dir_base), file);
+        assert_eq!(decide_root_kind(HostLook::Dir, &file_base), dir);
+        assert_eq!(decide_root_kind(HostLook::Special, &empty), dir);
+        assert_eq!(
+            decide_root_kind(HostLook::OtherLink, &empty),
+            Decision::HostIsLink
+        );
+        // A deleted host file stays a file rule; a vanished directory stays a directory rule.
+        assert_eq!(decide_root_kind(HostLook::Missing, &file_base), file);
+        assert_eq!(decide_root_kind(HostLook::Missing, &dir_base), dir);
+        assert_eq!(
+            decide_root_kind(HostLook::Missing, &empty),
+            Decision::AskContainer
+        );
+        assert_eq!(
+            root_kind_from_container(Some(EntryKind::File)),
+            RootKind::File
+        );
+        assert_eq!(
+            root_kind_from_container(Some(EntryKind::Dir)),
+            RootKind::Dir
+        );
+        assert_eq!(
+            root_kind_from_container(Some(EntryKind::Symlink)),
+            RootKind::Dir
+        );
+        assert_eq!(root_kind_from_container(None), RootKind::Dir);
+    }
+
+    #[test]
+    fn host_paths_are_looked_at_without_following_links_to_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("f.json");
+        std::fs::write(&f, "{}").unwrap();
+        let d = dir.path().join("d");
+        std::fs::create_dir(&d).unwrap();
+        let to_file = dir.path().join("lf");
+        let to_dir = dir.path().join("ld");
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(&f, &to_file).unwrap();
+        std::os::unix::fs::symlink(&d, &to_dir).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("nope"), &dangling).unwrap();
+        assert_eq!(look_at_host(&f).unwrap(), HostLook::File);
+        assert_eq!(look_at_host(&d).unwrap(), HostLook::Dir);
+        assert_eq!(look_at_host(&to_dir).unwrap(), HostLook::Dir);
+        assert_eq!(look_at_host(&to_file).unwrap(), HostLook::OtherLink);
+        assert_eq!(look_at_host(&dangling).unwrap(), HostLook::OtherLink);
+        assert_eq!(
+            look_at_host(&dir.path().join("missing")).unwrap(),
+            HostLook::Missing
+        );
+    }
+
+    #[test]
+    fn container_file_paths_split_into_parent_and_name() {
+        let (parent, name) = split_file_path("/sync/.claude.json").unwrap();
+        assert_eq!((parent.as_str(), name.as_str()), ("/sync", ".claude.json"));
+        let (parent, name) = split_file_path("/x").unwrap();
+        assert_eq!((parent.as_str(), name.as_str()), ("/", "x"));
+        assert!(split_file_path("/").is_none());
+        assert!(split_file_path("/a/..").is_none());
+    }
+
+    #[test]
+    fn a_file_rule_watch_keeps_only_events_about_its_file() {
+        let w = HostWatch {
+            dir: PathBuf::from("/h"),
+            recursive: false,
+            only: Some(PathBuf::from("/h/.claude.json")),
+        };
+        assert!(w.wants(&[PathBuf::from("/h/.claude.json")]));
+        assert!(!w.wants(&[PathBuf::from("/h/.bashrc")]));
+        assert!(w.wants(&[]));
+        let all = HostWatch {
+            dir: PathBuf::from("/h"),
+            recursive: true,
+            only: None,
+        };
+        assert!(all.wants(&[PathBuf::from("/h/x")]));
+    }
 }
