@@ -7,7 +7,9 @@
 //! against its safety rules, applies it through the sides, and records the new base. This
 //! library core knows nothing of the manifest or of Docker: a container side plugs in through
 //! the [`Side`] trait. [`container_side`] is that side over the backend's archive API and
-//! exec, and [`target`] turns a manifest `sync` rule into the two sides of a pass.
+//! exec, and [`target`] turns a manifest `sync` rule into the two sides of a pass. A rule
+//! may also sync a single file: [`file_side`] shows one file of a side rooted at its parent
+//! directory, and the base records which kind of rule it was ([`RootKind`]).
 //!
 //! Decisions a user can rely on:
 //! - **Comparison.** Entries compare by kind, content hash (host form) and executable bit;
@@ -28,7 +30,8 @@
 //!   side (either side in two-way mode, the source in one-way mode; an emptied one-way
 //!   destination is simply refilled), unresolved conflicts under `fail`, or mass
 //!   deletion (more than 10 and more than half of the recorded entries, by default) stop the
-//!   pass before anything changes. Directories are removed only when empty, so ignored files
+//!   pass before anything changes. For a single-file rule the root is the file's parent
+//!   directory and a missing file is an ordinary deletion. Directories are removed only when empty, so ignored files
 //!   inside a deleted directory keep it (the failure is reported each pass).
 //! - **Speed.** Each side keeps a hash cache (size, mtime, inode → host-form hash) in the base
 //!   file; files modified within the last two seconds are always re-read.
