@@ -31,8 +31,9 @@
 //!   destination is simply refilled), unresolved conflicts under `fail`, or mass
 //!   deletion (more than 10 and more than half of the recorded entries, by default) stop the
 //!   pass before anything changes. For a single-file rule the root is the file's parent
-//!   directory and a missing file is an ordinary deletion. Directories are removed only when empty, so ignored files
-//!   inside a deleted directory keep it (the failure is reported each pass).
+//!   directory and a missing file is an ordinary deletion. Directories are removed only
+//!   when empty, so ignored files inside a deleted directory keep it (the failure is
+//!   reported each pass).
 //! - **Speed.** Each side keeps a hash cache (size, mtime, inode → host-form hash) in the base
 //!   file; files modified within the last two seconds are always re-read.
 

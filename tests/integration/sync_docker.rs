@@ -662,3 +662,42 @@ async fn file_rule_deletions_follow_the_base_and_a_missing_parent_halts() {
     );
     assert_eq!(p.probe("cat /v/.claude.json"), r#"{"b": 2}"#);
 }
+
+#[tokio::test]
+async fn watch_syncs_a_single_file_rule() {
+    if docker_or_skip("sync_watch_file").await.is_none() {
+        return;
+    }
+    let rules = format!(
+        "{HOME_SERVICE}{}",
+        file_rule("cfg", "home/.claude.json", "/home/node/.claude.json", "")
+    );
+    let p = SyncProject::new("sync-watch-file", &rules);
+    p.write_host("home/.claude.json", r#"{"n": 1}"#);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+        .arg("-f")
+        .arg(p.dir.path().join("Sanctuary.kdl"))
+        .args(["sync", "--watch"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let wait_for = |script: &str, want: &str| {
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if p.probe(script) == want {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        false
+    };
+    assert!(wait_for("cat /v/.claude.json 2>/dev/null", r#"{"n": 1}"#));
+    p.write_host("home/.bashrc", "not synced\n");
+    p.write_host("home/.claude.json", r#"{"n": 2}"#);
+    assert!(wait_for("cat /v/.claude.json 2>/dev/null", r#"{"n": 2}"#));
+    assert_eq!(p.probe("ls -A /v"), ".claude.json\n");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
