@@ -618,20 +618,21 @@ async fn file_rule_deletions_follow_the_base_and_a_missing_parent_halts() {
         return;
     }
     let rules = format!(
-        "{HOME_SERVICE}{}{}",
+        "{HOME_SERVICE}{}{}{}",
         file_rule("cfg", "home/.claude.json", "/home/node/.claude.json", ""),
         file_rule(
             "fresh",
             "home/settings.json",
             "/home/node/.config/settings.json",
             "mode \"to-host\""
-        )
+        ),
+        file_rule("linked", "link.json", "/home/node/link.json", "")
     );
     let p = SyncProject::new("sync-single-file-safety", &rules);
     // A file so far only in the container comes to the host (the container path decides).
     p.write_container("/v/.config/settings.json", r#"{"dir": "/home/node/x"}"#);
     p.write_host("home/.claude.json", r#"{"a": 1}"#);
-    p.sync_ok(&[]);
+    p.sync_ok(&["cfg", "fresh"]);
     assert_eq!(
         p.read_host("home/settings.json"),
         r#"{"dir": "/Users/alice/x"}"#
@@ -661,6 +662,18 @@ async fn file_rule_deletions_follow_the_base_and_a_missing_parent_halts() {
         text(&out.stderr)
     );
     assert_eq!(p.probe("cat /v/.claude.json"), r#"{"b": 2}"#);
+
+    // A host path that links to a file is refused, naming it; nothing is written.
+    p.write_host("real.json", "{}");
+    std::os::unix::fs::symlink(p.host("real.json"), p.host("link.json")).unwrap();
+    let out = p.sync(&["linked"]);
+    assert_eq!(code(&out), Some(3), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("link.json is a symbolic link"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(p.probe("ls /v/link.json 2>/dev/null"), "");
 }
 
 #[tokio::test]
