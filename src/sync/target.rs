@@ -556,7 +556,7 @@ async fn make_sides(
                     rule.host.display()
                 ))
             })?;
-            let split = split_file_path(path).filter(|_| path != HELPER_MOUNT);
+            let split = split_file_path(path).filter(|_| !(is_volume && path == HELPER_MOUNT));
             let Some((parent, local)) = split else {
                 return Err(bad(format!(
                     "the host path {} is a file, so the container path must name a file, not {}",
