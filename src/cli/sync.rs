@@ -1,5 +1,5 @@
 //! `sanctuary sync [NAME…] [--dry-run] [--watch]` and `sanctuary sync status [NAME…]`: one
-//! three-way pass per sync rule between its host directory and its container side, each
+//! three-way pass per sync rule between its host directory (or file) and its container side, each
 //! reported with what moved and why.
 //!
 //! Exit codes: 0 when every pass ran clean; 1 when a pass halted on a safety rule or an
@@ -22,7 +22,7 @@ use crate::manifest::{Manifest, Sync};
 use crate::sync::last_pass::{self, LastPass};
 use crate::sync::reconcile::Resolution;
 use crate::sync::target::{self, Prepared};
-use crate::sync::{sync_pass, BaseStore, HostSide, Report, Side, SyncError, SyncOptions};
+use crate::sync::{sync_pass, BaseStore, HostSide, Report, SyncError, SyncOptions};
 
 /// How often `--watch` rescans the container side (whose changes raise no host event).
 const RESCAN: Duration = Duration::from_secs(2);
@@ -191,7 +191,7 @@ fn one_pass(ctx: &Context, p: &Prepared, state_dir: &Path, dry_run: bool) -> Out
         dry_run,
         ..p.opts.clone()
     };
-    let result = sync_pass(&p.host, &p.container, &p.store, &opts);
+    let result = sync_pass(p.host.as_ref(), p.container.as_ref(), &p.store, &opts);
     let outcome = print_result(ctx, &p.name, &p.store, &result);
     if !dry_run {
         let record = match &result {
@@ -299,7 +299,7 @@ fn show_status(ctx: &Context, p: &Prepared, state_dir: &Path) {
         dry_run: true,
         ..p.opts.clone()
     };
-    let pending = sync_pass(&p.host, &p.container, &p.store, &opts);
+    let pending = sync_pass(p.host.as_ref(), p.container.as_ref(), &p.store, &opts);
     if ctx.json {
         let pending = match &pending {
             Ok(r) => serde_json::json!({"actions": r.plan.actions, "conflicts": r.plan.conflicts}),
@@ -355,20 +355,24 @@ fn watch(
     let mut watchers = Vec::new();
     for (i, p) in prepared.iter().enumerate() {
         let tx = tx.clone();
+        let w = p.watch.clone();
         let made = notify::recommended_watcher(move |ev: notify::Result<notify::Event>| {
-            if ev.is_ok() {
+            // A file rule watches the file's directory and keeps only events about the file.
+            if ev.is_ok_and(|ev| w.wants(&ev.paths)) {
                 let _ = tx.send(i);
             }
         });
-        let watching = made.and_then(|mut w| {
-            w.watch(p.host.root(), notify::RecursiveMode::Recursive)
-                .map(|()| w)
-        });
+        let mode = if p.watch.recursive {
+            notify::RecursiveMode::Recursive
+        } else {
+            notify::RecursiveMode::NonRecursive
+        };
+        let watching = made.and_then(|mut w| w.watch(&p.watch.dir, mode).map(|()| w));
         match watching {
             Ok(w) => watchers.push(w),
             Err(e) => eprintln!(
                 "warning: cannot watch {} ({e}); it is rescanned every {}s instead",
-                p.host.root().display(),
+                p.watch.dir.display(),
                 RESCAN.as_secs()
             ),
         }
@@ -397,7 +401,7 @@ fn watch(
                 continue;
             }
             due[i] = None;
-            let result = sync_pass(&p.host, &p.container, &p.store, &p.opts);
+            let result = sync_pass(p.host.as_ref(), p.container.as_ref(), &p.store, &p.opts);
             let quiet = matches!(&result, Ok(r) if r.plan.actions.is_empty() && r.deferred.is_empty() && r.failed.is_empty());
             if !quiet {
                 print_result(ctx, &p.name, &p.store, &result);

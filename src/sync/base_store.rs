@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{RelPath, Snapshot};
+use super::model::{RelPath, RootKind, Snapshot};
 use super::side::HashCache;
 use crate::fsutil;
 
@@ -26,6 +26,10 @@ pub struct BaseState {
     pub entries: Snapshot,
     /// The agreed host-form text of `.json` files.
     pub json: BTreeMap<RelPath, String>,
+    /// Whether the rule synced a directory or a single file (bases written before single-file
+    /// rules existed were all directories).
+    #[serde(default)]
+    pub root: RootKind,
     /// The rewrite rules the caches were computed under (hashes are of the host form, so
     /// other rules invalidate them).
     #[serde(default)]

@@ -96,6 +96,10 @@ const STAT_SCRIPT: &str =
 /// Fails (exit 3, naming it) when any argument is a symlink.
 const NO_LINKS_SCRIPT: &str =
     r#"for a in "$@"; do if [ -L "$a" ]; then echo "$a"; exit 3; fi; done"#;
+/// Prints the owner of directory `$1` as `uid:gid`, then `absent`, `directory` or `other` for
+/// `$2` (never following a final symlink).
+const LOOK_SCRIPT: &str = r#"stat -c '%u:%g' "$1" || exit 4
+if [ -L "$2" ]; then echo other; elif [ -d "$2" ]; then echo directory; elif [ -e "$2" ]; then echo other; else echo absent; fi"#;
 /// Removes a file, link or empty directory; absent is fine.
 const DELETE_SCRIPT: &str =
     r#"if [ -d "$1" ] && [ ! -L "$1" ]; then rmdir "$1"; else rm -f "$1"; fi"#;
@@ -234,6 +238,79 @@ impl ContainerSide {
                 )),
             }),
         }
+    }
+}
+
+impl ContainerSide {
+    /// The one entry at `path` (a link is recorded as a link), hashed in host form as
+    /// `as_path` (which decides JSON-aware rewriting), or `None` when nothing is there. For a
+    /// single-file rule: one exec and one `copy_out` of that path, nothing else is read. The
+    /// root's owner is remembered, so a file created later gets it (unless `owner` is set).
+    pub fn scan_path(
+        &self,
+        path: &RelPath,
+        as_path: &RelPath,
+        to_host: Option<&RuleSet>,
+        cached: Option<&CachedHash>,
+    ) -> Result<Option<(Entry, Option<CachedHash>)>, SideError> {
+        let started = now_ms();
+        let err = |source| SideError::Scan {
+            path: self.show(path),
+            source,
+        };
+        let (code, out) = self
+            .sh(LOOK_SCRIPT, &[self.root().to_string(), self.abs(path)])
+            .map_err(err)?;
+        let mut lines = out.lines().map(str::trim);
+        let (Some(owner), Some(what)) = (lines.next(), lines.next()) else {
+            return Err(err(other(out.trim())));
+        };
+        if code != 0 {
+            return Err(err(other(out.trim())));
+        }
+        if let (Ok(o), Ok(mut r)) = (owner.parse::<Owner>(), self.root_owner.lock()) {
+            *r = o;
+        }
+        let item = match what {
+            "absent" => return Ok(None),
+            // A directory where the file should be is reported as one (reconcile decides),
+            // without copying its whole tree out.
+            "directory" => TarItem {
+                kind: EntryKind::Dir,
+                mode: 0o755,
+                mtime_ms: 0,
+                owner: Owner::default(),
+                content: Vec::new(),
+                link: String::new(),
+            },
+            _ => {
+                let bytes = self.copy_out(&self.abs(path)).map_err(err)?;
+                match container_tar::read_single(&bytes).map_err(err)? {
+                    Some(item) => item,
+                    None => return Ok(None),
+                }
+            }
+        };
+        let size = item.content.len() as u64;
+        let cached = cached.filter(|c| c.size == size && c.mtime == item.mtime_ms && c.ino == 0);
+        let (hash, host_size) = hash_item(as_path, &item, to_host, cached);
+        let record = (item.kind == EntryKind::File && started - item.mtime_ms >= RACY_WINDOW_MS)
+            .then(|| CachedHash {
+                size,
+                mtime: item.mtime_ms,
+                ino: 0,
+                hash: hash.clone(),
+                host_size,
+            });
+        self.remember_owner(path, item.owner);
+        let entry = Entry {
+            kind: item.kind,
+            hash,
+            size: host_size,
+            mode: item.mode,
+            mtime: item.mtime_ms,
+        };
+        Ok(Some((entry, record)))
     }
 }
 

@@ -8,6 +8,10 @@
 //! it parses, a source only if it still hashes as scanned, and a target is overwritten or
 //! deleted only if it still looks as scanned. An action that fails a check is deferred to a
 //! later pass (its base entry is not moved); the rest of the pass goes on.
+//!
+//! For a single-file rule ([`RootKind::File`]) the root is the file's parent directory: a
+//! missing parent halts as a missing root does, while a missing file is an ordinary deletion
+//! judged against the base. A base recorded for the other kind of rule halts the pass.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -17,7 +21,7 @@ use serde::Serialize;
 
 use super::apply::{apply_one, prepare_merge, Hold, Pair, Snaps};
 use super::base_store::{BaseStore, BaseStoreError};
-use super::model::{ConflictPolicy, Mode, RelPath, SideName};
+use super::model::{ConflictPolicy, Mode, RelPath, RootKind, SideName};
 use super::reconcile::{
     conflict_name, keep_both_winner, reconcile, Action, Conflict, Op, Plan, Reason, Resolution,
 };
@@ -60,6 +64,8 @@ pub struct SyncOptions {
     pub delete_guard: DeleteGuard,
     /// Plan only: report what would happen and change nothing.
     pub dry_run: bool,
+    /// Whether the sides are directory trees or single files (see [`RootKind`]).
+    pub root: RootKind,
 }
 
 impl Default for SyncOptions {
@@ -72,6 +78,7 @@ impl Default for SyncOptions {
             quiet_period: Duration::from_millis(2000),
             delete_guard: DeleteGuard::default(),
             dry_run: false,
+            root: RootKind::Dir,
         }
     }
 }
@@ -122,6 +129,17 @@ pub enum SyncError {
         describe: String,
         /// How many entries the base holds.
         base_entries: usize,
+    },
+    /// The base was recorded for the other kind of rule (a directory then, a file now, or the
+    /// reverse): reconciling against it would read every recorded entry as deleted.
+    #[error("the last sync recorded a {recorded} rule but the host path is now a {now}; nothing was changed (delete {base} to start over)")]
+    RootKindChanged {
+        /// What the base recorded.
+        recorded: RootKind,
+        /// What the rule is now.
+        now: RootKind,
+        /// The base file.
+        base: String,
     },
     /// Too many deletions at once.
     #[error("the pass would delete {deletions} of {base_entries} recorded entries, more than the limit; nothing was changed")]
@@ -201,6 +219,13 @@ pub fn sync_pass(
     opts: &SyncOptions,
 ) -> Result<Report, SyncError> {
     let base = store.load()?;
+    if base.root != opts.root && !base.entries.is_empty() {
+        return Err(SyncError::RootKindChanged {
+            recorded: base.root,
+            now: opts.root,
+            base: store.path().display().to_string(),
+        });
+    }
     for (side, s) in [(SideName::Host, host), (SideName::Container, container)] {
         let exists = s
             .root_exists()
@@ -238,13 +263,14 @@ pub fn sync_pass(
         (SideName::Container, container, &container_snap),
     ] {
         // An empty side is dangerous only where its state is imposed on the other: in
-        // one-way mode an emptied destination is simply refilled.
+        // one-way mode an emptied destination is simply refilled. A file rule's root is the
+        // file's parent directory, which was checked above: a missing file is a deletion.
         let is_source = match opts.mode {
             Mode::TwoWay => true,
             Mode::ToContainer => side == SideName::Host,
             Mode::ToHost => side == SideName::Container,
         };
-        if is_source && snap.is_empty() && !base.entries.is_empty() {
+        if opts.root == RootKind::Dir && is_source && snap.is_empty() && !base.entries.is_empty() {
             return Err(SyncError::RootEmptied {
                 side,
                 describe: s.describe(),
@@ -407,7 +433,9 @@ pub fn sync_pass(
     let mut new_base = base.clone();
     let mut changed_base = new_base.host_cache != host_cache
         || new_base.container_cache != container_cache
-        || new_base.rules_key != rules_key;
+        || new_base.rules_key != rules_key
+        || new_base.root != opts.root;
+    new_base.root = opts.root;
     new_base.host_cache = host_cache;
     new_base.container_cache = container_cache;
     new_base.rules_key = rules_key;
@@ -420,6 +448,12 @@ pub fn sync_pass(
         match result {
             Ok(()) => {
                 changed_base = true;
+                // A file rule's sides show only the file, so a conflict copy written beside it
+                // is left to the user rather than tracked (the next scan could not see it).
+                if let (RootKind::File, Op::KeepConflictCopy { to, .. }) = (opts.root, &action.op) {
+                    new_base.entries.remove(to);
+                    new_base.json.remove(to);
+                }
                 if action.op == Op::MergeJson {
                     report.merged.push(action.path.clone());
                 }

@@ -61,6 +61,108 @@ impl HostSide {
         }
         Ok(())
     }
+
+    /// The entry for a found path, its content hashed in host form as `as_path` (which
+    /// decides JSON-aware rewriting); `cached` is trusted when size, mtime and inode match.
+    /// Also returns the record to cache, unless the file is too fresh to trust one.
+    fn hash_found(
+        &self,
+        f: &Found,
+        as_path: &RelPath,
+        to_host: Option<&RuleSet>,
+        cached: Option<&CachedHash>,
+        scan_started: i64,
+    ) -> Result<(Entry, Option<CachedHash>), SideError> {
+        let mode = f.md.permissions().mode() & 0o7777;
+        let mtime = mtime_ms(&f.md);
+        let ino = f.md.ino();
+        let cached = cached.filter(|c| c.size == f.md.len() && c.mtime == mtime && c.ino == ino);
+        let (hash, size) = match (f.kind, cached) {
+            (EntryKind::Dir, _) => (String::new(), 0),
+            (EntryKind::File, Some(c)) => (c.hash.clone(), c.host_size),
+            (EntryKind::File, None) => {
+                let raw = self.read(&f.path)?;
+                let content = match to_host {
+                    Some(rules) => rules.convert(as_path, &raw, Direction::ToHost),
+                    None => raw.as_slice().into(),
+                };
+                (sha256_hex(&content), content.len() as u64)
+            }
+            (EntryKind::Symlink, _) => {
+                let raw = self.read_link(&f.path)?;
+                let target = match to_host {
+                    Some(rules) => rules.apply_str(&raw, Direction::ToHost).into_owned(),
+                    None => raw,
+                };
+                (sha256_hex(target.as_bytes()), target.len() as u64)
+            }
+        };
+        let record =
+            (f.kind == EntryKind::File && scan_started - mtime >= RACY_WINDOW_MS).then(|| {
+                CachedHash {
+                    size: f.md.len(),
+                    mtime,
+                    ino,
+                    hash: hash.clone(),
+                    host_size: size,
+                }
+            });
+        let entry = Entry {
+            kind: f.kind,
+            hash,
+            size,
+            mode,
+            mtime,
+        };
+        Ok((entry, record))
+    }
+
+    /// The one entry at `path` (a link is recorded as a link), hashed as [`Side::scan`] would,
+    /// or `None` when nothing (or a socket, fifo or device) is there. For a single-file rule:
+    /// nothing else in the directory is read.
+    pub fn scan_path(
+        &self,
+        path: &RelPath,
+        as_path: &RelPath,
+        to_host: Option<&RuleSet>,
+        cached: Option<&CachedHash>,
+    ) -> Result<Option<(Entry, Option<CachedHash>)>, SideError> {
+        let scan_started = now_ms();
+        let md = match fs::symlink_metadata(self.abs(path)) {
+            Ok(md) => md,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(SideError::Scan {
+                    path: self.show(path),
+                    source,
+                })
+            }
+        };
+        let Some(kind) = kind_of(&md) else {
+            return Ok(None);
+        };
+        let found = Found {
+            path: path.clone(),
+            kind,
+            md,
+        };
+        self.hash_found(&found, as_path, to_host, cached, scan_started)
+            .map(Some)
+    }
+}
+
+/// What a path is, or `None` for what is never synced (sockets, fifos, devices).
+fn kind_of(md: &fs::Metadata) -> Option<EntryKind> {
+    let ft = md.file_type();
+    if ft.is_dir() {
+        Some(EntryKind::Dir)
+    } else if ft.is_symlink() {
+        Some(EntryKind::Symlink)
+    } else if ft.is_file() {
+        Some(EntryKind::File)
+    } else {
+        None
+    }
 }
 
 /// A directory entry found by the walk, before hashing.
@@ -133,14 +235,7 @@ impl Side for HostSide {
                     path: item.path().display().to_string(),
                     source,
                 })?;
-                let ft = md.file_type();
-                let kind = if ft.is_dir() {
-                    EntryKind::Dir
-                } else if ft.is_symlink() {
-                    EntryKind::Symlink
-                } else if ft.is_file() {
-                    EntryKind::File
-                } else {
+                let Some(kind) = kind_of(&md) else {
                     continue; // sockets, fifos, devices are not synced
                 };
                 if ignore
@@ -159,50 +254,8 @@ impl Side for HostSide {
         let scanned: Result<Vec<(RelPath, Entry, Option<CachedHash>)>, SideError> = found
             .into_par_iter()
             .map(|f| {
-                let mode = f.md.permissions().mode() & 0o7777;
-                let mtime = mtime_ms(&f.md);
-                let ino = f.md.ino();
-                let cached = old_cache
-                    .get(&f.path)
-                    .filter(|c| c.size == f.md.len() && c.mtime == mtime && c.ino == ino);
-                let (hash, size) = match f.kind {
-                    EntryKind::Dir => (String::new(), 0),
-                    EntryKind::File if cached.is_some() => {
-                        let c = cached.map(|c| (c.hash.clone(), c.host_size));
-                        c.unwrap_or_default()
-                    }
-                    EntryKind::File => {
-                        let raw = self.read(&f.path)?;
-                        let content = match to_host {
-                            Some(rules) => rules.convert(&f.path, &raw, Direction::ToHost),
-                            None => raw.as_slice().into(),
-                        };
-                        (sha256_hex(&content), content.len() as u64)
-                    }
-                    EntryKind::Symlink => {
-                        let raw = self.read_link(&f.path)?;
-                        let target = match to_host {
-                            Some(rules) => rules.apply_str(&raw, Direction::ToHost).into_owned(),
-                            None => raw,
-                        };
-                        (sha256_hex(target.as_bytes()), target.len() as u64)
-                    }
-                };
-                let record = (f.kind == EntryKind::File && scan_started - mtime >= RACY_WINDOW_MS)
-                    .then(|| CachedHash {
-                        size: f.md.len(),
-                        mtime,
-                        ino,
-                        hash: hash.clone(),
-                        host_size: size,
-                    });
-                let entry = Entry {
-                    kind: f.kind,
-                    hash,
-                    size,
-                    mode,
-                    mtime,
-                };
+                let (entry, record) =
+                    self.hash_found(&f, &f.path, to_host, old_cache.get(&f.path), scan_started)?;
                 Ok((f.path, entry, record))
             })
             .collect();

@@ -7,7 +7,9 @@
 //! against its safety rules, applies it through the sides, and records the new base. This
 //! library core knows nothing of the manifest or of Docker: a container side plugs in through
 //! the [`Side`] trait. [`container_side`] is that side over the backend's archive API and
-//! exec, and [`target`] turns a manifest `sync` rule into the two sides of a pass.
+//! exec, and [`target`] turns a manifest `sync` rule into the two sides of a pass. A rule
+//! may also sync a single file: [`file_side`] shows one file of a side rooted at its parent
+//! directory, and the base records which kind of rule it was ([`RootKind`]).
 //!
 //! Decisions a user can rely on:
 //! - **Comparison.** Entries compare by kind, content hash (host form) and executable bit;
@@ -28,8 +30,10 @@
 //!   side (either side in two-way mode, the source in one-way mode; an emptied one-way
 //!   destination is simply refilled), unresolved conflicts under `fail`, or mass
 //!   deletion (more than 10 and more than half of the recorded entries, by default) stop the
-//!   pass before anything changes. Directories are removed only when empty, so ignored files
-//!   inside a deleted directory keep it (the failure is reported each pass).
+//!   pass before anything changes. For a single-file rule the root is the file's parent
+//!   directory and a missing file is an ordinary deletion. Directories are removed only
+//!   when empty, so ignored files inside a deleted directory keep it (the failure is
+//!   reported each pass).
 //! - **Speed.** Each side keeps a hash cache (size, mtime, inode → host-form hash) in the base
 //!   file; files modified within the last two seconds are always re-read.
 
@@ -40,6 +44,7 @@ pub mod base_store;
 pub mod container_side;
 pub mod container_tar;
 pub mod engine;
+pub mod file_side;
 pub mod host_side;
 pub mod json_merge;
 pub mod last_pass;
@@ -52,13 +57,16 @@ pub mod target;
 #[cfg(test)]
 mod engine_tests;
 #[cfg(test)]
+mod file_side_tests;
+#[cfg(test)]
 mod reconcile_tests;
 
 pub use base_store::{BaseState, BaseStore};
 pub use container_side::{ContainerSide, WriteAttrs};
 pub use engine::{sync_pass, DeleteGuard, Report, SyncError, SyncOptions};
+pub use file_side::{FileSide, ScanOne};
 pub use host_side::HostSide;
-pub use model::{ConflictPolicy, Entry, EntryKind, Mode, RelPath, SideName, Snapshot};
+pub use model::{ConflictPolicy, Entry, EntryKind, Mode, RelPath, RootKind, SideName, Snapshot};
 pub use reconcile::{reconcile, Action, Conflict, Op, Plan, Reason, Resolution};
 pub use rewrite::{Direction, Rule, RuleSet};
 pub use side::{Side, SideError};

@@ -172,6 +172,28 @@ pub fn same_opt(a: Option<&Entry>, b: Option<&Entry>) -> bool {
 /// Everything under a root, by relative path.
 pub type Snapshot = BTreeMap<RelPath, Entry>;
 
+/// What a rule syncs: a directory tree, or one file (whose parent directory is then the root
+/// that must exist). Recorded in the base, so that a host file deleted since the last pass
+/// is a deletion and not a directory root gone missing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RootKind {
+    /// The host path is a directory; every entry below it is synced.
+    #[default]
+    Dir,
+    /// The host path is a single file; only it is synced.
+    File,
+}
+
+impl fmt::Display for RootKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            RootKind::Dir => "directory",
+            RootKind::File => "file",
+        })
+    }
+}
+
 /// One of the two sides of a sync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

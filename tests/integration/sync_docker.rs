@@ -497,3 +497,220 @@ async fn rules_marked_on_apply_run_after_apply() {
         "no"
     );
 }
+
+/// A service that mounts the `home` volume at `/home/node`, so a rule's `path=` is read as
+/// that service sees it (`/home/node/.claude.json` is `/v/.claude.json` in the probe).
+const HOME_SERVICE: &str = r#"image "node" { reference "busybox:latest"; }
+service "agent" { image "node"; mount "home" "/home/node"; }
+"#;
+
+fn file_rule(name: &str, host: &str, path: &str, extra: &str) -> String {
+    format!(
+        "sync \"{name}\" {{\n    host \"./{host}\"\n    volume \"home\" path=\"{path}\"\n    quiet-period \"0s\"\n    rewrite \"/Users/alice/\" \"/home/node/\"\n    {extra}\n}}\n"
+    )
+}
+
+#[tokio::test]
+async fn a_single_host_file_syncs_with_a_file_in_a_volume() {
+    if docker_or_skip("sync_single_file").await.is_none() {
+        return;
+    }
+    let rules = format!(
+        "{HOME_SERVICE}{}",
+        file_rule(
+            "claude-json",
+            "home/.claude.json",
+            "/home/node/.claude.json",
+            "owner \"1000:1000\"\n    conflict \"keep-both\""
+        )
+    );
+    let p = SyncProject::new("sync-single-file", &rules);
+    p.write_host(
+        "home/.claude.json",
+        r#"{"mcpServers": {"fs": {"command": "/Users/alice/bin/fs", "args": ["/Users/alice/work"]}}, "theme": "dark"}"#,
+    );
+    // Neighbours on either side are not part of a file rule.
+    p.write_host("home/.bashrc", "host only\n");
+    p.write_container("/v/.profile", "container only\n");
+
+    let dry = p.sync_ok(&["--dry-run"]);
+    assert!(
+        dry.contains(".claude.json: copy to container (created on host)"),
+        "{dry}"
+    );
+    assert_eq!(p.probe("ls /v/.claude.json 2>/dev/null"), "");
+
+    p.sync_ok(&[]);
+    let json = p.probe("cat /v/.claude.json");
+    assert!(json.contains("/home/node/bin/fs"), "{json}");
+    assert!(json.contains("/home/node/work"), "{json}");
+    assert!(!json.contains("/Users/alice"), "{json}");
+    assert_eq!(
+        p.probe("stat -c '%u:%g' /v/.claude.json").trim(),
+        "1000:1000"
+    );
+    assert_eq!(p.probe("ls -A /v | sort"), ".claude.json\n.profile\n");
+    assert!(!p.host("home/.profile").exists());
+    assert!(p.sync_ok(&[]).contains("up to date (1 entries)"));
+
+    // A container edit comes back to the host file, rewritten.
+    p.write_container(
+        "/v/.claude.json",
+        r#"{"mcpServers": {"fs": {"command": "/home/node/bin/fs2", "args": ["/home/node/work"]}}, "theme": "dark"}"#,
+    );
+    p.sync_ok(&[]);
+    let host = p.read_host("home/.claude.json");
+    assert!(host.contains("/Users/alice/bin/fs2"), "{host}");
+    assert!(!host.contains("/home/node"), "{host}");
+
+    // Different keys edited on both sides merge.
+    let mut h: serde_json::Value = serde_json::from_str(&host).unwrap();
+    h["theme"] = "light".into();
+    p.write_host("home/.claude.json", &h.to_string());
+    let mut c: serde_json::Value = serde_json::from_str(&p.probe("cat /v/.claude.json")).unwrap();
+    c["mcpServers"]["fs"]["command"] = "/home/node/bin/fs3".into();
+    p.write_container("/v/.claude.json", &c.to_string());
+    let out = p.sync_ok(&[]);
+    assert!(out.contains("merge JSON keys"), "{out}");
+    assert!(!out.contains("conflict: .claude.json"), "{out}");
+    let merged: serde_json::Value =
+        serde_json::from_str(&p.read_host("home/.claude.json")).unwrap();
+    assert_eq!(merged["theme"], "light");
+    assert_eq!(
+        merged["mcpServers"]["fs"]["command"],
+        "/Users/alice/bin/fs3"
+    );
+    let merged_c: serde_json::Value =
+        serde_json::from_str(&p.probe("cat /v/.claude.json")).unwrap();
+    assert_eq!(merged_c["theme"], "light");
+    assert_eq!(
+        merged_c["mcpServers"]["fs"]["command"],
+        "/home/node/bin/fs3"
+    );
+
+    // The same key changed differently: keep-both saves the loser beside the file, both sides.
+    p.write_host("home/.claude.json", r#"{"theme": "host"}"#);
+    p.write_container("/v/.claude.json", r#"{"theme": "container"}"#);
+    let out = p.sync_ok(&[]);
+    assert!(out.contains("conflict: .claude.json"), "{out}");
+    let copies = p.probe("ls -A /v | grep -c '^.claude.json.conflict-'");
+    assert_eq!(copies.trim(), "1");
+    let host_copies = std::fs::read_dir(p.host("home"))
+        .unwrap()
+        .filter(|e| {
+            let n = e.as_ref().unwrap().file_name();
+            n.to_string_lossy().starts_with(".claude.json.conflict-")
+        })
+        .count();
+    assert_eq!(host_copies, 1);
+    assert!(p.sync_ok(&[]).contains("up to date (1 entries)"));
+
+    // Status describes the file rule.
+    let status = p.sync_ok(&["status"]);
+    assert!(status.contains("host file"), "{status}");
+    assert!(status.contains("container file"), "{status}");
+    assert!(status.contains("pending:   nothing"), "{status}");
+}
+
+#[tokio::test]
+async fn file_rule_deletions_follow_the_base_and_a_missing_parent_halts() {
+    if docker_or_skip("sync_single_file_safety").await.is_none() {
+        return;
+    }
+    let rules = format!(
+        "{HOME_SERVICE}{}{}{}",
+        file_rule("cfg", "home/.claude.json", "/home/node/.claude.json", ""),
+        file_rule(
+            "fresh",
+            "home/settings.json",
+            "/home/node/.config/settings.json",
+            "mode \"to-host\""
+        ),
+        file_rule("linked", "link.json", "/home/node/link.json", "")
+    );
+    let p = SyncProject::new("sync-single-file-safety", &rules);
+    // A file so far only in the container comes to the host (the container path decides).
+    p.write_container("/v/.config/settings.json", r#"{"dir": "/home/node/x"}"#);
+    p.write_host("home/.claude.json", r#"{"a": 1}"#);
+    p.sync_ok(&["cfg", "fresh"]);
+    assert_eq!(
+        p.read_host("home/settings.json"),
+        r#"{"dir": "/Users/alice/x"}"#
+    );
+    assert_eq!(p.probe("cat /v/.claude.json"), r#"{"a": 1}"#);
+
+    // Deleted on the host after a recorded pass: deleted in the container (two-way).
+    std::fs::remove_file(p.host("home/.claude.json")).unwrap();
+    let dry = p.sync_ok(&["cfg", "--dry-run"]);
+    assert!(dry.contains(".claude.json: delete in container"), "{dry}");
+    p.sync_ok(&["cfg"]);
+    assert_eq!(p.probe("ls /v/.claude.json 2>/dev/null"), "");
+    assert!(p.sync_ok(&["cfg"]).contains("up to date (0 entries)"));
+
+    // Recreated in the container: it comes back to the host (nothing is recorded now).
+    p.write_container("/v/.claude.json", r#"{"b": 2}"#);
+    p.sync_ok(&["cfg"]);
+    assert_eq!(p.read_host("home/.claude.json"), r#"{"b": 2}"#);
+
+    // The host file's directory is gone: the pass halts and deletes nothing.
+    std::fs::remove_dir_all(p.host("home")).unwrap();
+    let out = p.sync(&["cfg"]);
+    assert_eq!(code(&out), Some(1), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("does not exist; nothing was changed"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(p.probe("cat /v/.claude.json"), r#"{"b": 2}"#);
+
+    // A host path that links to a file is refused, naming it; nothing is written.
+    p.write_host("real.json", "{}");
+    std::os::unix::fs::symlink(p.host("real.json"), p.host("link.json")).unwrap();
+    let out = p.sync(&["linked"]);
+    assert_eq!(code(&out), Some(3), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("link.json is a symbolic link"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(p.probe("ls /v/link.json 2>/dev/null"), "");
+}
+
+#[tokio::test]
+async fn watch_syncs_a_single_file_rule() {
+    if docker_or_skip("sync_watch_file").await.is_none() {
+        return;
+    }
+    let rules = format!(
+        "{HOME_SERVICE}{}",
+        file_rule("cfg", "home/.claude.json", "/home/node/.claude.json", "")
+    );
+    let p = SyncProject::new("sync-watch-file", &rules);
+    p.write_host("home/.claude.json", r#"{"n": 1}"#);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+        .arg("-f")
+        .arg(p.dir.path().join("Sanctuary.kdl"))
+        .args(["sync", "--watch"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let wait_for = |script: &str, want: &str| {
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if p.probe(script) == want {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        false
+    };
+    assert!(wait_for("cat /v/.claude.json 2>/dev/null", r#"{"n": 1}"#));
+    p.write_host("home/.bashrc", "not synced\n");
+    p.write_host("home/.claude.json", r#"{"n": 2}"#);
+    assert!(wait_for("cat /v/.claude.json 2>/dev/null", r#"{"n": 2}"#));
+    assert_eq!(p.probe("ls -A /v"), ".claude.json\n");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+}
