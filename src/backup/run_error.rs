@@ -8,6 +8,9 @@ use super::error::BackupError;
 /// What can stop `sanctuary backup`, `backups …` or `restore`.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The step needs the container engine and none was connected.
+    #[error("backup {backup}: this needs the Docker engine, which is not connected")]
+    NoEngine { backup: String },
     /// A Docker step failed.
     #[error("backup {backup}: {step}")]
     Docker {

@@ -83,8 +83,9 @@ impl RestoreTo {
 pub struct Runner<'a> {
     /// The manifest.
     pub manifest: &'a Manifest,
-    /// The container engine.
-    pub backend: Arc<dyn Backend>,
+    /// The container engine; `None` when nothing asked of this runner needs it (backups of
+    /// host paths with no services to quiesce).
+    pub backend: Option<Arc<dyn Backend>>,
     /// Where Docker steps run.
     pub rt: &'a tokio::runtime::Runtime,
 }
@@ -102,16 +103,37 @@ fn short(id: &str) -> &str {
     &id[..12.min(id.len())]
 }
 
+/// Whether taking backup `b` needs the container engine.
+pub fn backup_needs_engine(b: &manifest::Backup) -> bool {
+    matches!(b.source, BackupSource::Volume(_)) || b.quiesce.is_some()
+}
+
+/// Whether restoring backup `b` to `to` needs the container engine.
+pub fn restore_needs_engine(b: &manifest::Backup, to: &RestoreTo) -> bool {
+    match to {
+        RestoreTo::Path(_) => false,
+        RestoreTo::Volume(_) => true,
+        RestoreTo::Source => matches!(b.source, BackupSource::Volume(_)),
+    }
+}
+
 impl Runner<'_> {
+    /// The engine, or an error naming the backup that needed it.
+    fn engine(&self, backup: &str) -> Result<&Arc<dyn Backend>, RunError> {
+        self.backend.as_ref().ok_or_else(|| RunError::NoEngine {
+            backup: backup.to_string(),
+        })
+    }
+
     /// Takes one backup: quiesce, snapshot, replicate, and always resume.
     pub fn backup(&self, b: &manifest::Backup, now: DateTime<Utc>) -> Result<BackupRun, RunError> {
-        let backend = self.backend.as_ref();
-        let (done, failed) = match &b.quiesce {
-            Some(q) => self
-                .rt
-                .block_on(quiesce(backend, self.manifest, &b.name, q)),
-            None => (Default::default(), None),
+        let Some(q) = &b.quiesce else {
+            return self.snapshot_and_replicate(b, now);
         };
+        let backend = self.engine(&b.name)?.as_ref();
+        let (done, failed) = self
+            .rt
+            .block_on(quiesce(backend, self.manifest, &b.name, q));
         let result = match failed {
             Some(e) => Err(e),
             None => self.snapshot_and_replicate(b, now),
@@ -178,7 +200,7 @@ impl Runner<'_> {
             BackupSource::Volume(v) => {
                 let volume = names::volume(&self.manifest.project.name, v);
                 let (helper, reader) = self.rt.block_on(volume_io::open_volume(
-                    self.backend.clone(),
+                    self.engine(&b.name)?.clone(),
                     &self.manifest.project.name,
                     &b.name,
                     &volume,
@@ -206,7 +228,7 @@ impl Runner<'_> {
         if let Some(helper) = helper {
             let closed = self
                 .rt
-                .block_on(helper.close(self.backend.as_ref(), &b.name));
+                .block_on(helper.close(self.engine(&b.name)?.as_ref(), &b.name));
             // The snapshot's own failure is the one worth reporting.
             if report.is_ok() {
                 closed?;
@@ -293,7 +315,7 @@ impl Runner<'_> {
             .unwrap_or_else(std::env::temp_dir);
         let (stream, report) = restore_tar_stream(&stores, &b.name, which, &spool, now)
             .map_err(lib(&b.name, "verifying the snapshot"))?;
-        let backend = self.backend.as_ref();
+        let backend = self.engine(&b.name)?.as_ref();
         // Unpacked while the volume and its consumers are untouched: a failure here changes
         // nothing.
         let staging = self.rt.block_on(volume_io::stage_volume(

@@ -9,7 +9,7 @@ use chrono::Utc;
 use super::engine;
 use super::Context;
 use crate::backup::run_error::RunError;
-use crate::backup::runner::{self, RestoreTo, Runner};
+use crate::backup::runner::{self, backup_needs_engine, restore_needs_engine, RestoreTo, Runner};
 use crate::backup::{Selector, VerifyLevel};
 use crate::error::{Error, ExitCode, Result};
 use crate::manifest::{Backup, BackupSource, Manifest};
@@ -169,7 +169,12 @@ pub fn backup(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
     }
     let _lock = Lock::acquire(&m.project.state_dir, "backup")?;
     let rt = engine::runtime()?;
-    let backend = rt.block_on(engine::docker())?;
+    // Backups of host paths with nothing to quiesce work without a Docker engine.
+    let backend = if targets.iter().any(|b| backup_needs_engine(b)) {
+        Some(rt.block_on(engine::docker())?)
+    } else {
+        None
+    };
     let runner = Runner {
         manifest: &m,
         backend,
@@ -395,12 +400,6 @@ pub fn restore(ctx: &Context, args: RestoreArgs) -> Result<ExitCode> {
     let m = loaded.manifest;
     let _lock = Lock::acquire(&m.project.state_dir, "restore")?;
     let rt = engine::runtime()?;
-    let backend = rt.block_on(engine::docker())?;
-    let runner = Runner {
-        manifest: &m,
-        backend,
-        rt: &rt,
-    };
     let jobs: Vec<(&Backup, Selector, RestoreTo)> = if args.all {
         // One backup per volume: the first declared wins, as it does for `destroy --volumes`.
         let mut seen = std::collections::BTreeSet::new();
@@ -418,6 +417,17 @@ pub fn restore(ctx: &Context, args: RestoreArgs) -> Result<ExitCode> {
             .as_deref()
             .map_or(RestoreTo::Source, RestoreTo::parse);
         vec![(b, which, to)]
+    };
+    // Restores into host paths work without a Docker engine.
+    let backend = if jobs.iter().any(|(b, _, to)| restore_needs_engine(b, to)) {
+        Some(rt.block_on(engine::docker())?)
+    } else {
+        None
+    };
+    let runner = Runner {
+        manifest: &m,
+        backend,
+        rt: &rt,
     };
     let mut first = None;
     for (b, which, to) in jobs {

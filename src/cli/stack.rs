@@ -65,7 +65,7 @@ pub fn destroy(ctx: &Context, args: DestroyArgs) -> Result<ExitCode> {
         // backup node; the containers are gone by now, so nothing writes meanwhile.
         let runner = crate::backup::runner::Runner {
             manifest: &m,
-            backend: backend.clone(),
+            backend: Some(backend.clone()),
             rt: &rt,
         };
         for (volume, b) in super::backup::volume_backups(&m) {

@@ -254,3 +254,60 @@ fn errors_with_json_are_json_on_stdout() {
     assert_eq!(v["event"], "error");
     assert_eq!(v["exit_code"], 2);
 }
+
+#[test]
+fn host_path_backups_need_no_docker_engine_and_volume_backups_say_they_do() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("notes/sub")).unwrap();
+    std::fs::write(dir.path().join("notes/sub/a.txt"), "keep me").unwrap();
+    std::fs::write(
+        dir.path().join("Sanctuary.kdl"),
+        r#"project "no-engine"
+volume "data"
+backup "notes" {
+    path "./notes"
+    copy "one" path="./b1"
+}
+backup "data" {
+    volume "data"
+    copy "one" path="./b2"
+}
+"#,
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            // Nothing answers here: any attempt to reach an engine fails.
+            .env("DOCKER_HOST", "tcp://127.0.0.1:1")
+            .output()
+            .unwrap()
+    };
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let out = run(&["backup", "notes"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("created snapshot"), "{}", text(&out));
+    std::fs::write(dir.path().join("notes/sub/a.txt"), "damaged").unwrap();
+    let out = run(&["restore", "notes"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("notes/sub/a.txt")).unwrap(),
+        "keep me"
+    );
+    let out = run(&["restore", "notes", "--to", "./elsewhere"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(dir.path().join("elsewhere/sub/a.txt").is_file());
+
+    // A volume needs the engine, and the error says which one it tried.
+    let out = run(&["backup", "data"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("127.0.0.1:1"), "{}", text(&out));
+}
