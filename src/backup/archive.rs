@@ -236,21 +236,67 @@ impl Prepared {
     /// errors. Host files are hashed again as they are read, so the manifest describes the
     /// bytes in the archive even if a file changed after [`Prepared::hash_from_cache`]; when
     /// `cache` is given, it learns those hashes.
-    pub fn write(
+    pub fn write<W: Write + Send>(
         self,
-        out: impl Write,
+        out: W,
+        out_path: &Path,
+        opts: &ArchiveOptions,
+        cache: Option<&mut StatCache>,
+    ) -> Result<ArchiveSummary, BackupError> {
+        let werr = |source| BackupError::WriteArchive {
+            path: out_path.to_path_buf(),
+            source,
+        };
+        let skipped = self.skipped.clone();
+        let warnings = self.warnings.clone();
+        // The compressed output is hashed and written on a thread of its own: the thread
+        // that reads, hashes and feeds the sources is the one everything else waits for.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(OUTPUT_QUEUE);
+        let (fed, written) = std::thread::scope(|scope| {
+            let writer = scope.spawn(move || -> io::Result<(String, u64)> {
+                let mut hashed = HashingWriter::new(out);
+                for chunk in rx {
+                    hashed.write_all(&chunk)?;
+                }
+                let (mut out, sha256, size) = hashed.finish();
+                out.flush()?;
+                Ok((sha256, size))
+            });
+            let fed = self.feed(QueueWriter::new(tx), out_path, opts, cache);
+            // `feed` has dropped the queue by now, so the writer sees its end.
+            let written = writer
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the archive writer panicked")));
+            (fed, written)
+        });
+        // A failed write stops the queue, which the feeding side then sees as a broken pipe:
+        // the writer's own error is the cause worth showing.
+        let (sha256, size) = written.map_err(werr)?;
+        let entries = fed?;
+        Ok(ArchiveSummary {
+            entries,
+            sha256,
+            size,
+            skipped,
+            warnings,
+        })
+    }
+
+    /// Tars and compresses every item into `out`; returns the entries with their hashes.
+    fn feed(
+        self,
+        out: QueueWriter,
         out_path: &Path,
         opts: &ArchiveOptions,
         mut cache: Option<&mut StatCache>,
-    ) -> Result<ArchiveSummary, BackupError> {
+    ) -> Result<Vec<Entry>, BackupError> {
         let werr = |source| BackupError::WriteArchive {
             path: out_path.to_path_buf(),
             source,
         };
         // Taken before reading, so a write racing the read is on the distrusted side.
         let hashed_at = statcache::now_ns();
-        let hashed = HashingWriter::new(out);
-        let mut encoder = zstd::stream::write::Encoder::new(hashed, opts.level).map_err(werr)?;
+        let mut encoder = zstd::stream::write::Encoder::new(out, opts.level).map_err(werr)?;
         let threads = if opts.threads == 0 {
             num_cpus::get() as u32
         } else {
@@ -285,16 +331,58 @@ impl Prepared {
         }
         let buffered = builder.into_inner().map_err(werr)?;
         let encoder = buffered.into_inner().map_err(|e| werr(e.into_error()))?;
-        let hashed = encoder.finish().map_err(werr)?;
-        let (mut out, sha256, size) = hashed.finish();
-        out.flush().map_err(werr)?;
-        Ok(ArchiveSummary {
-            entries,
-            sha256,
-            size,
-            skipped: self.skipped,
-            warnings: self.warnings,
-        })
+        let queue = encoder.finish().map_err(werr)?;
+        queue.finish().map_err(werr)?;
+        Ok(entries)
+    }
+}
+
+/// Compressed chunks waiting for the archive writer thread.
+const OUTPUT_QUEUE: usize = 8;
+/// Size of the chunks handed to the writer thread.
+const OUTPUT_CHUNK: usize = 1 << 20;
+
+/// Collects writes into large chunks and queues them for the writer thread.
+struct QueueWriter {
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl QueueWriter {
+    fn new(tx: std::sync::mpsc::SyncSender<Vec<u8>>) -> Self {
+        Self {
+            tx,
+            buf: Vec::with_capacity(OUTPUT_CHUNK),
+        }
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(OUTPUT_CHUNK));
+        self.tx
+            .send(full)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the archive writer stopped"))
+    }
+
+    /// Queues what is left; dropping the writer then ends the queue.
+    fn finish(mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+impl Write for QueueWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= OUTPUT_CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send()
     }
 }
 
@@ -302,7 +390,7 @@ impl Prepared {
 /// destination in errors.
 pub fn write_archive(
     source: Source,
-    out: impl Write,
+    out: impl Write + Send,
     out_path: &Path,
     opts: &ArchiveOptions,
 ) -> Result<ArchiveSummary, BackupError> {
@@ -697,6 +785,51 @@ mod tests {
         let mut out = Vec::new();
         Exact::new(&b"abcdef"[..], 4).read_to_end(&mut out).unwrap();
         assert_eq!(out, b"abcd");
+    }
+
+    /// Accepts `room` bytes, then fails like a full disk.
+    struct FullDisk {
+        room: usize,
+    }
+
+    impl Write for FullDisk {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::Error::other("no space left on the backup disk"));
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_failing_destination_is_reported_with_its_own_error() {
+        let dir = tempfile::tempdir().unwrap();
+        // Incompressible, so the output outgrows the room at once.
+        let mut noise = vec![0u8; 4 << 20];
+        let mut x = 0x2545_f491_u32;
+        for b in noise.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            *b = x as u8;
+        }
+        fs::write(dir.path().join("noise"), &noise).unwrap();
+        let err = write_archive(
+            Source::from_dir(dir.path()),
+            FullDisk { room: 64 << 10 },
+            Path::new("/backups/x.tar.zst"),
+            &ArchiveOptions::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(err, BackupError::WriteArchive { .. }), "{err:?}");
+        let cause = std::error::Error::source(&err).unwrap().to_string();
+        assert!(cause.contains("no space left"), "{cause}");
     }
 
     #[test]
