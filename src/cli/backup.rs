@@ -212,6 +212,7 @@ pub fn backups(ctx: &Context, cmd: BackupsCommand) -> Result<ExitCode> {
         BackupsCommand::List { name } => {
             let targets = select(&m, name.as_slice())?;
             let mut out = Vec::new();
+            let mut unreadable = Vec::new();
             let mut rows = vec![[
                 "BACKUP", "COPY", "SNAPSHOT", "CREATED", "AGE", "SIZE", "VERIFIED",
             ]
@@ -221,10 +222,12 @@ pub fn backups(ctx: &Context, cmd: BackupsCommand) -> Result<ExitCode> {
                     match catalog {
                         Err(e) => {
                             out.push(serde_json::json!({"backup": b.name, "copy": copy.name, "error": e.to_string()}));
+                            // The reason goes below the table: it is too long for a column.
+                            unreadable.push(format!("{} {}: {e}", b.name, copy.name));
                             rows.push([
                                 b.name.clone(),
                                 copy.name.clone(),
-                                format!("unreadable: {e}"),
+                                "(unreadable)".into(),
                                 String::new(),
                                 String::new(),
                                 String::new(),
@@ -273,6 +276,9 @@ pub fn backups(ctx: &Context, cmd: BackupsCommand) -> Result<ExitCode> {
                 println!("{}", serde_json::json!({ "copies": out }));
             } else {
                 print_table(&rows);
+                for line in &unreadable {
+                    println!("unreadable copy {line}");
+                }
             }
             Ok(ExitCode::Ok)
         }

@@ -311,3 +311,36 @@ backup "data" {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out));
     assert!(text(&out).contains("127.0.0.1:1"), "{}", text(&out));
 }
+
+#[test]
+fn backups_list_names_an_unreadable_copy_below_the_table() {
+    let out = Test::manifest(
+        r#"project "list-unreadable"
+backup "notes" {
+    path "./notes"
+    copy "one" path="./b1"
+    copy "two" path="./blocked/b2"
+}
+"#,
+    )
+    .file("notes/a.txt", "a")
+    // A file where the copy's parent directory should be: the copy cannot be listed.
+    .file("blocked", "not a directory")
+    .args(&["backups", "list"])
+    .run();
+    out.code(0)
+        .stdout_has("(unreadable)")
+        .stdout_has("unreadable copy notes two: ");
+    let table_width = out
+        .stdout
+        .lines()
+        .take_while(|l| !l.starts_with("unreadable copy"))
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(0);
+    assert!(
+        table_width < 100,
+        "the reason stays out of the table:\n{}",
+        out.stdout
+    );
+}
