@@ -8,6 +8,13 @@ use super::error::BackupError;
 /// What can stop `sanctuary backup`, `backups …` or `restore`.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    /// The quiesce journal could not be written, so nothing was quiesced.
+    #[error("backup {backup}: cannot record the services it quiesces in {}", .path.display())]
+    Journal {
+        backup: String,
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     /// The step needs the container engine and none was connected.
     #[error("backup {backup}: this needs the Docker engine, which is not connected")]
     NoEngine { backup: String },

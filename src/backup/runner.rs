@@ -20,7 +20,7 @@ use super::catalog::{list_snapshots, Catalog};
 use super::copies::{replicate, CopyOutcome, CopyTarget};
 use super::error::BackupError;
 use super::manifest::VerifyLevel;
-use super::quiesce::{quiesce, resume};
+use super::quiesce::{quiesce, resume, Journal};
 use super::restore::{restore_into_dir, restore_tar_stream, RestoreReport, Selector};
 use super::retention::{prune, PruneReport};
 use super::run_error::RunError;
@@ -127,23 +127,56 @@ impl Runner<'_> {
 
     /// Takes one backup: quiesce, snapshot, replicate, and always resume.
     pub fn backup(&self, b: &manifest::Backup, now: DateTime<Utc>) -> Result<BackupRun, RunError> {
-        let Some(q) = &b.quiesce else {
-            return self.snapshot_and_replicate(b, now);
-        };
-        let backend = self.engine(&b.name)?.as_ref();
-        let (done, failed) = self
-            .rt
-            .block_on(quiesce(backend, self.manifest, &b.name, q));
+        let journal = Journal::new(&self.manifest.project.state_dir, &b.name);
+        match &b.quiesce {
+            Some(q) => self.quiesced(&b.name, q, &journal, || self.snapshot_and_replicate(b, now)),
+            // Services an interrupted run left quiesced still come back.
+            None if !journal.load().is_empty() => {
+                let nothing = manifest::Quiesce {
+                    mode: manifest::QuiesceMode::Stop,
+                    services: Vec::new(),
+                    pre: None,
+                    post: None,
+                };
+                self.quiesced(&b.name, &nothing, &journal, || {
+                    self.snapshot_and_replicate(b, now)
+                })
+            }
+            None => self.snapshot_and_replicate(b, now),
+        }
+    }
+
+    /// Runs `work` with the services of `q` quiesced, and always resumes them, together with
+    /// any that an interrupted run of the same node left quiesced (from `journal`).
+    fn quiesced<T>(
+        &self,
+        backup: &str,
+        q: &manifest::Quiesce,
+        journal: &Journal,
+        work: impl FnOnce() -> Result<T, RunError>,
+    ) -> Result<T, RunError> {
+        let backend = self.engine(backup)?.as_ref();
+        let left = journal.load();
+        if !left.is_empty() {
+            tracing::warn!(
+                "backup {backup}: an interrupted run left services quiesced; they are brought back after this one: {:?}",
+                left
+            );
+        }
+        let (done, failed) =
+            self.rt
+                .block_on(quiesce(backend, self.manifest, backup, q, journal, left));
         let result = match failed {
             Some(e) => Err(e),
-            None => self.snapshot_and_replicate(b, now),
+            None => work(),
         };
-        let failures = self.rt.block_on(resume(backend, &b.name, done));
+        let failures = self.rt.block_on(resume(backend, backup, done));
         if failures.is_empty() {
+            journal.clear();
             return result;
         }
         Err(RunError::Resume {
-            backup: b.name.clone(),
+            backup: backup.to_string(),
             failures,
             first: result.err().map(Box::new),
         })
@@ -335,12 +368,9 @@ impl Runner<'_> {
             .as_deref()
             .map(|v| names::labels(project, &format!("volume.{v}"), None))
             .unwrap_or_default();
-        let (done, failed) = self
-            .rt
-            .block_on(quiesce(backend, self.manifest, &b.name, &q));
-        let result = match failed {
-            Some(e) => Err(e),
-            None => self.rt.block_on(async {
+        let journal = Journal::new(&self.manifest.project.state_dir, &b.name);
+        let result = self.quiesced(&b.name, &q, &journal, || {
+            self.rt.block_on(async {
                 backend
                     .ensure_volume(&volume, &labels)
                     .await
@@ -350,22 +380,13 @@ impl Runner<'_> {
                         source: Box::new(source),
                     })?;
                 volume_io::swap_in(backend, project, &b.name, &staging, &volume).await
-            }),
-        };
+            })
+        });
         if result.is_err() {
             // The snapshot is still in its copies; a staging volume would only take space.
             let _ = self.rt.block_on(backend.remove_volume(&staging));
         }
-        let failures = self.rt.block_on(resume(backend, &b.name, done));
-        match (result, failures.is_empty()) {
-            (Ok(()), true) => Ok(report),
-            (result, true) => result.map(|_| report),
-            (result, false) => Err(RunError::Resume {
-                backup: b.name.clone(),
-                failures,
-                first: result.err().map(Box::new),
-            }),
-        }
+        result.map(|()| report)
     }
 
     fn restore_path(

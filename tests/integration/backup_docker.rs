@@ -444,3 +444,46 @@ async fn a_restore_stream_that_breaks_while_staging_touches_nothing() {
         "the live volume is untouched"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn services_a_killed_backup_left_stopped_come_back_with_the_next_backup() {
+    if docker_or_skip("killed_backup_resume").await.is_none() {
+        return;
+    }
+    let s = Stack::new(
+        "bk-journal",
+        r#"backup "data" {
+    volume "data"
+    quiesce "stop" "writer"
+    level 19
+    copy "one" path="./b1"
+}"#,
+    );
+    s.up();
+    // Incompressible data at level 19 keeps the backup busy for seconds.
+    s.exec("head -c 40000000 /dev/urandom > /data/big.bin");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+        .arg("backup")
+        .current_dir(s.dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_dir(s.path("b1")).map_or(true, |mut d| d.next().is_none()) {
+        assert!(
+            Instant::now() < deadline,
+            "the backup never started writing"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!s.running(), "killed while the writer was stopped");
+    let journal = s.path(".sanctuary/backup/data.quiesced.json");
+    assert!(journal.is_file(), "the stopped service was journalled");
+
+    s.ok(&["backup"]);
+    assert!(s.running(), "the next backup brought the writer back");
+    assert!(!journal.exists(), "the journal is cleared once resumed");
+}
