@@ -159,6 +159,24 @@ pub fn take_backups(runner: &Runner<'_>, targets: &[&Backup], json: bool) -> Res
     first.map_or(Ok(()), Err)
 }
 
+/// A runner, connected to Docker only when `needs_engine`.
+fn runner_for<'a>(
+    m: &'a Manifest,
+    rt: &'a tokio::runtime::Runtime,
+    needs_engine: bool,
+) -> Result<Runner<'a>> {
+    let backend = if needs_engine {
+        Some(rt.block_on(engine::docker())?)
+    } else {
+        None
+    };
+    Ok(Runner {
+        manifest: m,
+        backend,
+        rt,
+    })
+}
+
 pub fn backup(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
     let loaded = ctx.load()?;
     let m = loaded.manifest;
@@ -170,16 +188,8 @@ pub fn backup(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
     let _lock = Lock::acquire(&m.project.state_dir, "backup")?;
     let rt = engine::runtime()?;
     // Backups of host paths with nothing to quiesce work without a Docker engine.
-    let backend = if targets.iter().any(|b| backup_needs_engine(b)) {
-        Some(rt.block_on(engine::docker())?)
-    } else {
-        None
-    };
-    let runner = Runner {
-        manifest: &m,
-        backend,
-        rt: &rt,
-    };
+    let needs_engine = targets.iter().any(|b| backup_needs_engine(b));
+    let runner = runner_for(&m, &rt, needs_engine)?;
     take_backups(&runner, &targets, ctx.json)?;
     Ok(ExitCode::Ok)
 }
@@ -425,16 +435,8 @@ pub fn restore(ctx: &Context, args: RestoreArgs) -> Result<ExitCode> {
         vec![(b, which, to)]
     };
     // Restores into host paths work without a Docker engine.
-    let backend = if jobs.iter().any(|(b, _, to)| restore_needs_engine(b, to)) {
-        Some(rt.block_on(engine::docker())?)
-    } else {
-        None
-    };
-    let runner = Runner {
-        manifest: &m,
-        backend,
-        rt: &rt,
-    };
+    let needs_engine = jobs.iter().any(|(b, _, to)| restore_needs_engine(b, to));
+    let runner = runner_for(&m, &rt, needs_engine)?;
     let mut first = None;
     for (b, which, to) in jobs {
         match runner.restore(b, &which, &to, Utc::now()) {

@@ -16,7 +16,38 @@ struct SyncProject {
     probe: String,
 }
 
+/// Sends Ctrl-C to `child` and returns its exit code.
+fn interrupt(mut child: std::process::Child) -> Option<i32> {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    child.wait().unwrap().code()
+}
+
 impl SyncProject {
+    /// Starts `sanctuary sync --watch` on the project.
+    fn watch(&self) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+            .arg("-f")
+            .arg(self.dir.path().join("Sanctuary.kdl"))
+            .args(["sync", "--watch"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+
+    /// Whether `script` in the container prints `want` within 30 s.
+    fn wait_for_probe(&self, script: &str, want: &str) -> bool {
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if self.probe(script) == want {
+                return true;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        false
+    }
+
     /// `rules` is KDL for the sync nodes; `{P}` is not needed: the volume is `home`.
     fn new(test: &str, rules: &str) -> Self {
         let project = TestProject::new(test);
@@ -353,24 +384,8 @@ async fn watch_propagates_host_edits_until_interrupted() {
     }
     let p = SyncProject::new("sync-watch", &rule("cfg", ""));
     p.write_host("cfg/a.txt", "one\n");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sanctuary"))
-        .arg("-f")
-        .arg(p.dir.path().join("Sanctuary.kdl"))
-        .args(["sync", "--watch"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let wait_for = |script: &str, want: &str| {
-        let deadline = Instant::now() + std::time::Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if p.probe(script) == want {
-                return true;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-        false
-    };
+    let child = p.watch();
+    let wait_for = |script: &str, want: &str| p.wait_for_probe(script, want);
     assert!(wait_for("cat /v/cfg/a.txt 2>/dev/null", "one\n"));
     p.write_host("cfg/b.txt", "bee\n");
     assert!(wait_for("cat /v/cfg/b.txt 2>/dev/null", "bee\n"));
@@ -381,10 +396,7 @@ async fn watch_propagates_host_edits_until_interrupted() {
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
     assert_eq!(p.read_host("cfg/c.txt"), "sea\n");
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(interrupt(child), Some(0));
     let helper = format!("{}-sanctuary-sync-cfg", p.name());
     let ps = Command::new("docker")
         .args(["ps", "-aq", "--filter", &format!("name={helper}")])
@@ -687,30 +699,12 @@ async fn watch_syncs_a_single_file_rule() {
     );
     let p = SyncProject::new("sync-watch-file", &rules);
     p.write_host("home/.claude.json", r#"{"n": 1}"#);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sanctuary"))
-        .arg("-f")
-        .arg(p.dir.path().join("Sanctuary.kdl"))
-        .args(["sync", "--watch"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let wait_for = |script: &str, want: &str| {
-        let deadline = Instant::now() + std::time::Duration::from_secs(30);
-        while Instant::now() < deadline {
-            if p.probe(script) == want {
-                return true;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-        false
-    };
+    let child = p.watch();
+    let wait_for = |script: &str, want: &str| p.wait_for_probe(script, want);
     assert!(wait_for("cat /v/.claude.json 2>/dev/null", r#"{"n": 1}"#));
     p.write_host("home/.bashrc", "not synced\n");
     p.write_host("home/.claude.json", r#"{"n": 2}"#);
     assert!(wait_for("cat /v/.claude.json 2>/dev/null", r#"{"n": 2}"#));
     assert_eq!(p.probe("ls -A /v"), ".claude.json\n");
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(0));
+    assert_eq!(interrupt(child), Some(0));
 }
