@@ -116,8 +116,11 @@ async fn remove_images(project: &str) -> Result<usize> {
             .client()
             .remove_image(
                 &image.id,
+                // Parent layers stay: another build on the same engine may be using them
+                // as its cache right now, and removing them under it fails that build.
                 Some(RemoveImageOptions {
                     force: true,
+                    noprune: true,
                     ..Default::default()
                 }),
                 None,

@@ -77,7 +77,9 @@ impl Drop for TestProject {
             (&["ps", "-aq"], &["rm", "-f", "-v"]),
             (&["network", "ls", "-q"], &["network", "rm"]),
             (&["volume", "ls", "-q"], &["volume", "rm", "-f"]),
-            (&["images", "-q"], &["rmi", "-f"]),
+            // --no-prune: untagged parent layers may be another test's build cache, in use
+            // by a build running concurrently.
+            (&["images", "-q"], &["rmi", "-f", "--no-prune"]),
         ];
         for (list, remove) in sets {
             let ids = docker_lines(&[list, &["--filter", &filter]].concat());
