@@ -208,7 +208,7 @@ pub struct Decoded {
 /// Parses and decodes a manifest text. A syntax error stops before decoding (nothing after it
 /// can be trusted).
 pub fn decode(name: &str, text: &str, vars: &Vars) -> Result<Decoded, knuffel::Error> {
-    let mut doc = knuffel::parse_ast::<Span>(name, text)?;
+    let mut doc = super::parallel_parse::parse_ast(name, text)?;
     let mut diags = Vec::new();
     interpolate_nodes(&mut doc.nodes, vars, text, &mut diags);
     let mut nodes = Vec::new();

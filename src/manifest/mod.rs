@@ -7,6 +7,7 @@ mod decode;
 pub mod diagnostic;
 pub mod interpolate;
 mod model;
+mod parallel_parse;
 pub mod raw;
 mod resolve;
 pub mod values;
