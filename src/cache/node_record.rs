@@ -59,6 +59,20 @@ impl Cache {
         }
     }
 
+    /// The fingerprint of the last success of node `kind`/`name`, without building its full
+    /// key: all an up-to-date check needs, and much cheaper for a node with many inputs.
+    /// Unreadable or missing records count as none.
+    pub fn last_fingerprint(&self, kind: &str, name: &str) -> Option<String> {
+        #[derive(Deserialize)]
+        struct Head {
+            fingerprint: String,
+        }
+        let bytes = fs::read(self.record_path(kind, name)).ok()?;
+        serde_json::from_slice::<Head>(&bytes)
+            .ok()
+            .map(|h| h.fingerprint)
+    }
+
     fn record_path(&self, kind: &str, name: &str) -> PathBuf {
         self.root
             .join("nodes")

@@ -115,10 +115,26 @@ impl Key {
 
     /// The canonical serialisation the fingerprint is computed over.
     pub fn canonical_json(&self) -> String {
+        // The string maps (10,000 inputs for a large task) are written straight out: a
+        // BTreeMap of Strings is already in the canonical key order, and going through a
+        // `serde_json::Value` costs several allocations per entry. Fields are in key order.
+        let mut out = String::with_capacity(128 + self.inputs.len() * 120);
+        out.push_str("{\"dependencies\":");
+        write_string_map(&self.dependencies, &mut out);
+        out.push_str(",\"inputs\":");
+        write_string_map(&self.inputs, &mut out);
+        out.push_str(",\"kind\":");
+        write_json_string(&self.kind, &mut out);
+        out.push_str(",\"name\":");
+        write_json_string(&self.name, &mut out);
+        out.push_str(&format!(",\"schema\":{}", self.schema));
+        out.push_str(",\"secrets\":");
+        write_string_map(&self.secrets, &mut out);
+        out.push_str(",\"spec\":");
         // Serialising plain strings and maps cannot fail; the fallback keeps this total.
-        let value = serde_json::to_value(self).unwrap_or(serde_json::Value::Null);
-        let mut out = String::new();
-        write_canonical(&value, &mut out);
+        let spec = serde_json::to_value(&self.spec).unwrap_or(serde_json::Value::Null);
+        write_canonical(&spec, &mut out);
+        out.push('}');
         out
     }
 
@@ -226,6 +242,28 @@ fn extra_diff(old: &serde_json::Value, new: &serde_json::Value, changes: &mut Ve
     }
 }
 
+/// A JSON string literal, escaped as serde_json escapes it.
+fn write_json_string(text: &str, out: &mut String) {
+    let mut buf = Vec::with_capacity(text.len() + 2);
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(&mut buf, text);
+    out.push_str(&String::from_utf8_lossy(&buf));
+}
+
+/// A map of strings as a canonical JSON object (a BTreeMap iterates in key order).
+fn write_string_map(map: &BTreeMap<String, String>, out: &mut String) {
+    out.push('{');
+    for (i, (k, v)) in map.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_json_string(k, out);
+        out.push(':');
+        write_json_string(v, out);
+    }
+    out.push('}');
+}
+
 fn write_canonical(value: &serde_json::Value, out: &mut String) {
     use serde_json::Value;
     match value {
@@ -286,6 +324,20 @@ mod tests {
 
     fn messages(old: &Key, new: &Key) -> Vec<String> {
         Key::diff(old, new).iter().map(|c| c.to_string()).collect()
+    }
+
+    #[test]
+    fn canonical_json_is_the_sorted_compact_form_of_the_whole_key() {
+        let mut key = base();
+        key.inputs
+            .insert("src/\"quoted\" ü\u{1}.rs".into(), "ab".into());
+        key.inputs.insert("A-first".into(), "cd".into());
+        key.secrets.insert("tab\there".into(), "ef".into());
+        key.dependencies.insert("task dep".into(), "01".into());
+        let value = serde_json::to_value(&key).unwrap();
+        let mut generic = String::new();
+        write_canonical(&value, &mut generic);
+        assert_eq!(key.canonical_json(), generic);
     }
 
     #[test]

@@ -196,7 +196,8 @@ impl TaskExecutor {
                         .map_err(|e| e.to_string())?;
                     // Rewriting (and fsyncing) an identical record would cost more than the
                     // whole no-op check.
-                    let recorded = matches!(self.cache.last_success("task", &task.name), Ok(Some(r)) if r.fingerprint == fp);
+                    let recorded =
+                        self.cache.last_fingerprint("task", &task.name).as_ref() == Some(&fp);
                     if !recorded {
                         let _ = self.cache.record_success(&key);
                     }
@@ -222,10 +223,8 @@ impl TaskExecutor {
                 }
             }
         } else if !self.force {
-            if let Ok(Some(last)) = self.cache.last_success("task", &task.name) {
-                if last.fingerprint == fp {
-                    return Ok(Outcome::UpToDate(None));
-                }
+            if self.cache.last_fingerprint("task", &task.name).as_ref() == Some(&fp) {
+                return Ok(Outcome::UpToDate(None));
             }
         }
 
