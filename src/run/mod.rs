@@ -222,10 +222,10 @@ impl TaskExecutor {
                     miss = Some(m);
                 }
             }
-        } else if !self.force {
-            if self.cache.last_fingerprint("task", &task.name).as_ref() == Some(&fp) {
-                return Ok(Outcome::UpToDate(None));
-            }
+        } else if !self.force
+            && self.cache.last_fingerprint("task", &task.name).as_ref() == Some(&fp)
+        {
+            return Ok(Outcome::UpToDate(None));
         }
 
         let mut env: Vec<(String, String)> = task

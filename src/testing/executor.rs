@@ -215,13 +215,11 @@ impl TestExecutor {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id.clone(), fp.clone());
-        if !self.no_cache {
-            if self.cache.last_fingerprint("test", &t.name).as_ref() == Some(&fp) {
-                self.keep_output(&t.name, String::new());
-                return Ok(Outcome::Cached(Some(
-                    "passed before, nothing changed".into(),
-                )));
-            }
+        if !self.no_cache && self.cache.last_fingerprint("test", &t.name).as_ref() == Some(&fp) {
+            self.keep_output(&t.name, String::new());
+            return Ok(Outcome::Cached(Some(
+                "passed before, nothing changed".into(),
+            )));
         }
         // An image test bounds its own wait by the timeout and then removes its container;
         // the outer bound only catches a daemon that stops answering.
