@@ -444,7 +444,16 @@ fn last_success_records_round_trip_and_support_why() {
         .map(|c| c.to_string())
         .collect();
     assert_eq!(why, ["input src/a.rs changed"]);
-    assert!(f.state.path().join("cache/nodes/task.build.json").exists());
+    let path = f.state.path().join("cache/nodes/task.build.json");
+    assert!(path.exists());
+    // The up-to-date check reads only the fingerprint.
+    assert_eq!(
+        f.cache.last_fingerprint("task", "build"),
+        Some(old.fingerprint())
+    );
+    assert_eq!(f.cache.last_fingerprint("task", "other"), None);
+    fs::write(&path, b"{ not json").unwrap();
+    assert_eq!(f.cache.last_fingerprint("task", "build"), None);
 }
 
 #[test]
