@@ -7,10 +7,8 @@
 //! `scripts/ensure-sshd.sh` prints). Without it the tests skip loudly, unless
 //! `SANCTUARY_REQUIRE_SFTP=1`, where they fail. The tests look at the remote only through
 //! plain `rclone` commands, never through sanctuary's own store, and each one works in its own
-//! remote directory, purged by a guard even when the test fails.
-//!
-//! `backup` and `restore` connect to Docker even for a host path, so these tests also need a
-//! running daemon (which `scripts/test.sh` makes sure of).
+//! remote directory, purged by a guard even when the test fails. A host-path backup needs no
+//! Docker engine, so neither do these tests.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
