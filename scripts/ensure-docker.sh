@@ -6,18 +6,9 @@
 # background, logging to /tmp/sanctuary-dockerd.log, then waits up to 60 s for it to answer.
 set -euo pipefail
 
-log() { echo "ensure-docker: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-is_root() { [ "$(id -u)" -eq 0 ]; }
-
-install_packages() {
-    is_root || die "must be root to install $* (or install them yourself)"
-    command -v apt-get >/dev/null || die "apt-get not found; install $* by hand"
-    log "installing $*"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
+LOG_PREFIX=ensure-docker
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 docker_answers() { command -v docker >/dev/null && docker info >/dev/null 2>&1; }
 

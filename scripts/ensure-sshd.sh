@@ -14,18 +14,9 @@
 # SANCTUARY_TEST_SFTP=... Everything else goes to stderr.
 set -euo pipefail
 
-log() { echo "ensure-sshd: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-
-is_root() { [ "$(id -u)" -eq 0 ]; }
-
-install_packages() {
-    is_root || die "must be root to install $* (or install them yourself)"
-    command -v apt-get >/dev/null || die "apt-get not found; install $* by hand"
-    log "installing $*"
-    DEBIAN_FRONTEND=noninteractive apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
+LOG_PREFIX=ensure-sshd
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 DIR=${SANCTUARY_SSHD_DIR:-/tmp/sanctuary-sshd}
 PORT=${SANCTUARY_SSHD_PORT:-2222}
