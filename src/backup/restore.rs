@@ -166,6 +166,48 @@ pub fn restore_foreign_archive(
     }
 }
 
+/// A decompressed tar stream of a `.tar.zst` made by another tool, after it was read to the
+/// end and passed the path-safety checks (for copying into a container). The report marks
+/// it unverified: there is no manifest to check it against.
+pub fn foreign_tar_stream(
+    archive: &Path,
+) -> Result<(VerifiedTarStream, RestoreReport), BackupError> {
+    let open = || {
+        File::open(archive).map_err(|source| BackupError::ReadCopy {
+            copy: archive.display().to_string(),
+            name: archive.display().to_string(),
+            source,
+        })
+    };
+    let result = scan(BufReader::new(open()?), None, &mut Discard, true)?;
+    if !result.problems.is_empty() {
+        return Err(BackupError::ForeignArchiveRejected {
+            path: archive.to_path_buf(),
+            problems: result.problems.iter().map(|p| p.to_string()).collect(),
+        });
+    }
+    let decoder =
+        zstd::stream::read::Decoder::with_buffer(BufReader::new(open()?)).map_err(|source| {
+            BackupError::ReadCopy {
+                copy: archive.display().to_string(),
+                name: archive.display().to_string(),
+                source,
+            }
+        })?;
+    let report = RestoreReport {
+        snapshot: None,
+        from: archive.display().to_string(),
+        verified: false,
+        rejected_copies: Vec::new(),
+        passed_over: Vec::new(),
+        entries: result.entries.len(),
+        ownership_restored: true,
+        skipped: result.skipped,
+        leftover: None,
+    };
+    Ok((VerifiedTarStream { decoder }, report))
+}
+
 /// A decompressed tar stream of a snapshot that was fully verified before the first byte is
 /// handed out. It reads from a private spooled copy, so the stored archive cannot change
 /// between verification and use.

@@ -21,7 +21,10 @@ use super::copies::{replicate, CopyOutcome, CopyTarget};
 use super::error::BackupError;
 use super::manifest::VerifyLevel;
 use super::quiesce::{quiesce, resume, Journal};
-use super::restore::{restore_into_dir, restore_tar_stream, RestoreReport, Selector};
+use super::restore::{
+    foreign_tar_stream, restore_foreign_archive, restore_into_dir, restore_tar_stream,
+    RestoreReport, Selector, VerifiedTarStream,
+};
 use super::retention::{prune, PruneReport};
 use super::run_error::RunError;
 use super::snapshot::{create_snapshot, BackupOutcome, BackupReport};
@@ -55,6 +58,17 @@ impl BackupRun {
     pub fn all_copies_ok(&self) -> bool {
         self.copies.iter().all(|c| c.ok)
     }
+}
+
+/// Where a restore ends up, resolved.
+enum Target {
+    Path(PathBuf),
+    Volume {
+        /// The Docker volume.
+        name: String,
+        /// The manifest's name for it, when it is one of the project's volumes.
+        declared: Option<String>,
+    },
 }
 
 /// Where a restore goes.
@@ -327,35 +341,84 @@ impl Runner<'_> {
     ) -> Result<RestoreReport, RunError> {
         let targets = copy_targets(b);
         let stores: Vec<&dyn Store> = targets.iter().map(|t| t.store.as_ref()).collect();
+        match self.restore_target(b, to) {
+            Target::Path(p) => restore_into_dir(&stores, &b.name, which, &p, now)
+                .map_err(lib(&b.name, format!("restoring into {}", p.display()))),
+            Target::Volume { name, declared } => {
+                // Spool beside the first copy when it is local: the system temp dir may be
+                // small.
+                let spool = primary_dir(b)
+                    .map(|d| d.root().to_path_buf())
+                    .filter(|p| p.is_dir())
+                    .unwrap_or_else(std::env::temp_dir);
+                let (stream, report) = restore_tar_stream(&stores, &b.name, which, &spool, now)
+                    .map_err(lib(&b.name, "verifying the snapshot"))?;
+                self.restore_volume(b, &name, declared.as_deref(), stream)?;
+                Ok(report)
+            }
+        }
+    }
+
+    /// Restores a `.tar.zst` made by another tool (`tar --zstd -cf`) to `to`, as a restore of
+    /// `b` would: read to the end and checked for entries escaping the target first, then
+    /// swapped in the same way. There is no manifest, so the report says it is unverified.
+    pub fn restore_archive(
+        &self,
+        b: &manifest::Backup,
+        archive: &Path,
+        to: &RestoreTo,
+    ) -> Result<RestoreReport, RunError> {
+        let step = format!("restoring {}", archive.display());
+        match self.restore_target(b, to) {
+            Target::Path(p) => restore_foreign_archive(archive, &p).map_err(lib(&b.name, step)),
+            Target::Volume { name, declared } => {
+                let (stream, report) = foreign_tar_stream(archive).map_err(lib(&b.name, step))?;
+                self.restore_volume(b, &name, declared.as_deref(), stream)?;
+                Ok(report)
+            }
+        }
+    }
+
+    /// Where a restore of `b` to `to` goes.
+    fn restore_target(&self, b: &manifest::Backup, to: &RestoreTo) -> Target {
         let project = &self.manifest.project.name;
-        let (volume, manifest_volume) = match (to, &b.source) {
-            (RestoreTo::Path(p), _) => return self.restore_path(b, &stores, which, p, now),
-            (RestoreTo::Source, BackupSource::Path(p)) => {
-                return self.restore_path(b, &stores, which, p, now)
+        match (to, &b.source) {
+            (RestoreTo::Path(p), _) | (RestoreTo::Source, BackupSource::Path(p)) => {
+                Target::Path(p.clone())
             }
-            (RestoreTo::Source, BackupSource::Volume(v)) => {
-                (names::volume(project, v), Some(v.clone()))
-            }
-            (RestoreTo::Volume(v), _) if self.manifest.volumes.contains_key(v) => {
-                (names::volume(project, v), Some(v.clone()))
-            }
-            (RestoreTo::Volume(v), _) => (v.clone(), None),
-        };
-        // Spool beside the first copy when it is local: the system temp dir may be small.
-        let spool = primary_dir(b)
-            .map(|d| d.root().to_path_buf())
-            .filter(|p| p.is_dir())
-            .unwrap_or_else(std::env::temp_dir);
-        let (stream, report) = restore_tar_stream(&stores, &b.name, which, &spool, now)
-            .map_err(lib(&b.name, "verifying the snapshot"))?;
+            (RestoreTo::Source, BackupSource::Volume(v)) => Target::Volume {
+                name: names::volume(project, v),
+                declared: Some(v.clone()),
+            },
+            (RestoreTo::Volume(v), _) if self.manifest.volumes.contains_key(v) => Target::Volume {
+                name: names::volume(project, v),
+                declared: Some(v.clone()),
+            },
+            (RestoreTo::Volume(v), _) => Target::Volume {
+                name: v.clone(),
+                declared: None,
+            },
+        }
+    }
+
+    /// Replaces the contents of Docker volume `volume` (the manifest's volume `declared`, if
+    /// it is one) with the tar stream `stream`: staged first, then swapped in with the
+    /// volume's consumers stopped.
+    fn restore_volume(
+        &self,
+        b: &manifest::Backup,
+        volume: &str,
+        declared: Option<&str>,
+        stream: VerifiedTarStream,
+    ) -> Result<(), RunError> {
+        let project = &self.manifest.project.name;
         let backend = self.engine(&b.name)?.as_ref();
         // Unpacked while the volume and its consumers are untouched: a failure here changes
         // nothing.
         let staging = self.rt.block_on(volume_io::stage_volume(
-            backend, project, &b.name, &volume, stream,
+            backend, project, &b.name, volume, stream,
         ))?;
-        let services = manifest_volume
-            .as_deref()
+        let services = declared
             .map(|v| consumers(self.manifest, v))
             .unwrap_or_default();
         let q = manifest::Quiesce {
@@ -364,41 +427,28 @@ impl Runner<'_> {
             pre: None,
             post: None,
         };
-        let labels = manifest_volume
-            .as_deref()
+        let labels = declared
             .map(|v| names::labels(project, &format!("volume.{v}"), None))
             .unwrap_or_default();
         let journal = Journal::new(&self.manifest.project.state_dir, &b.name);
         let result = self.quiesced(&b.name, &q, &journal, || {
             self.rt.block_on(async {
                 backend
-                    .ensure_volume(&volume, &labels)
+                    .ensure_volume(volume, &labels)
                     .await
                     .map_err(|source| RunError::Docker {
                         backup: b.name.clone(),
                         step: format!("creating volume {volume}"),
                         source: Box::new(source),
                     })?;
-                volume_io::swap_in(backend, project, &b.name, &staging, &volume).await
+                volume_io::swap_in(backend, project, &b.name, &staging, volume).await
             })
         });
         if result.is_err() {
             // The snapshot is still in its copies; a staging volume would only take space.
             let _ = self.rt.block_on(backend.remove_volume(&staging));
         }
-        result.map(|()| report)
-    }
-
-    fn restore_path(
-        &self,
-        b: &manifest::Backup,
-        stores: &[&dyn Store],
-        which: &Selector,
-        target: &Path,
-        now: DateTime<Utc>,
-    ) -> Result<RestoreReport, RunError> {
-        restore_into_dir(stores, &b.name, which, target, now)
-            .map_err(lib(&b.name, format!("restoring into {}", target.display())))
+        result
     }
 }
 

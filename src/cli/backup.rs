@@ -57,8 +57,12 @@ pub struct RestoreArgs {
     #[arg(long, value_name = "VOLUME|PATH")]
     to: Option<String>,
     /// Every backed-up volume from its newest snapshot (volumes created when missing).
-    #[arg(long, conflicts_with_all = ["name", "snapshot", "to"])]
+    #[arg(long, conflicts_with_all = ["name", "snapshot", "to", "archive"])]
     all: bool,
+    /// Restore this `.tar.zst` made by another tool (e.g. `tar --zstd -cf`) instead of a
+    /// snapshot; it is checked for unsafe entries first, but has no manifest to verify.
+    #[arg(long, value_name = "FILE", conflicts_with = "snapshot")]
+    archive: Option<std::path::PathBuf>,
 }
 
 /// The named backups, or all; an unknown name is a usage error with a suggestion.
@@ -439,7 +443,27 @@ pub fn restore(ctx: &Context, args: RestoreArgs) -> Result<ExitCode> {
     let runner = runner_for(&m, &rt, needs_engine)?;
     let mut first = None;
     for (b, which, to) in jobs {
-        match runner.restore(b, &which, &to, Utc::now()) {
+        let restored = match &args.archive {
+            Some(archive) => runner.restore_archive(b, archive, &to),
+            None => runner.restore(b, &which, &to, Utc::now()),
+        };
+        match restored {
+            Ok(r) if r.snapshot.is_none() => {
+                if ctx.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({
+                            "event": "restore", "backup": b.name, "archive": r.from,
+                            "verified": false, "entries": r.entries,
+                        })
+                    );
+                } else {
+                    println!(
+                        "restored {} from archive {} ({} entries; no manifest, so unverified)",
+                        b.name, r.from, r.entries
+                    );
+                }
+            }
             Ok(r) => {
                 let id = r.snapshot.clone().unwrap_or_default();
                 if ctx.json {

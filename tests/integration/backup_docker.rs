@@ -487,3 +487,31 @@ async fn services_a_killed_backup_left_stopped_come_back_with_the_next_backup() 
     assert!(s.running(), "the next backup brought the writer back");
     assert!(!journal.exists(), "the journal is cleared once resumed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gnu_tar_archive_restores_into_a_live_volume_through_the_cli() {
+    if docker_or_skip("foreign_archive_volume").await.is_none() {
+        return;
+    }
+    let s = Stack::new("bk-foreign", TWO_COPIES);
+    s.up();
+    let made = s.path("made");
+    std::fs::create_dir_all(made.join("sub")).unwrap();
+    std::fs::write(made.join("a.txt"), "from gnu tar\n").unwrap();
+    std::fs::write(made.join("sub/b.txt"), "deeper\n").unwrap();
+    let status = Command::new("tar")
+        .arg("--zstd")
+        .arg("-cf")
+        .arg(s.path("by-tar.tar.zst"))
+        .arg("-C")
+        .arg(&made)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let out = s.ok(&["restore", "data", "--archive", "by-tar.tar.zst"]);
+    assert!(out.contains("unverified"), "{out}");
+    assert!(s.running(), "the consumer runs again");
+    assert_eq!(s.exec("cat /data/a.txt"), "from gnu tar");
+    assert_eq!(s.exec("cat /data/sub/b.txt"), "deeper");
+}

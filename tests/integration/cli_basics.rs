@@ -344,3 +344,69 @@ backup "notes" {
         out.stdout
     );
 }
+
+#[test]
+fn an_archive_made_by_gnu_tar_restores_and_an_escaping_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("Sanctuary.kdl"),
+        "project \"foreign\"\nbackup \"notes\" {\n    path \"./notes\"\n}\n",
+    )
+    .unwrap();
+    let made = dir.path().join("made");
+    std::fs::create_dir_all(made.join("sub")).unwrap();
+    std::fs::write(made.join("sub/a.txt"), "from gnu tar").unwrap();
+    let archive = dir.path().join("by-tar.tar.zst");
+    let tar = Command::new("tar")
+        .arg("--zstd")
+        .arg("-cf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(&made)
+        .arg(".")
+        .status()
+        .unwrap();
+    assert!(tar.success());
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+            .args(args)
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap()
+    };
+    let out = run(&["restore", "notes", "--archive", "by-tar.tar.zst"]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("unverified"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("notes/sub/a.txt")).unwrap(),
+        "from gnu tar"
+    );
+
+    // An entry climbing out of the target: refused, and the target is left as it was.
+    let mut evil = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    let body = b"owned";
+    header.set_size(body.len() as u64);
+    header.set_mode(0o644);
+    header.set_entry_type(tar::EntryType::Regular);
+    // `append_data` refuses `..`; the raw name field does not.
+    header.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"../escaped.tx");
+    header.set_cksum();
+    evil.append(&header, &body[..]).unwrap();
+    let evil = zstd::encode_all(&evil.into_inner().unwrap()[..], 3).unwrap();
+    std::fs::write(dir.path().join("evil.tar.zst"), evil).unwrap();
+    let out = run(&["restore", "notes", "--archive", "evil.tar.zst"]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("escaped.tx"), "{text}");
+    assert!(!dir.path().join("escaped.tx").exists(), "nothing escaped");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("notes/sub/a.txt")).unwrap(),
+        "from gnu tar",
+        "the target is untouched"
+    );
+}
