@@ -61,6 +61,30 @@ pub struct RestoreReport {
     pub leftover: Option<PathBuf>,
 }
 
+impl RestoreReport {
+    /// The report of a restore from `from` that read the entries in `result`; verified
+    /// against a manifest exactly when it restored a `snapshot`.
+    fn new(
+        snapshot: Option<&str>,
+        from: String,
+        result: ScanResult,
+        ownership_restored: bool,
+        leftover: Option<PathBuf>,
+    ) -> Self {
+        RestoreReport {
+            snapshot: snapshot.map(str::to_string),
+            from,
+            verified: snapshot.is_some(),
+            rejected_copies: Vec::new(),
+            passed_over: Vec::new(),
+            entries: result.entries.len(),
+            ownership_restored,
+            skipped: result.skipped,
+            leftover,
+        }
+    }
+}
+
 /// Restores a snapshot of `backup` into the directory `target`, trying `copies` in order.
 pub fn restore_into_dir(
     copies: &[&dyn Store],
@@ -116,17 +140,13 @@ fn restore_one_into_dir(
             }
             Ok((staging, result, owners)) => {
                 let leftover = swap_into_place(&staging, target)?;
-                return Ok(Some(RestoreReport {
-                    snapshot: Some(id.to_string()),
-                    from: store.describe(),
-                    verified: true,
-                    rejected_copies: Vec::new(),
-                    passed_over: Vec::new(),
-                    entries: result.entries.len(),
-                    ownership_restored: owners,
-                    skipped: result.skipped,
+                return Ok(Some(RestoreReport::new(
+                    Some(id),
+                    store.describe(),
+                    result,
+                    owners,
                     leftover,
-                }));
+                )));
             }
         }
     }
@@ -151,17 +171,13 @@ pub fn restore_foreign_archive(
         }),
         Ok((staging, result, owners)) => {
             let leftover = swap_into_place(&staging, target)?;
-            Ok(RestoreReport {
-                snapshot: None,
-                from: archive.display().to_string(),
-                verified: false,
-                rejected_copies: Vec::new(),
-                passed_over: Vec::new(),
-                entries: result.entries.len(),
-                ownership_restored: owners,
-                skipped: result.skipped,
+            Ok(RestoreReport::new(
+                None,
+                archive.display().to_string(),
+                result,
+                owners,
                 leftover,
-            })
+            ))
         }
     }
 }
@@ -194,17 +210,7 @@ pub fn foreign_tar_stream(
                 source,
             }
         })?;
-    let report = RestoreReport {
-        snapshot: None,
-        from: archive.display().to_string(),
-        verified: false,
-        rejected_copies: Vec::new(),
-        passed_over: Vec::new(),
-        entries: result.entries.len(),
-        ownership_restored: true,
-        skipped: result.skipped,
-        leftover: None,
-    };
+    let report = RestoreReport::new(None, archive.display().to_string(), result, true, None);
     Ok((VerifiedTarStream { decoder }, report))
 }
 
@@ -288,17 +294,7 @@ fn spool_one(
         spool.seek(SeekFrom::Start(0)).map_err(spool_err)?;
         let decoder =
             zstd::stream::read::Decoder::with_buffer(BufReader::new(spool)).map_err(spool_err)?;
-        let report = RestoreReport {
-            snapshot: Some(id.to_string()),
-            from: store.describe(),
-            verified: true,
-            rejected_copies: Vec::new(),
-            passed_over: Vec::new(),
-            entries: result.entries.len(),
-            ownership_restored: true,
-            skipped: result.skipped,
-            leftover: None,
-        };
+        let report = RestoreReport::new(Some(id), store.describe(), result, true, None);
         return Ok(Some((VerifiedTarStream { decoder }, report)));
     }
     Ok(None)
