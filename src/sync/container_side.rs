@@ -105,6 +105,24 @@ const DELETE_SCRIPT: &str =
     r#"if [ -d "$1" ] && [ ! -L "$1" ]; then rmdir "$1"; else rm -f "$1"; fi"#;
 
 impl ContainerSide {
+    /// The single entry at `path`, which must be of `kind` (`wrong_kind` says otherwise).
+    fn read_item(
+        &self,
+        path: &RelPath,
+        kind: EntryKind,
+        wrong_kind: &str,
+    ) -> Result<container_tar::TarItem, SideError> {
+        let err = |source| SideError::Read {
+            path: self.show(path),
+            source,
+        };
+        let bytes = self.copy_out(&self.abs(path)).map_err(err)?;
+        match container_tar::read_single(&bytes).map_err(err)? {
+            Some(item) if item.kind == kind => Ok(item),
+            _ => Err(err(other(wrong_kind))),
+        }
+    }
+
     /// A side rooted at `root` (absolute) in the running container `container`.
     pub fn new(
         backend: Arc<dyn Backend>,
@@ -471,27 +489,13 @@ impl Side for ContainerSide {
     }
 
     fn read(&self, path: &RelPath) -> Result<Vec<u8>, SideError> {
-        let err = |source| SideError::Read {
-            path: self.show(path),
-            source,
-        };
-        let bytes = self.copy_out(&self.abs(path)).map_err(err)?;
-        match container_tar::read_single(&bytes).map_err(err)? {
-            Some(item) if item.kind == EntryKind::File => Ok(item.content),
-            _ => Err(err(other("not a regular file"))),
-        }
+        self.read_item(path, EntryKind::File, "not a regular file")
+            .map(|item| item.content)
     }
 
     fn read_link(&self, path: &RelPath) -> Result<String, SideError> {
-        let err = |source| SideError::Read {
-            path: self.show(path),
-            source,
-        };
-        let bytes = self.copy_out(&self.abs(path)).map_err(err)?;
-        match container_tar::read_single(&bytes).map_err(err)? {
-            Some(item) if item.kind == EntryKind::Symlink => Ok(item.link),
-            _ => Err(err(other("not a symlink"))),
-        }
+        self.read_item(path, EntryKind::Symlink, "not a symlink")
+            .map(|item| item.link)
     }
 
     fn write_file(&self, path: &RelPath, bytes: &[u8], mode: u32) -> Result<(), SideError> {

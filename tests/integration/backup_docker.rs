@@ -57,14 +57,7 @@ service "writer" {{
 
     /// Runs and asserts success, returning stdout.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "sanctuary {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        crate::support::success_stdout(args, &self.run(args))
     }
 
     fn container(&self) -> String {

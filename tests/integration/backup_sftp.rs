@@ -163,14 +163,7 @@ backup "files" {{
 
     /// Runs sanctuary and asserts success, returning stdout.
     fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "sanctuary {args:?} failed: {}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        crate::support::success_stdout(args, &self.run(args))
     }
 
     /// Runs plain rclone against the remote and asserts success, returning stdout.

@@ -286,3 +286,15 @@ fn labels_are_read_from_single_and_multi_line_snippets() {
         vec![(3, "first".to_string()), (4, "both given".to_string())]
     );
 }
+
+/// The stdout of a finished `sanctuary ARGS`, after asserting that it succeeded; a failure
+/// shows both streams.
+pub fn success_stdout(args: &[&str], out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "sanctuary {args:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
