@@ -14,11 +14,12 @@ use std::time::Instant;
 use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
+use crate::backend::names;
 use crate::backend::{Backend, BackendError, ContainerState};
 use crate::exec::{Executor, NodeCtx, Outcome};
 use crate::fingerprint::salt::Salt;
 use crate::manifest::{Condition, Kind, Manifest, NodeId};
-use crate::plan::{desired, names};
+use crate::plan::desired;
 use crate::state::{NodeRecord, RecordResult, StateFile};
 
 /// Realises apply-graph nodes against a backend.

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use super::{Backend, ImageBuild};
-use crate::plan::names;
+use crate::backend::names;
 
 const DOCKERFILE: &str = "FROM scratch\nCOPY busybox /bin/busybox\n\
                           RUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\n";

@@ -16,6 +16,7 @@ pub mod fake;
 pub mod helper;
 pub mod info;
 mod log_lines;
+pub mod names;
 pub mod spec;
 
 use std::collections::BTreeMap;

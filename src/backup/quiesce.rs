@@ -14,9 +14,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::backend::names;
 use crate::backend::{Backend, ContainerState};
 use crate::manifest::{Manifest, Quiesce, QuiesceMode};
-use crate::plan::names;
 
 use super::run_error::RunError;
 

@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
+use crate::backend::names;
 use crate::backend::Backend;
 use crate::manifest::{self, BackupSource, Manifest};
-use crate::plan::names;
 
 use super::archive::{ArchiveOptions, Source};
 use super::catalog::{list_snapshots, Catalog};

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures_util::StreamExt;
 
+use crate::backend::names;
 use crate::backend::{Backend, BackendError, ContainerSpec, MountSource, MountSpec, TarChunks};
-use crate::plan::names;
 
 use super::run_error::RunError;
 

@@ -16,8 +16,8 @@ use clap::{Args as _, FromArgMatches as _};
 use super::test::{apply_nodes, run_tests, select, TestOpts};
 use super::Context;
 use crate::backend::docker::DockerBackend;
+use crate::backend::names;
 use crate::error::{Error, ExitCode, Result};
-use crate::plan::names;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -8,9 +8,9 @@ use futures_util::StreamExt;
 
 use super::engine;
 use super::Context;
+use crate::backend::names;
 use crate::backend::{ContainerState, HealthState, LabelFilter, LogStream};
 use crate::error::{Error, ExitCode, Result};
-use crate::plan::names;
 use crate::state::{Lock, StateFile};
 
 #[derive(Debug, clap::Args)]

@@ -9,7 +9,7 @@ use std::path::Path;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::names;
+use crate::backend::names;
 use crate::backend::{self, ContainerSpec, ImageBuild};
 use crate::fingerprint::salt::Salt;
 use crate::manifest::{

@@ -6,7 +6,6 @@
 
 pub mod desired;
 pub mod diff;
-pub mod names;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -14,7 +13,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::backend::{Backend, BackendError, ContainerState, LabelFilter};
+use crate::backend::{names, Backend, BackendError, ContainerState, LabelFilter};
 use crate::fingerprint::salt::Salt;
 use crate::graph::Graph;
 use crate::manifest::{Kind, Manifest, NodeId};

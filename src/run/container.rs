@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
+use crate::backend::names;
 use crate::backend::{self, Backend, ContainerSpec};
 use crate::manifest::{ImageRef, Manifest};
-use crate::plan::{desired, names};
+use crate::plan::desired;
 
 /// How a script in a container ended.
 #[derive(Debug)]

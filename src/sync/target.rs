@@ -30,10 +30,10 @@ use super::host_side::HostSide;
 use super::model::{ConflictPolicy, EntryKind, Mode, RelPath, RootKind};
 use super::rewrite::{RewriteError, Rule, RuleSet};
 use super::side::Side;
+use crate::backend::names;
 use crate::backend::{Backend, BackendError, ContainerSpec, ContainerState};
 use crate::backend::{MountSource as BackendMount, MountSpec};
 use crate::manifest::{Kind, Manifest, MountSource, NodeId, Sync, SyncTarget};
-use crate::plan::names;
 
 /// Where the helper container mounts a synced volume.
 pub const HELPER_MOUNT: &str = "/sync";

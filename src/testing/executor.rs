@@ -16,13 +16,14 @@ use futures_util::future::BoxFuture;
 use futures_util::FutureExt;
 
 use super::probe::{http_probe, tcp_probe};
+use crate::backend::names;
 use crate::backend::Backend;
 use crate::cache::Cache;
 use crate::exec::process::{run_host, HostCommand};
 use crate::exec::{Executor, NodeCtx, Outcome};
 use crate::fingerprint::{hash_inputs, Key, Spec, StatCache};
 use crate::manifest::{ImageRef, Kind, Manifest, NodeId, Test, TestCheck};
-use crate::plan::{desired, names};
+use crate::plan::desired;
 
 /// What a finished test left for the report: its output (empty when cached).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
