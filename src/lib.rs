@@ -22,6 +22,7 @@ pub mod secrets;
 pub mod state;
 pub mod sync;
 pub mod testing;
+pub mod topo;
 
 /// Runs the command line and returns the process exit code.
 pub fn run() -> i32 {

@@ -93,7 +93,7 @@ impl<N: NodeLabel> Dag<N> {
                 dependents[d].push(i);
             }
         }
-        if let Some(cycle) = find_cycle(&clean) {
+        if let Some(cycle) = crate::topo::find_cycle(&clean) {
             return Err(DagError::Cycle {
                 path: cycle.into_iter().map(|i| labels[i].clone()).collect(),
             });
@@ -137,48 +137,6 @@ impl<N> Dag<N> {
     pub fn dependents(&self, i: usize) -> &[usize] {
         &self.dependents[i]
     }
-}
-
-/// Depth-first search with colours; returns one cycle as a closed path of indices.
-/// Iterative, so a long chain cannot overflow the stack.
-fn find_cycle(deps: &[Vec<usize>]) -> Option<Vec<usize>> {
-    #[derive(Clone, Copy, PartialEq)]
-    enum Mark {
-        New,
-        OnPath,
-        Done,
-    }
-    let mut mark = vec![Mark::New; deps.len()];
-    for root in 0..deps.len() {
-        if mark[root] != Mark::New {
-            continue;
-        }
-        // Each frame is (node, next dependency position to look at).
-        let mut stack: Vec<(usize, usize)> = vec![(root, 0)];
-        mark[root] = Mark::OnPath;
-        while let Some(&mut (node, ref mut pos)) = stack.last_mut() {
-            if let Some(&next) = deps[node].get(*pos) {
-                *pos += 1;
-                match mark[next] {
-                    Mark::New => {
-                        mark[next] = Mark::OnPath;
-                        stack.push((next, 0));
-                    }
-                    Mark::OnPath => {
-                        let start = stack.iter().position(|&(n, _)| n == next).unwrap_or(0);
-                        let mut path: Vec<usize> = stack[start..].iter().map(|&(n, _)| n).collect();
-                        path.push(next);
-                        return Some(path);
-                    }
-                    Mark::Done => {}
-                }
-            } else {
-                mark[node] = Mark::Done;
-                stack.pop();
-            }
-        }
-    }
-    None
 }
 
 #[cfg(test)]

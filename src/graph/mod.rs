@@ -10,21 +10,10 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 
-use crate::manifest::{
-    Condition, ImageRef, Kind, Manifest, MountSource, NodeId, SyncTarget, TestCheck,
-};
+pub use crate::manifest::EdgeKind;
+use crate::manifest::{Manifest, NodeId};
 
 pub use render::Format;
-
-/// Why one node depends on another.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum EdgeKind {
-    /// Declared with `depends-on`, waiting for this condition.
-    DependsOn(Condition),
-    /// Implied by a reference (image, volume, network, secret, needs…).
-    Uses,
-}
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct Edge {
@@ -51,114 +40,19 @@ impl Graph {
             .map(|(i, n)| (n, i))
             .collect();
         let mut deps: Vec<BTreeSet<Edge>> = vec![BTreeSet::new(); nodes.len()];
-        let mut add = |from: &NodeId, to: NodeId, kind: EdgeKind| {
-            if let (Some(&f), Some(&t)) = (index.get(from), index.get(&to)) {
-                // A declared condition is stronger than the implied edge to the same node.
-                if kind == EdgeKind::Uses && deps[f].iter().any(|e| e.to == t) {
-                    return;
-                }
-                deps[f].retain(|e| !(e.to == t && e.kind == EdgeKind::Uses));
-                deps[f].insert(Edge { to: t, kind });
+        for r in m.references() {
+            let (Some(&f), Some(&t)) = (index.get(&r.from), index.get(&r.to)) else {
+                continue;
+            };
+            // A declared condition is stronger than the implied edge to the same node.
+            if r.kind == EdgeKind::Uses && deps[f].iter().any(|e| e.to == t) {
+                continue;
             }
-        };
-        let declared =
-            |d: &crate::manifest::Dependency| (d.node.clone(), EdgeKind::DependsOn(d.condition));
-        let image = |r: &ImageRef| match r {
-            ImageRef::Declared(n) => Some(NodeId::new(Kind::Image, n.clone())),
-            ImageRef::External(_) => None,
-        };
-
-        for i in m.images.values() {
-            let me = NodeId::new(Kind::Image, &i.name);
-            for d in &i.depends_on {
-                let (to, k) = declared(d);
-                add(&me, to, k);
-            }
-        }
-        for s in m.services.values() {
-            let me = NodeId::new(Kind::Service, &s.name);
-            for d in &s.depends_on {
-                let (to, k) = declared(d);
-                add(&me, to, k);
-            }
-            if let Some(img) = image(&s.image) {
-                add(&me, img, EdgeKind::Uses);
-            }
-            for mnt in &s.mounts {
-                if let MountSource::Volume(v) = &mnt.source {
-                    add(&me, NodeId::new(Kind::Volume, v), EdgeKind::Uses);
-                }
-            }
-            for n in &s.networks {
-                add(&me, NodeId::new(Kind::Network, &n.network), EdgeKind::Uses);
-            }
-            for se in &s.secret_env {
-                add(&me, NodeId::new(Kind::Secret, &se.secret), EdgeKind::Uses);
-            }
-            for sf in &s.secret_files {
-                add(&me, NodeId::new(Kind::Secret, &sf.secret), EdgeKind::Uses);
-            }
-        }
-        for t in m.tasks.values() {
-            let me = NodeId::new(Kind::Task, &t.name);
-            for d in &t.depends_on {
-                let (to, k) = declared(d);
-                add(&me, to, k);
-            }
-            if let Some(img) = t.image.as_ref().and_then(image) {
-                add(&me, img, EdgeKind::Uses);
-            }
-            for se in &t.secret_env {
-                add(&me, NodeId::new(Kind::Secret, &se.secret), EdgeKind::Uses);
-            }
-        }
-        for t in m.tests.values() {
-            let me = NodeId::new(Kind::Test, &t.name);
-            for d in &t.depends_on {
-                let (to, k) = declared(d);
-                add(&me, to, k);
-            }
-            for n in &t.needs {
-                add(
-                    &me,
-                    NodeId::new(Kind::Service, n),
-                    EdgeKind::DependsOn(Condition::Started),
-                );
-            }
-            match &t.check {
-                TestCheck::Command {
-                    image: Some(img), ..
-                } => {
-                    if let Some(img) = image(img) {
-                        add(&me, img, EdgeKind::Uses);
-                    }
-                }
-                TestCheck::Exec { service, .. } => {
-                    add(&me, NodeId::new(Kind::Service, service), EdgeKind::Uses);
-                }
-                _ => {}
-            }
-        }
-        for b in m.backups.values() {
-            let me = NodeId::new(Kind::Backup, &b.name);
-            for d in &b.depends_on {
-                let (to, k) = declared(d);
-                add(&me, to, k);
-            }
-            if let crate::manifest::BackupSource::Volume(v) = &b.source {
-                add(&me, NodeId::new(Kind::Volume, v), EdgeKind::Uses);
-            }
-        }
-        for s in m.syncs.values() {
-            let me = NodeId::new(Kind::Sync, &s.name);
-            match &s.target {
-                SyncTarget::Volume { name, .. } => {
-                    add(&me, NodeId::new(Kind::Volume, name), EdgeKind::Uses)
-                }
-                SyncTarget::Service { name, .. } => {
-                    add(&me, NodeId::new(Kind::Service, name), EdgeKind::Uses)
-                }
-            }
+            deps[f].retain(|e| !(e.to == t && e.kind == EdgeKind::Uses));
+            deps[f].insert(Edge {
+                to: t,
+                kind: r.kind,
+            });
         }
         Graph {
             nodes,
@@ -194,39 +88,24 @@ impl Graph {
 
     /// Every cycle, as the nodes of each strongly connected component that has one.
     pub fn cycles(&self) -> Vec<Vec<NodeId>> {
-        tarjan(&self.deps)
+        crate::topo::cycles(&self.adjacency())
             .into_iter()
-            .filter(|c| c.len() > 1 || self.deps[c[0]].iter().any(|e| e.to == c[0]))
-            .map(|mut c| {
-                c.sort_unstable();
-                c.into_iter().map(|i| self.nodes[i].clone()).collect()
-            })
+            .map(|c| c.into_iter().map(|i| self.nodes[i].clone()).collect())
             .collect()
     }
 
     /// Dependencies before dependents; ties broken by declaration order, so output is stable.
     /// `None` when the graph has a cycle (the manifest validator reports those first).
     pub fn topo_order(&self) -> Option<Vec<usize>> {
-        let n = self.nodes.len();
-        let mut remaining: Vec<usize> = self.deps.iter().map(Vec::len).collect();
-        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
-        for (i, edges) in self.deps.iter().enumerate() {
-            for e in edges {
-                dependents[e.to].push(i);
-            }
-        }
-        let mut ready: BTreeSet<usize> = (0..n).filter(|&i| remaining[i] == 0).collect();
-        let mut order = Vec::with_capacity(n);
-        while let Some(i) = ready.pop_first() {
-            order.push(i);
-            for &d in &dependents[i] {
-                remaining[d] -= 1;
-                if remaining[d] == 0 {
-                    ready.insert(d);
-                }
-            }
-        }
-        (order.len() == n).then_some(order)
+        crate::topo::order(&self.adjacency())
+    }
+
+    /// The dependency indices of every node, without edge kinds.
+    pub fn adjacency(&self) -> Vec<Vec<usize>> {
+        self.deps
+            .iter()
+            .map(|edges| edges.iter().map(|e| e.to).collect())
+            .collect()
     }
 
     /// The subgraph that `targets` need: the targets and everything they depend on,
@@ -315,61 +194,10 @@ impl Graph {
     }
 }
 
-/// Tarjan's strongly connected components, iterative so deep graphs cannot overflow the stack.
-fn tarjan(deps: &[Vec<Edge>]) -> Vec<Vec<usize>> {
-    let n = deps.len();
-    let mut index = vec![usize::MAX; n];
-    let mut low = vec![0; n];
-    let mut on_stack = vec![false; n];
-    let mut stack = Vec::new();
-    let mut out = Vec::new();
-    let mut next = 0;
-    for root in 0..n {
-        if index[root] != usize::MAX {
-            continue;
-        }
-        let mut work: Vec<(usize, usize)> = vec![(root, 0)];
-        while let Some(&mut (v, ref mut child)) = work.last_mut() {
-            if *child == 0 && index[v] == usize::MAX {
-                index[v] = next;
-                low[v] = next;
-                next += 1;
-                stack.push(v);
-                on_stack[v] = true;
-            }
-            if let Some(e) = deps[v].get(*child) {
-                *child += 1;
-                let w = e.to;
-                if index[w] == usize::MAX {
-                    work.push((w, 0));
-                } else if on_stack[w] {
-                    low[v] = low[v].min(index[w]);
-                }
-            } else {
-                work.pop();
-                if let Some(&(parent, _)) = work.last() {
-                    low[parent] = low[parent].min(low[v]);
-                }
-                if low[v] == index[v] {
-                    let mut comp = Vec::new();
-                    while let Some(w) = stack.pop() {
-                        on_stack[w] = false;
-                        comp.push(w);
-                        if w == v {
-                            break;
-                        }
-                    }
-                    out.push(comp);
-                }
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::manifest::Kind;
 
     fn edges(list: &[&[usize]]) -> Vec<Vec<Edge>> {
         list.iter()
@@ -438,22 +266,5 @@ mod tests {
             f.dependencies(1).iter().map(|e| e.to).collect::<Vec<_>>(),
             vec![0]
         );
-    }
-
-    #[test]
-    fn deep_chains_do_not_overflow() {
-        let list: Vec<Vec<Edge>> = (0..100_000)
-            .map(|i| {
-                if i == 0 {
-                    vec![]
-                } else {
-                    vec![Edge {
-                        to: i - 1,
-                        kind: EdgeKind::Uses,
-                    }]
-                }
-            })
-            .collect();
-        assert!(tarjan(&list).iter().all(|c| c.len() == 1));
     }
 }

@@ -9,6 +9,7 @@ pub mod interpolate;
 mod model;
 mod parallel_parse;
 pub mod raw;
+mod references;
 mod resolve;
 pub mod values;
 
@@ -17,8 +18,7 @@ use std::path::{Path, PathBuf};
 
 pub use diagnostic::{Diag, ManifestError, ManifestWarnings};
 pub use model::*;
-
-use crate::graph::Graph;
+pub use references::{EdgeKind, Reference};
 
 /// The file name looked for when no `-f` is given.
 pub const FILE_NAME: &str = "Sanctuary.kdl";
@@ -111,30 +111,7 @@ pub fn load_str(
 
     // A cycle is named in full. Edges of nodes that failed to resolve are missing, but any
     // cycle found among the rest is real.
-    {
-        let graph = Graph::from_manifest(&manifest);
-        for cycle in graph.cycles() {
-            let mut d = match cycle.as_slice() {
-                [only] => Diag::error(format!("{only} depends on itself"))
-                    .help("remove the dependency on itself"),
-                _ => Diag::error(format!("dependency cycle: {}", cycle_text(&graph, &cycle)))
-                    .help("break the cycle by removing one of these dependencies"),
-            };
-            for id in &cycle {
-                if let Some(span) = node_span(&manifest, id) {
-                    d = d.label(
-                        span,
-                        if cycle.len() == 1 {
-                            format!("{id} lists itself in depends-on")
-                        } else {
-                            format!("{id} is part of the cycle")
-                        },
-                    );
-                }
-            }
-            diags.push(d);
-        }
-    }
+    diags.extend(cycle_diagnostics(&manifest));
     let (errors, mut warns): (Vec<Diag>, Vec<Diag>) = diags.into_iter().partition(Diag::is_error);
     if !errors.is_empty() {
         // Warnings are judged on the resolved model, which lacks whatever failed to resolve
@@ -148,36 +125,55 @@ pub fn load_str(
     Ok(Loaded { manifest, warnings })
 }
 
-/// `a → b → c → a`, following the graph's edges around the cycle.
-fn cycle_text(graph: &Graph, cycle: &[NodeId]) -> String {
-    let members: Vec<usize> = cycle.iter().filter_map(|n| graph.index_of(n)).collect();
-    let Some(&start) = members.first() else {
-        return String::new();
-    };
-    let mut path = vec![start];
-    let mut cur = start;
-    for _ in 0..members.len() {
-        let next = graph
-            .dependencies(cur)
-            .iter()
-            .map(|e| e.to)
-            .find(|t| members.contains(t) && (!path.contains(t) || *t == start));
-        match next {
-            Some(n) if n == start => {
-                path.push(n);
-                break;
+/// One error per dependency cycle: its members in edge order in the message, and a label on
+/// every reference that closes it — the `depends-on` entry, or the node that uses another.
+fn cycle_diagnostics(m: &Manifest) -> Vec<Diag> {
+    let ids = m.node_ids();
+    let index: HashMap<&NodeId, usize> = ids.iter().enumerate().map(|(i, n)| (n, i)).collect();
+    let refs = m.references();
+    let mut deps: Vec<Vec<usize>> = vec![Vec::new(); ids.len()];
+    for r in &refs {
+        if let (Some(&f), Some(&t)) = (index.get(&r.from), index.get(&r.to)) {
+            if !deps[f].contains(&t) {
+                deps[f].push(t);
             }
-            Some(n) => {
-                path.push(n);
-                cur = n;
-            }
-            None => break,
         }
     }
-    path.iter()
-        .map(|&i| graph.node(i).to_string())
-        .collect::<Vec<_>>()
-        .join(" → ")
+    let mut out = Vec::new();
+    for component in crate::topo::cycles(&deps) {
+        let path = crate::topo::close_path(&deps, &component);
+        let text: Vec<String> = path.iter().map(|&i| ids[i].to_string()).collect();
+        let mut d = match component.as_slice() {
+            [only] => Diag::error(format!("{} depends on itself", ids[*only]))
+                .help("remove the dependency on itself"),
+            _ => Diag::error(format!("dependency cycle: {}", text.join(" → ")))
+                .help("break the cycle by removing one of these dependencies"),
+        };
+        let members: std::collections::HashSet<&NodeId> =
+            component.iter().map(|&i| &ids[i]).collect();
+        let mut labelled = std::collections::HashSet::new();
+        for r in &refs {
+            if !(members.contains(&r.from) && members.contains(&r.to)) {
+                continue;
+            }
+            if !labelled.insert((&r.from, &r.to)) {
+                continue;
+            }
+            let (span, text) = match r.span {
+                Some(span) if r.from == r.to => {
+                    (span, format!("{} lists itself in depends-on", r.from))
+                }
+                Some(span) => (span, format!("{} depends on {}", r.from, r.to)),
+                None => match node_span(m, &r.from) {
+                    Some(span) => (span, format!("{} uses {}", r.from, r.to)),
+                    None => continue,
+                },
+            };
+            d = d.label(span, text);
+        }
+        out.push(d);
+    }
+    out
 }
 
 fn node_span(m: &Manifest, id: &NodeId) -> Option<Span> {

@@ -119,6 +119,9 @@ impl From<Span> for miette::SourceSpan {
 pub struct Dependency {
     pub node: NodeId,
     pub condition: Condition,
+    /// Where the name was written in the `depends-on` entry.
+    #[serde(skip)]
+    pub span: Span,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -432,6 +435,7 @@ pub struct Sync {
     pub file_mode: Option<u32>,
     pub quiet_period: Duration,
     pub on_apply: bool,
+    pub depends_on: Vec<Dependency>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -519,6 +519,8 @@ pub struct Sync {
     pub quiet_period: Option<Duration>,
     #[knuffel(child, unwrap(argument))]
     pub on_apply: Option<bool>,
+    #[knuffel(children(name = "depends-on"))]
+    pub depends_on: Vec<DependsOn>,
 }
 
 /// `volume "claude-home" path="/home/node/.claude"` inside a sync rule.

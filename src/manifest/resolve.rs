@@ -173,7 +173,11 @@ impl<'a> Resolver<'a> {
             let cond_span = d.condition.as_ref().map(|c| at(c.span()));
             for n in &d.names {
                 if let Some(node) = self.dependency(n) {
-                    let dep = Dependency { node, condition };
+                    let dep = Dependency {
+                        node,
+                        condition,
+                        span: span(n),
+                    };
                     located.push((dep.clone(), cond_span.unwrap_or(at(n.span()))));
                     out.push(dep);
                 }
@@ -1134,6 +1138,7 @@ fn resolve_backup(r: &mut Resolver, b: &raw::Backup) -> Option<Backup> {
 fn resolve_sync(r: &mut Resolver, s: &raw::Sync) -> Option<Sync> {
     let name = s.name.to_string();
     let role = format!("sync `{name}`");
+    let depends_on = r.depends_on(&role, &s.depends_on);
     let host = match &s.host {
         Some(h) => Some(r.path(h)),
         None => {
@@ -1258,6 +1263,7 @@ fn resolve_sync(r: &mut Resolver, s: &raw::Sync) -> Option<Sync> {
             .quiet_period
             .unwrap_or(Duration(std::time::Duration::from_millis(500))),
         on_apply: s.on_apply.unwrap_or(false),
+        depends_on,
     })
 }
 

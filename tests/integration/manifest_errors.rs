@@ -465,9 +465,9 @@ task "c" {
 "#,
     );
     out.stderr_has("dependency cycle")
-        .label_at(2, "task.a is part of the cycle")
-        .label_at(6, "task.b is part of the cycle")
-        .label_at(10, "task.c is part of the cycle");
+        .label_at(4, "task.a depends on task.b")
+        .label_at(8, "task.b depends on task.c")
+        .label_at(12, "task.c depends on task.a");
     let heading = out
         .stderr
         .lines()
@@ -481,7 +481,7 @@ task "c" {
 
 case!(
     self_dependency,
-    2,
+    4,
     "lists itself in depends-on",
     r#"project "demo"
 task "loop" {
@@ -490,6 +490,22 @@ task "loop" {
 }
 "#,
     has = "task.loop depends on itself",
+);
+
+case!(
+    cycle_through_an_implied_use,
+    6,
+    "service.web uses image.app",
+    r#"project "demo"
+image "app" {
+    context "."
+    depends-on "web"
+}
+service "web" {
+    image "app"
+}
+"#,
+    has = "image.app depends on service.web",
 );
 
 #[test]
@@ -755,7 +771,7 @@ task "loop" {
     out.stderr_has("the manifest has 7 errors");
     // One summary heading plus one per error.
     assert_eq!(out.error_headings(), 8, "{}", out.stderr);
-    for line in [2, 4, 8, 9, 13, 15, 18] {
+    for line in [2, 4, 8, 9, 13, 15, 20] {
         assert!(
             out.labels().iter().any(|(l, _)| *l == line),
             "no label on line {line}: {:?}\n{}",
