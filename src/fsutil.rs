@@ -3,10 +3,21 @@
 //! Every file sanctuary keeps (state, cache entries, backup manifests, sync bases) is written
 //! to a temporary name in the same directory, fsynced, and renamed over the target, so a
 //! crash leaves either the old file or the new one, never half of either.
+//!
+//! Records that are cheap to lose but written once per node — a task's last success — use
+//! [`write_atomic_deferred`]: the same temporary file and rename, so a killed process never
+//! leaves half of one, with the fsyncs made once for all of them by [`flush_deferred`] at the
+//! end of the command. Only a power cut before that can lose such a record, and a lost
+//! record only makes its node run again.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Files renamed into place whose fsync is still owed.
+static DEFERRED: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 
 /// Writes `bytes` to `path` atomically: temp file beside it, fsync, rename, fsync the directory.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
@@ -18,6 +29,36 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     tmp.persist(path).map_err(|e| e.error)?;
     sync_dir(dir);
     Ok(())
+}
+
+/// Writes `bytes` to `path` atomically as [`write_atomic`] does, leaving the fsyncs to
+/// [`flush_deferred`].
+pub fn write_atomic_deferred(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let dir = parent_dir(path);
+    fs::create_dir_all(dir)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    DEFERRED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(path.to_path_buf());
+    Ok(())
+}
+
+/// Makes every [`write_atomic_deferred`] so far durable: each file, then each directory.
+pub fn flush_deferred() {
+    let paths = std::mem::take(&mut *DEFERRED.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut dirs = BTreeSet::new();
+    for p in &paths {
+        if let Ok(f) = File::open(p) {
+            let _ = f.sync_all();
+        }
+        dirs.insert(parent_dir(p).to_path_buf());
+    }
+    for d in dirs {
+        sync_dir(&d);
+    }
 }
 
 /// Creates a temporary file beside `path` for a caller that streams into it, then calls

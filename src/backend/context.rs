@@ -1,4 +1,7 @@
-//! Packs an image build context into a tar archive, leaving out what `.dockerignore` excludes.
+//! Packs an image build context into a tar archive, leaving out what `.dockerignore` excludes
+//! and whatever sanctuary itself writes inside the context (its state directory, backup
+//! copies), whatever `.dockerignore` says: those change on every run and would make every
+//! apply rebuild. [`context_entries`] lists what would be sent, for fingerprints.
 //!
 //! `.dockerignore` patterns are always relative to the context root (unlike `.gitignore`,
 //! where a bare `foo` matches at any depth), so each pattern is anchored at the root before
@@ -13,9 +16,45 @@ use ignore::gitignore::{Gitignore, GitignoreBuilder};
 
 use super::error::BackendError;
 
-/// Tars `context_dir` in memory, entries in a stable order, honouring `.dockerignore`.
-/// `dockerfile` is relative to the context and always included.
-pub fn tar_context(context_dir: &Path, dockerfile: &Path) -> Result<Vec<u8>, BackendError> {
+/// One entry of a build context, in the order it is sent.
+#[derive(Debug, Clone)]
+pub struct ContextEntry {
+    /// Relative to the context directory.
+    pub rel: PathBuf,
+    /// Absolute.
+    pub path: PathBuf,
+    /// From the walk (not following symlinks).
+    pub metadata: fs::Metadata,
+}
+
+/// Tars `context_dir` in memory, entries in a stable order, honouring `.dockerignore` and
+/// never descending into `exclude`. `dockerfile` is relative to the context and always
+/// included.
+pub fn tar_context(
+    context_dir: &Path,
+    dockerfile: &Path,
+    exclude: &[PathBuf],
+) -> Result<Vec<u8>, BackendError> {
+    let read_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| BackendError::BuildContext { path, source }
+    };
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.follow_symlinks(false);
+    for entry in context_entries(context_dir, dockerfile, exclude)? {
+        builder
+            .append_path_with_name(&entry.path, &entry.rel)
+            .map_err(read_err(&entry.path))?;
+    }
+    builder.into_inner().map_err(read_err(context_dir))
+}
+
+/// What [`tar_context`] sends, without reading any file.
+pub fn context_entries(
+    context_dir: &Path,
+    dockerfile: &Path,
+    exclude: &[PathBuf],
+) -> Result<Vec<ContextEntry>, BackendError> {
     let read_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| BackendError::BuildContext { path, source }
@@ -30,11 +69,12 @@ pub fn tar_context(context_dir: &Path, dockerfile: &Path) -> Result<Vec<u8>, Bac
     let ignore = load_dockerignore(context_dir)?;
     let always: [PathBuf; 2] = [dockerfile.to_path_buf(), PathBuf::from(".dockerignore")];
 
-    let mut builder = tar::Builder::new(Vec::new());
-    builder.follow_symlinks(false);
+    let mut out = Vec::new();
+    let exclude: Vec<PathBuf> = exclude.to_vec();
     let walker = ignore::WalkBuilder::new(context_dir)
         .standard_filters(false)
         .sort_by_file_name(|a, b| a.cmp(b))
+        .filter_entry(move |e| !exclude.iter().any(|x| e.path() == x))
         .build();
     for entry in walker {
         let entry = entry.map_err(|e| BackendError::BuildContext {
@@ -57,11 +97,14 @@ pub fn tar_context(context_dir: &Path, dockerfile: &Path) -> Result<Vec<u8>, Bac
         if excluded && !always.iter().any(|a| a == rel) {
             continue;
         }
-        builder
-            .append_path_with_name(path, rel)
-            .map_err(read_err(path))?;
+        let metadata = fs::symlink_metadata(path).map_err(read_err(path))?;
+        out.push(ContextEntry {
+            rel: rel.to_path_buf(),
+            path: path.to_path_buf(),
+            metadata,
+        });
     }
-    builder.into_inner().map_err(read_err(context_dir))
+    Ok(out)
 }
 
 fn load_dockerignore(context_dir: &Path) -> Result<Gitignore, BackendError> {
@@ -135,7 +178,7 @@ mod tests {
         write(d, "a.tmp", "x");
         write(d, "keep.tmp", "x");
         write(d, "src/main.rs", "x");
-        let names = names(&tar_context(d, Path::new("Dockerfile")).unwrap());
+        let names = names(&tar_context(d, Path::new("Dockerfile"), &[]).unwrap());
         assert_eq!(
             names,
             vec![
@@ -157,13 +200,28 @@ mod tests {
         write(d, "build/Dockerfile", "FROM scratch\n");
         write(d, "build/other", "x");
         write(d, ".dockerignore", "build\n");
-        let names = names(&tar_context(d, Path::new("build/Dockerfile")).unwrap());
+        let names = names(&tar_context(d, Path::new("build/Dockerfile"), &[]).unwrap());
         assert_eq!(names, vec![".dockerignore", "build/Dockerfile"]);
     }
 
     #[test]
+    fn what_sanctuary_writes_is_never_sent_whatever_dockerignore_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(d, "Dockerfile", "FROM scratch\n");
+        write(d, ".dockerignore", "!.sanctuary\n");
+        write(d, ".sanctuary/state.json", "{}");
+        write(d, "backups/snap.tar.zst", "x");
+        write(d, "app.js", "x");
+        let exclude = [d.join(".sanctuary"), d.join("backups")];
+        let names = names(&tar_context(d, Path::new("Dockerfile"), &exclude).unwrap());
+        assert_eq!(names, vec![".dockerignore", "Dockerfile", "app.js"]);
+    }
+
+    #[test]
     fn a_missing_context_names_the_path() {
-        let err = tar_context(Path::new("/no/such/context"), Path::new("Dockerfile")).unwrap_err();
+        let err =
+            tar_context(Path::new("/no/such/context"), Path::new("Dockerfile"), &[]).unwrap_err();
         assert!(err.to_string().contains("/no/such/context"), "{err}");
     }
 }

@@ -14,8 +14,9 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptions, CreateImageOptions, DownloadFromContainerOptions,
-    ListContainersOptions, ListNetworksOptions, ListVolumesOptions, LogsOptions,
-    RemoveContainerOptions, RemoveVolumeOptions, StopContainerOptions, UploadToContainerOptions,
+    ListContainersOptions, ListImagesOptions, ListNetworksOptions, ListVolumesOptions, LogsOptions,
+    RemoveContainerOptions, RemoveImageOptions, RemoveVolumeOptions, StopContainerOptions,
+    UploadToContainerOptions,
 };
 use bollard::Docker;
 use futures_util::future::BoxFuture;
@@ -80,7 +81,7 @@ impl DockerBackend {
     }
 
     async fn build(&self, build: &ImageBuild, on_output: OutputSink<'_>) -> Result<String> {
-        let tar = tar_context(&build.context_dir, &build.dockerfile)?;
+        let tar = tar_context(&build.context_dir, &build.dockerfile, &build.exclude)?;
         let options = BuildImageOptions {
             dockerfile: build.dockerfile.to_string_lossy().replace('\\', "/"),
             t: Some(build.tag.clone()),
@@ -88,6 +89,7 @@ impl DockerBackend {
             forcerm: true,
             buildargs: Some(to_hash(&build.build_args)),
             labels: Some(to_hash(&build.labels)),
+            target: build.target.clone().unwrap_or_default(),
             ..Default::default()
         };
         let failed = |step: &Option<String>, message: String| BackendError::BuildFailed {
@@ -679,6 +681,47 @@ impl Backend for DockerBackend {
 
     fn pull_image<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(self.pull(reference))
+    }
+
+    fn list_images<'a>(&'a self, filter: &'a LabelFilter) -> BoxFuture<'a, Result<Vec<ImageInfo>>> {
+        Box::pin(async move {
+            let filters = HashMap::from([("label".to_string(), filter.to_docker_filters())]);
+            let options = ListImagesOptions {
+                filters: Some(filters),
+                ..Default::default()
+            };
+            let images = self
+                .docker
+                .list_images(Some(options))
+                .await
+                .map_err(|e| failed(Action::ListImages, "", e))?;
+            Ok(images
+                .into_iter()
+                .map(|i| ImageInfo {
+                    id: i.id,
+                    tags: i.repo_tags,
+                    labels: i.labels.into_iter().collect(),
+                })
+                .collect())
+        })
+    }
+
+    fn remove_image<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let options = RemoveImageOptions {
+                force: true,
+                noprune: true,
+                ..Default::default()
+            };
+            match self.docker.remove_image(id, Some(options), None).await {
+                Ok(_) => Ok(()),
+                Err(e) if status(&e) == Some(404) => Err(BackendError::NotFound {
+                    kind: ObjectKind::Image,
+                    name: id.to_string(),
+                }),
+                Err(e) => Err(failed(Action::RemoveImage, id, e)),
+            }
+        })
     }
 
     fn ensure_volume<'a>(

@@ -189,6 +189,13 @@ pub(crate) fn container_info(resp: ContainerInspectResponse) -> ContainerInfo {
         image: config.image.unwrap_or_default(),
         ports,
         health_output,
+        env: config
+            .env
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
     }
 }
 

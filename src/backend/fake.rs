@@ -220,6 +220,7 @@ impl World {
                 Vec::new()
             },
             health_output,
+            env: c.spec.env.clone(),
         })
     }
 }
@@ -291,6 +292,30 @@ impl Backend for FakeBackend {
                 reference: reference.to_string(),
                 reason: "the fake engine has no registry".to_string(),
             })
+        })
+    }
+
+    fn list_images<'a>(&'a self, filter: &'a LabelFilter) -> BoxFuture<'a, Result<Vec<ImageInfo>>> {
+        Box::pin(async move {
+            let w = self.enter(Action::ListImages, "")?;
+            let mut seen = BTreeSet::new();
+            Ok(w.images
+                .values()
+                .filter(|i| filter.matches(&i.labels) && seen.insert(i.id.clone()))
+                .cloned()
+                .collect())
+        })
+    }
+
+    fn remove_image<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let mut w = self.enter(Action::RemoveImage, id)?;
+            let before = w.images.len();
+            w.images.retain(|tag, i| i.id != id && tag != id);
+            if w.images.len() == before {
+                return Err(not_found(ObjectKind::Image, id));
+            }
+            Ok(())
         })
     }
 

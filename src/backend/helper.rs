@@ -37,7 +37,9 @@ pub async fn ensure_helper_image(backend: &dyn Backend, project: &str) -> Result
         context_dir: dir.path().to_path_buf(),
         dockerfile: PathBuf::from("Dockerfile"),
         build_args: Default::default(),
+        target: None,
         labels: names::labels(project, "sanctuary-helper", None),
+        exclude: Vec::new(),
     };
     backend
         .build_image(&build, &|_| {})

@@ -81,6 +81,8 @@ pub struct ContainerInfo {
     pub ports: Vec<PublishedPort>,
     /// Output of the most recent health-check runs, oldest first.
     pub health_output: Vec<String>,
+    /// The environment the container runs with (the image's own variables included).
+    pub env: BTreeMap<String, String>,
 }
 
 /// A port the daemon has published on the host.

@@ -66,6 +66,13 @@ pub trait Backend: Send + Sync {
     /// Pulls `reference` from its registry; [`BackendError::ImageUnavailable`] when it cannot.
     fn pull_image<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<()>>;
 
+    /// Local images whose labels match `filter`.
+    fn list_images<'a>(&'a self, filter: &'a LabelFilter) -> BoxFuture<'a, Result<Vec<ImageInfo>>>;
+
+    /// Removes an image by id or tag, keeping its parent layers: another build on the same
+    /// engine may be using them as its cache at this moment.
+    fn remove_image<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>>;
+
     /// Creates the volume unless it exists. Existing volumes are left as they are.
     fn ensure_volume<'a>(
         &'a self,

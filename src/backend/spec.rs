@@ -182,7 +182,11 @@ pub struct ImageBuild {
     /// Dockerfile path relative to `context_dir`.
     pub dockerfile: PathBuf,
     pub build_args: BTreeMap<String, String>,
+    /// The stage of a multi-stage Dockerfile to build.
+    pub target: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// Directories inside the context never sent: where sanctuary writes.
+    pub exclude: Vec<PathBuf>,
 }
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 //! `verify` and `prune`.
 //!
 //! The library calls are synchronous file work; Docker steps run on the given runtime with
-//! `block_on`, so this type is used from synchronous command code.
+//! `block_on`, so this type is used from synchronous code: a command's main thread, or a
+//! blocking thread the backup executor hands it to.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -94,14 +95,14 @@ impl RestoreTo {
 }
 
 /// The project's backups with a Docker connection.
-pub struct Runner<'a> {
+pub struct Runner {
     /// The manifest.
-    pub manifest: &'a Manifest,
+    pub manifest: Arc<Manifest>,
     /// The container engine; `None` when nothing asked of this runner needs it (backups of
     /// host paths with no services to quiesce).
     pub backend: Option<Arc<dyn Backend>>,
     /// Where Docker steps run.
-    pub rt: &'a tokio::runtime::Runtime,
+    pub rt: tokio::runtime::Handle,
 }
 
 fn lib(backup: &str, step: impl Into<String>) -> impl FnOnce(BackupError) -> RunError + '_ {
@@ -131,7 +132,7 @@ pub fn restore_needs_engine(b: &manifest::Backup, to: &RestoreTo) -> bool {
     }
 }
 
-impl Runner<'_> {
+impl Runner {
     /// The engine, or an error naming the backup that needed it.
     fn engine(&self, backup: &str) -> Result<&Arc<dyn Backend>, RunError> {
         self.backend.as_ref().ok_or_else(|| RunError::NoEngine {
@@ -179,7 +180,7 @@ impl Runner<'_> {
         }
         let (done, failed) =
             self.rt
-                .block_on(quiesce(backend, self.manifest, backup, q, journal, left));
+                .block_on(quiesce(backend, &self.manifest, backup, q, journal, left));
         let result = match failed {
             Some(e) => Err(e),
             None => work(),
@@ -419,7 +420,7 @@ impl Runner<'_> {
             backend, project, &b.name, volume, stream,
         ))?;
         let services = declared
-            .map(|v| consumers(self.manifest, v))
+            .map(|v| consumers(&self.manifest, v))
             .unwrap_or_default();
         let q = manifest::Quiesce {
             mode: manifest::QuiesceMode::Stop,

@@ -22,7 +22,8 @@ pub struct NodeRecord {
 }
 
 impl Cache {
-    /// Records `key` as the last success of its node (atomically, replacing the previous).
+    /// Records `key` as the last success of its node (atomically, replacing the previous;
+    /// durable once [`crate::fsutil::flush_deferred`] runs at the end of the command).
     pub fn record_success(&self, key: &Key) -> Result<NodeRecord, CacheError> {
         let record = NodeRecord {
             kind: key.kind.clone(),
@@ -36,7 +37,7 @@ impl Cache {
             path: path.clone(),
             source: io::Error::other(e),
         })?;
-        crate::fsutil::write_atomic(&path, &json)
+        crate::fsutil::write_atomic_deferred(&path, &json)
             .map_err(|source| CacheError::WriteRecord { path, source })?;
         Ok(record)
     }

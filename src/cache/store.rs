@@ -210,7 +210,7 @@ fn collect_outputs(root: &Path, outputs: &[String]) -> Result<Vec<InputFile>, Ca
         match expand(
             root,
             std::slice::from_ref(output),
-            ExpandOptions::everything(),
+            &ExpandOptions::everything(),
         ) {
             Ok(found) => files.extend(found),
             Err(InputError::MissingPath { .. } | InputError::NoMatch { .. }) => {

@@ -4,15 +4,18 @@
 //! Every backup named is attempted even when an earlier one fails; the exit code is 1 when
 //! any failed, 3 when the cause was the container engine.
 
+use std::sync::Arc;
+
 use chrono::Utc;
 
 use super::engine;
 use super::Context;
 use crate::backup::run_error::RunError;
-use crate::backup::runner::{self, backup_needs_engine, restore_needs_engine, RestoreTo, Runner};
+use crate::backup::runner::{self, restore_needs_engine, RestoreTo, Runner};
 use crate::backup::{Selector, VerifyLevel};
+use crate::engine::{Options, Selection};
 use crate::error::{Error, ExitCode, Result};
-use crate::manifest::{Backup, BackupSource, Manifest};
+use crate::manifest::{Backup, BackupSource, Kind, Manifest, NodeId};
 use crate::state::Lock;
 
 #[derive(Debug, clap::Args)]
@@ -99,103 +102,53 @@ fn to_error(e: &RunError) -> Error {
     }
 }
 
-/// Takes the backups of `targets`, printing per copy what happened. Used by `backup` and by
-/// `destroy --volumes`. Returns the first error after trying all.
-pub fn take_backups(runner: &Runner<'_>, targets: &[&Backup], json: bool) -> Result<()> {
-    let mut first: Option<Error> = None;
-    for b in targets {
-        let now = Utc::now();
-        match runner.backup(b, now) {
-            Ok(run) => {
-                if json {
-                    let outcome = match &run.report.outcome {
-                        crate::backup::BackupOutcome::Created(_) => "created",
-                        crate::backup::BackupOutcome::Unchanged(_) => "unchanged",
-                    };
-                    let copies: Vec<_> = run
-                        .copies
-                        .iter()
-                        .map(|c| serde_json::json!({"copy": c.copy, "ok": c.ok, "message": c.message}))
-                        .collect();
-                    println!(
-                        "{}",
-                        serde_json::json!({
-                            "event": "backup", "backup": b.name, "snapshot": run.report.id(),
-                            "outcome": outcome, "copies": copies,
-                            "skipped": run.report.skipped, "warnings": run.report.warnings,
-                        })
-                    );
-                } else {
-                    println!("backup {}", b.name);
-                    for c in &run.copies {
-                        println!("  {}: {}", c.copy, c.message);
-                    }
-                    for w in run.report.warnings.iter().chain(&run.report.skipped) {
-                        println!("  warning: {w}");
-                    }
-                }
-                if !run.all_copies_ok() && first.is_none() {
-                    first = Some(Error::Failed(format!(
-                        "backup {}: not every copy holds the snapshot",
-                        b.name
-                    )));
-                }
-            }
-            Err(e) => {
-                if !json {
-                    println!("backup {}: failed", b.name);
-                }
-                let err = to_error(&e);
-                if json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"event": "backup", "backup": b.name, "error": e.chain()})
-                    );
-                }
-                if first.is_none() {
-                    first = Some(err);
-                } else {
-                    eprintln!("{}", e.chain());
-                }
-            }
-        }
-    }
-    first.map_or(Ok(()), Err)
-}
-
-/// A runner, connected to Docker only when `needs_engine`.
-fn runner_for<'a>(
-    m: &'a Manifest,
-    rt: &'a tokio::runtime::Runtime,
+/// A runner for restores and the per-copy views, connected to Docker only when
+/// `needs_engine`.
+fn runner_for(
+    m: &Arc<Manifest>,
+    rt: &tokio::runtime::Runtime,
     needs_engine: bool,
-) -> Result<Runner<'a>> {
+) -> Result<Runner> {
     let backend = if needs_engine {
-        Some(rt.block_on(engine::docker())?)
+        Some(rt.block_on(crate::engine::connect())?)
     } else {
         None
     };
     Ok(Runner {
-        manifest: m,
+        manifest: Arc::clone(m),
         backend,
-        rt,
+        rt: rt.handle().clone(),
     })
 }
 
+/// `backup [NAME…]`: a walk of the backups and what they depend on (a task that dumps a
+/// database first); every backup is attempted even when another fails.
 pub fn backup(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
-    let loaded = ctx.load()?;
-    let m = loaded.manifest;
-    let targets = select(&m, &args.names)?;
+    let m = Arc::new(ctx.load()?.manifest);
+    let targets: Vec<NodeId> = select(&m, &args.names)?
+        .iter()
+        .map(|b| NodeId::new(Kind::Backup, &b.name))
+        .collect();
     if targets.is_empty() {
         println!("No backups are declared in the manifest.");
         return Ok(ExitCode::Ok);
     }
-    let _lock = Lock::acquire(&m.project.state_dir, "backup")?;
+    let session = engine::session(Arc::clone(&m), ctx.json, Options::default())?;
     let rt = engine::runtime()?;
-    // Backups of host paths with nothing to quiesce work without a Docker engine.
-    let needs_engine = targets.iter().any(|b| backup_needs_engine(b));
-    let runner = runner_for(&m, &rt, needs_engine)?;
-    take_backups(&runner, &targets, ctx.json)?;
-    Ok(ExitCode::Ok)
+    rt.block_on(async {
+        let plan = crate::engine::plan(&session, &Selection::Backups { targets }).await?;
+        let _lock = session.lock("backup")?;
+        let cancel = engine::interrupt_token();
+        let summary = crate::engine::walk(
+            &session,
+            &plan,
+            false,
+            engine::reporter(ctx.json),
+            cancel.clone(),
+        )
+        .await?;
+        Ok(crate::engine::exit_code(&summary, &cancel))
+    })
 }
 
 fn age_text(age: chrono::Duration) -> String {
@@ -416,8 +369,7 @@ fn print_table<const N: usize>(rows: &[[String; N]]) {
 }
 
 pub fn restore(ctx: &Context, args: RestoreArgs) -> Result<ExitCode> {
-    let loaded = ctx.load()?;
-    let m = loaded.manifest;
+    let m = Arc::new(ctx.load()?.manifest);
     let _lock = Lock::acquire(&m.project.state_dir, "restore")?;
     let rt = engine::runtime()?;
     let jobs: Vec<(&Backup, Selector, RestoreTo)> = if args.all {
@@ -508,18 +460,4 @@ pub fn restore(ctx: &Context, args: RestoreArgs) -> Result<ExitCode> {
         }
     }
     first.map_or(Ok(ExitCode::Ok), Err)
-}
-
-/// The manifest volumes a `destroy --volumes` must back up first: each volume with a backup
-/// node, with the first such node.
-pub fn volume_backups(m: &Manifest) -> Vec<(String, &Backup)> {
-    let mut out: Vec<(String, &Backup)> = Vec::new();
-    for b in m.backups.values() {
-        if let BackupSource::Volume(v) = &b.source {
-            if !out.iter().any(|(seen, _)| seen == v) {
-                out.push((v.clone(), b));
-            }
-        }
-    }
-    out
 }

@@ -1,22 +1,18 @@
 //! `sanctuary ci [--keep] [--junit FILE]`: the whole pipeline for a CI job, without prompts —
-//! validate, plan and apply the whole stack, run every test, then tear the stack down: the
-//! project's containers, networks, volumes and images (it is a throwaway stack), also after a
-//! failure or Ctrl-C, unless `--keep`.
+//! validate, one walk that brings the whole stack up and runs every test, then a teardown
+//! walk that removes the project's containers, networks, volumes and images (it is a
+//! throwaway stack), also after a failure or Ctrl-C, unless `--keep`. The manifest is loaded
+//! once and both walks share one session.
 //!
 //! Exit codes: 0 every test passed · 1 a test failed · 2 the manifest is invalid · 3 the
 //! stack could not be brought up (build, health timeout, Docker unreachable) · 130
 //! interrupted. A failing teardown is reported and turns an otherwise passing run into 3.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use bollard::query_parameters::{ListImagesOptions, RemoveImageOptions};
-use clap::{Args as _, FromArgMatches as _};
-
-use super::test::{apply_nodes, run_tests, select, TestOpts};
-use super::Context;
-use crate::backend::docker::DockerBackend;
-use crate::backend::names;
+use super::test::{run_tests, select};
+use super::{engine, Context};
+use crate::engine::{Options, Selection};
 use crate::error::{Error, ExitCode, Result};
 
 #[derive(Debug, clap::Args)]
@@ -34,105 +30,71 @@ pub struct Args {
 
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     // An invalid manifest stops here with exit 2; nothing has been created yet.
-    let loaded = ctx.load()?;
-    let m = Arc::new(loaded.manifest);
-    let opts = TestOpts {
-        tags: Vec::new(),
-        no_cache: false,
-        junit: args.junit.clone(),
-        jobs: args.jobs,
+    let m = Arc::new(ctx.load()?.manifest);
+    let tests = select(&m, &[], &[])?;
+    let options = Options {
+        jobs: engine::jobs(args.jobs),
+        ..Options::default()
     };
-    let outcome = pipeline(ctx, &m, &opts);
-    if args.keep {
-        if !ctx.json {
-            println!("Keeping the stack of project {} (--keep).", m.project.name);
+    let session = engine::session(Arc::clone(&m), ctx.json, options)?;
+    let rt = engine::runtime()?;
+    rt.block_on(async {
+        let selection = Selection::Tests { tests, stack: true };
+        let outcome = run_tests(ctx, &session, &selection, args.junit.as_deref()).await;
+        if args.keep {
+            if !ctx.json {
+                println!("Keeping the stack of project {} (--keep).", m.project.name);
+            }
+            return outcome;
         }
-        return outcome;
-    }
-    let teardown = teardown(ctx, &m.project.name);
-    match (outcome, teardown) {
-        (Ok(ExitCode::Ok), Err(e)) => Err(Error::Infrastructure(format!(
-            "the tests passed, but tearing the stack down failed: {e}"
-        ))),
-        // The run's own result decides the code; the teardown's error is still shown.
-        (outcome, Err(e)) => {
-            super::output::eprint_diag(&e);
-            outcome
+        let teardown = teardown(ctx, &session).await;
+        match (outcome, teardown) {
+            (Ok(ExitCode::Ok), Err(e)) => Err(Error::Infrastructure(format!(
+                "the tests passed, but tearing the stack down failed: {e}"
+            ))),
+            // The run's own result decides the code; the teardown's error is still shown.
+            (outcome, Err(e)) => {
+                super::output::eprint_diag(&e);
+                outcome
+            }
+            (outcome, Ok(())) => outcome,
         }
-        (outcome, Ok(())) => outcome,
-    }
+    })
 }
 
-fn pipeline(
-    ctx: &Context,
-    m: &Arc<crate::manifest::Manifest>,
-    opts: &TestOpts,
-) -> Result<ExitCode> {
-    match apply_nodes(ctx, &[], opts.jobs)? {
-        ExitCode::Ok => {}
-        ExitCode::Interrupted => return Ok(ExitCode::Interrupted),
-        // Any failed apply is the stack's fault, not a test's.
-        ExitCode::Failed => return Ok(ExitCode::Infrastructure),
-        other => return Ok(other),
+/// The teardown walk: containers, networks, volumes (backed up and verified first where a
+/// backup node reads them) and images.
+async fn teardown(ctx: &Context, session: &crate::engine::Session) -> Result<()> {
+    let selection = Selection::Destroy {
+        volumes: true,
+        images: true,
+    };
+    let plan = crate::engine::plan(session, &selection).await?;
+    if plan.steps.is_empty() {
+        return Ok(());
     }
-    let all = select(m, &[], &[])?;
-    run_tests(ctx, Arc::clone(m), &all, opts)
-}
-
-/// `destroy --volumes`, then the project's images.
-fn teardown(ctx: &Context, project: &str) -> Result<()> {
-    let cmd = super::stack::DestroyArgs::augment_args(clap::Command::new("destroy"));
-    let args = cmd
-        .try_get_matches_from(["destroy", "--volumes"])
-        .and_then(|m| super::stack::DestroyArgs::from_arg_matches(&m))
-        .map_err(|e| Error::usage(format!("cannot prepare the teardown: {e}"), "this is a bug"))?;
-    super::stack::destroy(ctx, args)?;
-    let rt = super::engine::runtime()?;
-    let removed = rt.block_on(remove_images(project))?;
-    if !ctx.json && removed > 0 {
-        println!("Removed {removed} images of project {project}.");
+    let _lock = session.lock(&format!("ci teardown {}", session.manifest.project.name))?;
+    // A first Ctrl-C interrupted the tests; the teardown still runs (a second one exits at
+    // once, as everywhere).
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let summary = crate::engine::walk(
+        session,
+        &plan,
+        false,
+        engine::reporter(ctx.json),
+        cancel.clone(),
+    )
+    .await?;
+    session.forget_stack(true);
+    match crate::engine::exit_code(&summary, &cancel) {
+        ExitCode::Ok => Ok(()),
+        _ => {
+            let failed: Vec<String> = summary
+                .failed()
+                .iter()
+                .map(|n| format!("{}: {}", n.label, n.status.note().unwrap_or_default()))
+                .collect();
+            Err(Error::Infrastructure(failed.join("; ")))
+        }
     }
-    Ok(())
-}
-
-/// Removes every image labelled with the project; returns how many.
-async fn remove_images(project: &str) -> Result<usize> {
-    let backend = DockerBackend::connect().await?;
-    let filters = HashMap::from([(
-        "label".to_string(),
-        vec![format!("{}={project}", names::LABEL_PROJECT)],
-    )]);
-    let images = backend
-        .client()
-        .list_images(Some(ListImagesOptions {
-            filters: Some(filters),
-            ..Default::default()
-        }))
-        .await
-        .map_err(|e| Error::Infrastructure(format!("cannot list the images of {project}: {e}")))?;
-    let mut removed = 0;
-    for image in images {
-        backend
-            .client()
-            .remove_image(
-                &image.id,
-                // Parent layers stay: another build on the same engine may be using them
-                // as its cache right now, and removing them under it fails that build.
-                Some(RemoveImageOptions {
-                    force: true,
-                    noprune: true,
-                    ..Default::default()
-                }),
-                None,
-            )
-            .await
-            .map_err(|e| {
-                Error::Infrastructure(format!(
-                    "cannot remove image {} of {project}: {e}",
-                    image.id
-                ))
-            })?;
-        removed += 1;
-    }
-    Ok(removed)
 }

@@ -1,15 +1,14 @@
-//! What the commands that do work share: a tokio runtime, the Docker connection, the
-//! project's salt, the reporter, the Ctrl-C token, and turning a run summary into an exit code.
+//! What the commands that walk the graph share: a tokio runtime, the session, the reporter,
+//! the Ctrl-C token, and asking before changing anything on a terminal.
 
+use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::docker::DockerBackend;
-use crate::backend::Backend;
-use crate::error::{Error, ExitCode, Result};
-use crate::exec::{report, Reporter, Summary};
-use crate::fingerprint::Salt;
+use crate::engine::{Options, Session};
+use crate::error::{Error, Result};
+use crate::exec::{report, Reporter};
 use crate::manifest::Manifest;
 
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -22,27 +21,20 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
         })
 }
 
-/// Connects to Docker (`DOCKER_HOST` or the default socket); an unreachable daemon is an
-/// infrastructure error that says what to do.
-pub async fn docker() -> Result<Arc<dyn Backend>> {
-    Ok(Arc::new(DockerBackend::connect().await?))
-}
-
-pub fn salt(m: &Manifest) -> Result<Salt> {
-    Salt::load_or_create(&m.project.state_dir).map_err(|e| Error::Io {
-        message: format!(
-            "cannot read or create the project salt in {}",
-            m.project.state_dir.display()
-        ),
-        source: std::io::Error::other(e.to_string()),
-    })
+/// A session for `m` with `options`, `--json` taken from the context.
+pub fn session(m: Arc<Manifest>, json: bool, mut options: Options) -> Result<Session> {
+    options.json = json;
+    if options.jobs == 0 {
+        options.jobs = jobs(None);
+    }
+    Session::new(m, options)
 }
 
 pub fn reporter(json: bool) -> Arc<dyn Reporter> {
     report::make(report::choose_from_env(json))
 }
 
-/// A token cancelled by Ctrl-C (SIGINT) or SIGTERM.
+/// A token cancelled by Ctrl-C (SIGINT) or SIGTERM. Call inside the runtime.
 pub fn interrupt_token() -> CancellationToken {
     let token = CancellationToken::new();
     let _ = crate::exec::signals::install(token.clone());
@@ -53,13 +45,21 @@ pub fn jobs(j: Option<usize>) -> usize {
     j.unwrap_or_else(num_cpus::get).max(1)
 }
 
-/// 130 when interrupted, 1 when something failed, 0 otherwise.
-pub fn exit_of(summary: &Summary, cancel: &CancellationToken) -> ExitCode {
-    if cancel.is_cancelled() {
-        ExitCode::Interrupted
-    } else if summary.is_success() {
-        ExitCode::Ok
-    } else {
-        ExitCode::Failed
+/// On a terminal (and without `--yes` or `--json`), asks `question`; elsewhere (CI, scripts,
+/// pipes) the answer is yes, as documented.
+pub fn confirmed(question: &str, yes: bool, json: bool) -> Result<bool> {
+    if yes || json || !std::io::stdin().is_terminal() {
+        return Ok(true);
     }
+    eprint!("{question} [y/N] ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|source| Error::Io {
+            message: "cannot read the answer".into(),
+            source,
+        })?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES"))
 }

@@ -57,7 +57,7 @@ pub enum Command {
     List,
     /// Run tasks after their dependencies, skipping what is up to date.
     Run(run::Args),
-    /// Explain why a task would run now.
+    /// Explain why a node would change now (a task, or any node as `kind.name`).
     Why(why::Args),
     /// Inspect and trim the task cache.
     #[command(subcommand)]
@@ -66,7 +66,7 @@ pub enum Command {
     Plan(apply::PlanArgs),
     /// Converge Docker to the manifest.
     Apply(apply::ApplyArgs),
-    /// Remove the project's containers and networks (volumes with --volumes).
+    /// Remove the project's containers and networks (volumes with --volumes, after backups).
     Destroy(stack::DestroyArgs),
     /// Each service's state, health, uptime, ports and image.
     Status,
@@ -135,15 +135,19 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::External(words) => {
             let (tasks, args) = split_external(words);
             // Without a manifest, a word that is not a command cannot be a task either.
-            if let Err(Error::Manifest(manifest::LoadError::NotFound { .. })) = ctx.load() {
-                let word = tasks.first().cloned().unwrap_or_default();
-                return Err(Error::usage(
-                    format!("`{word}` is not a sanctuary command, and there is no Sanctuary.kdl here to find a task of that name"),
-                    "`sanctuary --help` lists the commands; `sanctuary list` lists a manifest's tasks",
-                ));
-            }
-            run::run(
+            let loaded = match ctx.load() {
+                Err(Error::Manifest(manifest::LoadError::NotFound { .. })) => {
+                    let word = tasks.first().cloned().unwrap_or_default();
+                    return Err(Error::usage(
+                        format!("`{word}` is not a sanctuary command, and there is no Sanctuary.kdl here to find a task of that name"),
+                        "`sanctuary --help` lists the commands; `sanctuary list` lists a manifest's tasks",
+                    ));
+                }
+                other => other?,
+            };
+            run::run_loaded(
                 &ctx,
+                loaded.manifest,
                 run::Args {
                     tasks,
                     args,

@@ -5,11 +5,9 @@ use std::sync::Arc;
 
 use super::engine;
 use super::Context;
+use crate::engine::{Options, Selection};
 use crate::error::{Error, ExitCode, Result};
-use crate::exec::{self, Dag, Options};
-use crate::graph::Graph;
 use crate::manifest::{diagnostic::did_you_mean, Kind, Manifest, NodeId};
-use crate::run::TaskExecutor;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -58,45 +56,42 @@ pub fn task_targets(m: &Manifest, names: &[String]) -> Result<Vec<NodeId>> {
         .collect()
 }
 
-/// The tasks `targets` need, in a DAG the scheduler can walk.
-pub fn task_dag(m: &Manifest, targets: &[NodeId]) -> Dag<NodeId> {
-    let graph = Graph::from_manifest(m)
-        .select(targets)
-        .filter(|n| n.kind == Kind::Task);
-    dag_of(&graph)
-}
-
-pub fn dag_of(graph: &Graph) -> Dag<NodeId> {
-    let nodes: Vec<NodeId> = graph.nodes().to_vec();
-    let deps = (0..graph.len())
-        .map(|i| graph.dependencies(i).iter().map(|e| e.to).collect())
-        .collect();
-    // The manifest validator has rejected cycles already.
-    Dag::new(nodes, deps).expect("a validated manifest has no cycles")
-}
-
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
-    let loaded = ctx.load()?;
-    let m = Arc::new(loaded.manifest);
+    run_loaded(ctx, ctx.load()?.manifest, args)
+}
+
+/// `run` with the manifest already loaded (the `sanctuary TASK` shorthand loads it first to
+/// tell a task from a typo).
+pub fn run_loaded(ctx: &Context, m: Manifest, args: Args) -> Result<ExitCode> {
+    let m = Arc::new(m);
     let targets = task_targets(&m, &args.tasks)?;
-    let dag = task_dag(&m, &targets);
-    let salt = engine::salt(&m)?;
-    let executor =
-        TaskExecutor::new(Arc::clone(&m), salt, args.opts.force).with_args(&targets, args.args);
-    let reporter = engine::reporter(ctx.json);
     let options = Options {
         jobs: engine::jobs(args.opts.jobs),
         fail_fast: args.opts.fail_fast,
+        force: args.opts.force,
+        task_args: args.args,
+        arg_targets: targets.clone(),
+        ..Options::default()
     };
+    let session = engine::session(Arc::clone(&m), ctx.json, options)?;
     let rt = engine::runtime()?;
-    let cancel = rt.block_on(async { engine::interrupt_token() });
-    let summary = rt.block_on(exec::run(
-        &dag,
-        &executor,
-        reporter,
-        options,
-        cancel.clone(),
-    ));
-    executor.finish();
-    Ok(engine::exit_of(&summary, &cancel))
+    rt.block_on(async {
+        let plan = crate::engine::plan(&session, &Selection::Tasks { targets }).await?;
+        // A task that needs a service brings the stack up, as apply would: take the lock.
+        let _lock = if plan.changes_the_stack() {
+            Some(session.lock(&format!("run {}", args.tasks.join(" ")))?)
+        } else {
+            None
+        };
+        let cancel = engine::interrupt_token();
+        let summary = crate::engine::walk(
+            &session,
+            &plan,
+            false,
+            engine::reporter(ctx.json),
+            cancel.clone(),
+        )
+        .await?;
+        Ok(crate::engine::exit_code(&summary, &cancel))
+    })
 }

@@ -1,17 +1,19 @@
-//! `sanctuary destroy`, `sanctuary status` and `sanctuary logs`: the project's containers,
-//! found by label. `destroy --volumes` backs up and verifies every volume with a backup node
-//! before it deletes any volume, and keeps them all when that fails.
+//! `sanctuary destroy`, `sanctuary status` and `sanctuary logs`. `destroy` is a walk like
+//! apply's: a plan of what the engine holds for the project, shown and confirmed, then carried
+//! out — containers, then networks; with `--volumes`, a verified backup of every volume a
+//! backup node reads before any volume goes, and none of them when a backup fails. `status`
+//! and `logs` only read, through [`crate::observe`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use futures_util::StreamExt;
 
 use super::engine;
 use super::Context;
-use crate::backend::names;
-use crate::backend::{ContainerState, HealthState, LabelFilter, LogStream};
+use crate::backend::{ContainerState, HealthState, LogStream};
+use crate::engine::{Options, Selection};
 use crate::error::{Error, ExitCode, Result};
-use crate::state::{Lock, StateFile};
 
 #[derive(Debug, clap::Args)]
 pub struct DestroyArgs {
@@ -19,6 +21,9 @@ pub struct DestroyArgs {
     /// volume that has a backup node.
     #[arg(long)]
     volumes: bool,
+    /// Do not ask for confirmation.
+    #[arg(short = 'y', long = "yes")]
+    yes: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -33,99 +38,62 @@ pub struct LogsArgs {
     tail: Option<usize>,
 }
 
-fn project_filter(project: &str) -> LabelFilter {
-    LabelFilter::new().with(names::LABEL_PROJECT, project)
-}
-
 pub fn destroy(ctx: &Context, args: DestroyArgs) -> Result<ExitCode> {
-    let loaded = ctx.load()?;
-    let m = loaded.manifest;
-    let state_dir = m.project.state_dir.clone();
-    let _lock = Lock::acquire(&state_dir, &format!("destroy {}", m.project.name))?;
-    let state_path = StateFile::path_in(&state_dir);
-    let mut state = StateFile::load(&state_path)?;
+    let m = Arc::new(ctx.load()?.manifest);
+    let session = engine::session(Arc::clone(&m), ctx.json, Options::default())?;
     let rt = engine::runtime()?;
-    let filter = project_filter(&m.project.name);
-    let backend = rt.block_on(engine::docker())?;
-    let mut removed = rt.block_on(async {
-        let mut removed = Vec::new();
-        for c in backend.list_containers(&filter, true).await? {
-            backend.remove_container(&c.name, true).await?;
-            removed.push(format!("container {}", c.name));
-        }
-        for n in backend.list_networks(&filter).await? {
-            backend.remove_network(&n.name).await?;
-            removed.push(format!("network {}", n.name));
-        }
-        Ok::<_, Error>(removed)
-    })?;
-    if args.volumes {
-        let existing = rt.block_on(backend.list_volumes(&filter))?;
-        // Data goes only after a fresh, fully verified backup of every volume that has a
-        // backup node; the containers are gone by now, so nothing writes meanwhile.
-        let runner = crate::backup::runner::Runner {
-            manifest: &m,
-            backend: Some(backend.clone()),
-            rt: &rt,
+    let json = ctx.json;
+    rt.block_on(async {
+        let selection = Selection::Destroy {
+            volumes: args.volumes,
+            images: false,
         };
-        for (volume, b) in super::backup::volume_backups(&m) {
-            let name = names::volume(&m.project.name, &volume);
-            if !existing.iter().any(|v| v.name == name) {
-                continue;
+        let plan = crate::engine::plan(&session, &selection).await?;
+        if plan.steps.is_empty() {
+            session.forget_stack(args.volumes);
+            if json {
+                println!("{}", serde_json::json!({ "event": "plan", "plan": plan }));
+            } else {
+                println!("Nothing to destroy for project {}.", m.project.name);
             }
-            match runner.backup_verified(b, chrono::Utc::now()) {
-                Ok(run) if ctx.json => println!(
-                    "{}",
-                    serde_json::json!({"event": "backup", "backup": b.name, "snapshot": run.report.id(), "verified": true})
-                ),
-                Ok(run) => println!("backup {}: {} (verified)", b.name, run.report.summary()),
-                Err(e) => {
-                    return Err(Error::Failed(format!(
-                        "volumes kept: backing up volume {volume} before deleting it failed: {}",
-                        e.chain()
-                    )))
-                }
-            }
+            return Ok(ExitCode::Ok);
         }
-        rt.block_on(async {
-            for v in &existing {
-                backend.remove_volume(&v.name).await?;
-                removed.push(format!("volume {}", v.name));
-            }
-            Ok::<_, Error>(())
-        })?;
-    }
-    // Forget what no longer exists, so the next plan does not compare against it.
-    let kinds: &[&str] = if args.volumes {
-        &["service", "network", "volume"]
-    } else {
-        &["service", "network"]
-    };
-    let keys: Vec<(String, String)> = state
-        .nodes
-        .values()
-        .filter(|r| kinds.contains(&r.kind.as_str()))
-        .map(|r| (r.kind.clone(), r.name.clone()))
-        .collect();
-    for (kind, name) in keys {
-        state.forget(&state_path, &kind, &name)?;
-    }
-    if ctx.json {
-        println!("{}", serde_json::json!({ "removed": removed }));
-    } else if removed.is_empty() {
-        println!("Nothing to destroy for project {}.", m.project.name);
-    } else {
-        for r in &removed {
-            println!("- {r}");
-        }
-        let kept = if args.volumes {
-            ""
+        if json {
+            println!("{}", serde_json::json!({ "event": "plan", "plan": plan }));
         } else {
-            " (volumes kept; --volumes removes them)"
-        };
-        println!("Destroyed {} objects{kept}.", removed.len());
-    }
-    Ok(ExitCode::Ok)
+            print!("{}", plan.render(false));
+        }
+        let question = format!("Destroy these objects of project {}?", m.project.name);
+        if !engine::confirmed(&question, args.yes, json)? {
+            println!("Nothing destroyed.");
+            return Ok(ExitCode::Ok);
+        }
+        let _lock = session.lock(&format!("destroy {}", m.project.name))?;
+        let cancel = engine::interrupt_token();
+        let summary = crate::engine::walk(
+            &session,
+            &plan,
+            false,
+            engine::reporter(json),
+            cancel.clone(),
+        )
+        .await?;
+        let code = crate::engine::exit_code(&summary, &cancel);
+        if code == ExitCode::Ok {
+            session.forget_stack(args.volumes);
+            if !json {
+                let kept = if args.volumes {
+                    ""
+                } else {
+                    " (volumes kept; --volumes removes them)"
+                };
+                println!("Destroyed {} objects{kept}.", plan.steps.len());
+            }
+        } else if args.volumes && !json {
+            eprintln!("error: volumes kept: not every backup before deleting them succeeded");
+        }
+        Ok(code)
+    })
 }
 
 fn health_word(h: HealthState) -> &'static str {
@@ -161,18 +129,17 @@ fn uptime(started: Option<chrono::DateTime<chrono::Utc>>, running: bool) -> Stri
 }
 
 pub fn status(ctx: &Context) -> Result<ExitCode> {
-    let loaded = ctx.load()?;
-    let m = loaded.manifest;
+    let m = ctx.load()?.manifest;
     let rt = engine::runtime()?;
-    let rows = rt.block_on(async {
-        let backend = engine::docker().await?;
-        let mut rows = Vec::new();
-        for svc in m.services.values() {
-            let name = names::container(&m.project.name, &svc.name);
-            let info = backend.inspect_container(&name).await?;
-            rows.push((svc.name.clone(), info));
-        }
-        Ok::<_, Error>(rows)
+    let rows: Vec<(String, Option<crate::backend::ContainerInfo>)> = rt.block_on(async {
+        let backend = crate::engine::connect().await?;
+        let found = crate::observe::services(backend.as_ref(), &m).await?;
+        Ok::<_, Error>(
+            found
+                .into_iter()
+                .map(|s| (s.service, s.container))
+                .collect(),
+        )
     })?;
     if ctx.json {
         let list: Vec<_> = rows
@@ -252,8 +219,7 @@ pub fn status(ctx: &Context) -> Result<ExitCode> {
 }
 
 pub fn logs(ctx: &Context, args: LogsArgs) -> Result<ExitCode> {
-    let loaded = ctx.load()?;
-    let m = loaded.manifest;
+    let m = ctx.load()?.manifest;
     for s in &args.services {
         if !m.services.contains_key(s) {
             let help =
@@ -280,20 +246,10 @@ pub fn logs(ctx: &Context, args: LogsArgs) -> Result<ExitCode> {
     let rt = engine::runtime()?;
     let json = ctx.json;
     rt.block_on(async {
-        let backend = engine::docker().await?;
-        let mut present = Vec::new();
-        for s in &services {
-            let name = names::container(&m.project.name, s);
-            if backend.inspect_container(&name).await?.is_some() {
-                present.push((s.clone(), name));
-            }
-        }
-        let mut streams = Vec::new();
-        for (service, name) in &present {
-            let service = service.clone();
-            streams.push(backend.logs(name, args.follow, args.tail).map(move |l| (service.clone(), l)).boxed());
-        }
-        let mut all = futures_util::stream::select_all(streams);
+        let backend = crate::engine::connect().await?;
+        let sources = crate::observe::log_sources(backend.as_ref(), &m, &services).await?;
+        let mut all =
+            crate::observe::log_stream(backend.as_ref(), &sources, args.follow, args.tail);
         let mut errors: BTreeMap<String, String> = BTreeMap::new();
         while let Some((svc, line)) = all.next().await {
             match line {

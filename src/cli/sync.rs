@@ -1,6 +1,6 @@
-//! `sanctuary sync [NAME…] [--dry-run] [--watch]` and `sanctuary sync status [NAME…]`: one
-//! three-way pass per sync rule between its host directory (or file) and its container side, each
-//! reported with what moved and why.
+//! `sanctuary sync [NAME…] [--dry-run] [--watch]` and `sanctuary sync status [NAME…]`: a walk
+//! of the sync rules (and what they depend on), one three-way pass each between its host
+//! directory (or file) and its container side, reported with what moved and why.
 //!
 //! Exit codes: 0 when every pass ran clean; 1 when a pass halted on a safety rule or an
 //! action failed; 4 when conflicts stopped a pass under the `fail` policy; 3 when the
@@ -16,11 +16,10 @@ use std::time::{Duration, Instant};
 use notify::Watcher;
 
 use super::{engine, Context};
-use crate::backend::Backend;
+use crate::engine::{Options, Selection};
 use crate::error::{Error, ExitCode, Result};
-use crate::manifest::{Manifest, Sync};
+use crate::manifest::{Kind, Manifest, NodeId, Sync};
 use crate::sync::last_pass::{self, LastPass};
-use crate::sync::reconcile::Resolution;
 use crate::sync::target::{self, Prepared};
 use crate::sync::{sync_pass, BaseStore, HostSide, Report, SyncError, SyncOptions};
 
@@ -51,26 +50,12 @@ pub struct Args {
     pub base_file: Option<PathBuf>,
 }
 
-impl Args {
-    /// One pass of each named rule, as `sanctuary sync NAME…` runs it.
-    pub fn passes(names: Vec<String>) -> Self {
-        Args {
-            names,
-            dry_run: false,
-            watch: false,
-            local_dirs: None,
-            base_file: None,
-        }
-    }
-}
-
-/// Outcome severity of one rule, ordered so the worst decides the exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// How a pass printed by `--watch` or `--local-dirs` ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
     Clean,
     Failed,
     Conflict,
-    Infrastructure,
 }
 
 impl Outcome {
@@ -79,7 +64,6 @@ impl Outcome {
             Outcome::Clean => ExitCode::Ok,
             Outcome::Failed => ExitCode::Failed,
             Outcome::Conflict => ExitCode::Conflict,
-            Outcome::Infrastructure => ExitCode::Infrastructure,
         }
     }
 }
@@ -88,56 +72,101 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     if let Some(dirs) = &args.local_dirs {
         return local(ctx, dirs, args.base_file.as_deref(), args.dry_run);
     }
-    let loaded = ctx.load()?;
-    let m = loaded.manifest;
+    let m = Arc::new(ctx.load()?.manifest);
     let (status, names) = match args.names.split_first() {
         Some((first, rest)) if first == "status" => (true, rest.to_vec()),
         _ => (false, args.names.clone()),
     };
     let rules = select(&m, &names)?;
+    if status {
+        return show_statuses(ctx, &m, &rules);
+    }
+    let targets: Vec<NodeId> = rules
+        .iter()
+        .map(|r| NodeId::new(Kind::Sync, &r.name))
+        .collect();
+    let options = Options {
+        dry_run: args.dry_run,
+        ..Options::default()
+    };
+    let session = engine::session(Arc::clone(&m), ctx.json, options)?;
     let rt = engine::runtime()?;
-    let cancel = rt.block_on(async { engine::interrupt_token() });
-    let backend: Arc<dyn Backend> = rt.block_on(engine::docker())?;
-
-    let mut worst = Outcome::Clean;
-    let mut prepared = Vec::new();
-    for rule in &rules {
-        match rt.block_on(target::prepare(
-            backend.clone(),
-            rt.handle().clone(),
-            &m,
-            rule,
-        )) {
-            Ok(p) => prepared.push(p),
-            Err(e) => {
-                worst = worst.max(Outcome::Infrastructure);
-                report_error(ctx, &rule.name, &error_chain(&e));
+    rt.block_on(async {
+        let plan = crate::engine::plan(&session, &Selection::Syncs { targets }).await?;
+        // A dry run changes nothing and may run beside an apply.
+        let _lock = if args.dry_run {
+            None
+        } else {
+            Some(session.lock("sync")?)
+        };
+        let cancel = engine::interrupt_token();
+        let summary = crate::engine::walk(
+            &session,
+            &plan,
+            false,
+            engine::reporter(ctx.json),
+            cancel.clone(),
+        )
+        .await?;
+        let code = crate::engine::exit_code(&summary, &cancel);
+        if !args.watch || code == ExitCode::Interrupted {
+            return Ok(code);
+        }
+        let backend = session.backend().await?;
+        let mut prepared = Vec::new();
+        for rule in &rules {
+            match target::prepare(backend.clone(), tokio::runtime::Handle::current(), &m, rule)
+                .await
+            {
+                Ok(p) => prepared.push(p),
+                Err(e) => report_error(ctx, &rule.name, &error_chain(&e)),
             }
         }
-    }
+        let state_dir = m.project.state_dir.clone();
+        if !prepared.is_empty() {
+            let watched = &prepared;
+            let token = cancel.clone();
+            // The watch loop blocks on file events: it runs on a thread of its own.
+            tokio::task::block_in_place(|| watch(ctx, watched, &state_dir, &token));
+        }
+        for p in prepared {
+            let name = p.name.clone();
+            if let Err(e) = p.finish().await {
+                report_error(ctx, &name, &format!("removing the helper container: {e}"));
+            }
+        }
+        Ok(code)
+    })
+}
+
+/// `sync status [NAME…]`: each rule's last pass, what its base holds and what is pending.
+fn show_statuses(ctx: &Context, m: &Arc<Manifest>, rules: &[&Sync]) -> Result<ExitCode> {
+    let rt = engine::runtime()?;
     let state_dir = m.project.state_dir.clone();
-    if status {
-        for p in &prepared {
-            show_status(ctx, p, &state_dir);
+    rt.block_on(async {
+        let backend = crate::engine::connect().await?;
+        let mut worst = ExitCode::Ok;
+        for rule in rules {
+            match target::prepare(backend.clone(), tokio::runtime::Handle::current(), m, rule).await
+            {
+                Ok(p) => {
+                    tokio::task::block_in_place(|| show_status(ctx, &p, &state_dir));
+                    if let Err(e) = p.finish().await {
+                        report_error(
+                            ctx,
+                            &rule.name,
+                            &format!("removing the helper container: {e}"),
+                        );
+                    }
+                }
+                Err(e) => {
+                    worst = ExitCode::Infrastructure;
+                    report_error(ctx, &rule.name, &error_chain(&e));
+                }
+            }
         }
-    } else {
-        for p in &prepared {
-            worst = worst.max(one_pass(ctx, p, &state_dir, args.dry_run));
-        }
-        if args.watch && !prepared.is_empty() {
-            watch(ctx, &prepared, &state_dir, &cancel);
-        }
-    }
-    for p in prepared {
-        let name = p.name.clone();
-        if let Err(e) = rt.block_on(p.finish()) {
-            report_error(ctx, &name, &format!("removing the helper container: {e}"));
-        }
-    }
-    if cancel.is_cancelled() && !args.watch {
-        return Ok(ExitCode::Interrupted);
-    }
-    Ok(worst.code())
+        Ok(worst)
+    })
 }
 
 /// The rules named, in manifest order (all when none named).
@@ -185,26 +214,6 @@ fn report_error(ctx: &Context, name: &str, message: &str) {
     eprintln!("error: {message}");
 }
 
-/// Runs one pass of a prepared rule, prints it and records it.
-fn one_pass(ctx: &Context, p: &Prepared, state_dir: &Path, dry_run: bool) -> Outcome {
-    let opts = SyncOptions {
-        dry_run,
-        ..p.opts.clone()
-    };
-    let result = sync_pass(p.host.as_ref(), p.container.as_ref(), &p.store, &opts);
-    let outcome = print_result(ctx, &p.name, &p.store, &result);
-    if !dry_run {
-        let record = match &result {
-            Ok(report) => LastPass::from_report(report),
-            Err(e) => LastPass::halted(error_chain(e)),
-        };
-        if let Err(e) = last_pass::save(&target::rule_dir(state_dir, &p.name), &record) {
-            eprintln!("warning: {}", error_chain(&e));
-        }
-    }
-    outcome
-}
-
 /// Prints a pass's result; returns its severity.
 fn print_result(
     ctx: &Context,
@@ -235,59 +244,8 @@ fn print_result(
         );
         return outcome;
     }
-    print!("{}", render_report(name, report, store));
+    print!("{}", crate::sync::report::render(name, report, store));
     outcome
-}
-
-/// The human form of a pass report.
-fn render_report(name: &str, r: &Report, store: &BaseStore) -> String {
-    let mut out = String::new();
-    let verb = if r.dry_run { "would " } else { "" };
-    if r.plan.actions.is_empty() && r.deferred.is_empty() && r.failed.is_empty() {
-        let files = store.load().map(|b| b.entries.len()).unwrap_or(0);
-        out.push_str(&format!("sync {name}: up to date ({files} entries)\n"));
-        return out;
-    }
-    if r.dry_run {
-        out.push_str(&format!(
-            "sync {name} (dry run): {} action(s) would run\n",
-            r.plan.actions.len()
-        ));
-    } else {
-        out.push_str(&format!(
-            "sync {name}: {} applied, {} deferred, {} failed\n",
-            r.applied.len(),
-            r.deferred.len(),
-            r.failed.len()
-        ));
-    }
-    let shown: &[crate::sync::Action] = if r.dry_run {
-        &r.plan.actions
-    } else {
-        &r.applied
-    };
-    for a in shown {
-        out.push_str(&format!("  {verb}{a}\n"));
-    }
-    for c in &r.plan.conflicts {
-        let what = match &c.resolution {
-            Resolution::Unresolved => "unresolved".to_string(),
-            Resolution::Kept { side } => format!("kept the {side} version"),
-            Resolution::KeptBoth {
-                side,
-                copy: Some(copy),
-            } => format!("kept the {side} version; the other is saved as {copy}"),
-            Resolution::KeptBoth { side, copy: None } => format!("kept the {side} version"),
-        };
-        out.push_str(&format!("  conflict: {}: {what}\n", c.path));
-    }
-    for s in &r.deferred {
-        out.push_str(&format!("  deferred: {}: {}\n", s.action.path, s.why));
-    }
-    for s in &r.failed {
-        out.push_str(&format!("  failed: {}: {}\n", s.action, s.why));
-    }
-    out
 }
 
 fn show_status(ctx: &Context, p: &Prepared, state_dir: &Path) {
@@ -446,58 +404,4 @@ fn local(ctx: &Context, dirs: &[PathBuf], base: Option<&Path>, dry_run: bool) ->
     };
     let result = sync_pass(&HostSide::new(a), &HostSide::new(b), &store, &opts);
     Ok(print_result(ctx, "local", &store, &result).code())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::sync::{Action, Entry, EntryKind, Op, Reason, RelPath, SideName};
-
-    #[test]
-    fn reports_say_what_moved_and_why() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = BaseStore::at(dir.path().join("b.json"));
-        let action = Action {
-            path: RelPath::new("settings.json").unwrap(),
-            op: Op::Copy {
-                from: SideName::Host,
-                entry: Entry {
-                    kind: EntryKind::File,
-                    hash: "h".into(),
-                    size: 1,
-                    mode: 0o644,
-                    mtime: 0,
-                },
-            },
-            reason: Reason::Changed(SideName::Host),
-        };
-        let mut r = Report {
-            dry_run: true,
-            ..Report::default()
-        };
-        r.plan.actions.push(action.clone());
-        let text = render_report("claude", &r, &store);
-        assert!(text.contains("(dry run): 1 action(s) would run"), "{text}");
-        assert!(
-            text.contains("would settings.json: copy to container (changed on host)"),
-            "{text}"
-        );
-        let r = Report::default();
-        assert_eq!(
-            render_report("claude", &r, &store),
-            "sync claude: up to date (0 entries)\n"
-        );
-    }
-
-    #[test]
-    fn the_worst_outcome_decides_the_exit_code() {
-        assert_eq!(
-            Outcome::Clean.max(Outcome::Conflict).code(),
-            ExitCode::Conflict
-        );
-        assert_eq!(
-            Outcome::Failed.max(Outcome::Infrastructure).code(),
-            ExitCode::Infrastructure
-        );
-    }
 }

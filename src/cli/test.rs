@@ -1,23 +1,18 @@
-//! `sanctuary test [NAME…] [--tag T] [--no-cache] [--junit FILE] [-j N]`: bring up what the
-//! chosen tests need (as `apply -y` would, restricted to those nodes), run the tests in
-//! parallel, show each failure's output, and end with `N passed, N failed, N skipped, N
-//! cached`. Exit 0 when all passed, 1 when a test failed, 3 when what they need could not be
-//! brought up.
+//! `sanctuary test [NAME…] [--tag T] [--no-cache] [--junit FILE] [-j N]`: one walk that
+//! brings up what the chosen tests need and runs them in parallel, then each failure's
+//! output and `N passed, N failed, N skipped, N cached`. Exit 0 when all passed, 1 when a
+//! test failed, 3 when what they need could not be brought up.
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clap::{Args as _, FromArgMatches as _};
-
 use super::engine;
-use super::run::dag_of;
 use super::Context;
+use crate::engine::{Options, Selection, Session};
 use crate::error::{Error, ExitCode, Result};
-use crate::exec::{self, Options};
-use crate::graph::Graph;
-use crate::manifest::{diagnostic::did_you_mean, ImageRef, Kind, Manifest, NodeId, TestCheck};
-use crate::testing::{self, junit, tally, Tally, TestExecutor};
+use crate::manifest::{diagnostic::did_you_mean, Kind, Manifest, NodeId};
+use crate::testing::{self, junit, tally, Tally};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -46,10 +41,25 @@ pub struct TestOpts {
 }
 
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
-    let loaded = ctx.load()?;
-    let m = Arc::new(loaded.manifest);
-    let selected = select(&m, &args.names, &args.opts.tags)?;
-    run_tests(ctx, m, &selected, &args.opts)
+    let m = Arc::new(ctx.load()?.manifest);
+    let tests = select(&m, &args.names, &args.opts.tags)?;
+    let options = Options {
+        jobs: engine::jobs(args.opts.jobs),
+        no_cache: args.opts.no_cache,
+        ..Options::default()
+    };
+    let session = engine::session(m, ctx.json, options)?;
+    let rt = engine::runtime()?;
+    let selection = Selection::Tests {
+        tests,
+        stack: false,
+    };
+    rt.block_on(run_tests(
+        ctx,
+        &session,
+        &selection,
+        args.opts.junit.as_deref(),
+    ))
 }
 
 /// The tests named (with suggestions for typos) and tagged; all tests when neither is given.
@@ -103,124 +113,42 @@ pub fn select(m: &Manifest, names: &[String], tags: &[String]) -> Result<Vec<Nod
     Ok(chosen)
 }
 
-/// What `apply` must bring up before `tests` run: needed services, declared images tests
-/// run in, and the non-test nodes they depend on.
-pub fn apply_targets(m: &Manifest, tests: &[NodeId]) -> Vec<NodeId> {
-    let mut out = BTreeSet::new();
-    for id in tests {
-        let Some(t) = m.tests.get(&id.name) else {
-            continue;
-        };
-        for svc in testing::needed_services(t) {
-            out.insert(NodeId::new(Kind::Service, &svc));
-        }
-        if let TestCheck::Command {
-            image: Some(ImageRef::Declared(img)),
-            ..
-        } = &t.check
-        {
-            out.insert(NodeId::new(Kind::Image, img));
-        }
-        for d in &t.depends_on {
-            if matches!(
-                d.node.kind,
-                Kind::Image | Kind::Volume | Kind::Network | Kind::Service | Kind::Task
-            ) {
-                out.insert(d.node.clone());
-            }
-        }
-    }
-    out.into_iter().collect()
-}
-
-/// Runs `apply -y TARGETS` (everything when `targets` is empty) through the apply command
-/// itself, so tests and `ci` bring the stack up exactly as a user's apply would.
-pub(super) fn apply_nodes(
+/// Walks `selection` (tests and what they need), then reports the tests: failures with
+/// their output, the counts line, JUnit when asked. The exit code follows the worst
+/// failure: 1 a test (or a task) failed, 3 what the tests need could not be brought up.
+pub(super) async fn run_tests(
     ctx: &Context,
-    targets: &[NodeId],
-    jobs: Option<usize>,
+    session: &Session,
+    selection: &Selection,
+    junit_path: Option<&std::path::Path>,
 ) -> Result<ExitCode> {
-    let mut argv = vec!["apply".to_string(), "-y".to_string()];
-    if let Some(j) = jobs {
-        argv.push(format!("--jobs={j}"));
-    }
-    argv.push("--".to_string());
-    argv.extend(targets.iter().map(|t| t.to_string()));
-    let cmd = super::apply::ApplyArgs::augment_args(clap::Command::new("apply"));
-    let args = cmd
-        .try_get_matches_from(argv)
-        .and_then(|m| super::apply::ApplyArgs::from_arg_matches(&m))
-        .map_err(|e| Error::usage(format!("cannot prepare the apply: {e}"), "this is a bug"))?;
-    super::apply::apply(ctx, args)
-}
-
-/// Applies what `selected` needs, then runs them (and the tests they depend on).
-pub(super) fn run_tests(
-    ctx: &Context,
-    m: Arc<Manifest>,
-    selected: &[NodeId],
-    opts: &TestOpts,
-) -> Result<ExitCode> {
-    let graph = Graph::from_manifest(&m)
-        .select(selected)
-        .filter(|n| n.kind == Kind::Test);
-    let dag = dag_of(&graph);
-    let tests: Vec<NodeId> = graph.nodes().to_vec();
-    let targets = apply_targets(&m, &tests);
-    if !targets.is_empty() {
-        match apply_nodes(ctx, &targets, opts.jobs)? {
-            ExitCode::Ok => {}
-            ExitCode::Interrupted => return Ok(ExitCode::Interrupted),
-            other => {
-                if !ctx.json {
-                    eprintln!("error: cannot bring up what the tests need; no test ran");
-                }
-                return Ok(if other == ExitCode::Failed {
-                    ExitCode::Infrastructure
-                } else {
-                    other
-                });
-            }
-        }
-    }
-    let docker = tests
-        .iter()
-        .filter_map(|id| m.tests.get(&id.name))
-        .any(testing::needs_docker);
-    let rt = engine::runtime()?;
+    let m = &session.manifest;
+    let plan = crate::engine::plan(session, selection).await?;
+    let _lock = if plan.changes_the_stack() {
+        Some(session.lock(&format!("test {}", m.project.name))?)
+    } else {
+        None
+    };
+    let cancel = engine::interrupt_token();
     let json = ctx.json;
-    let (summary, outputs, cancelled) = rt.block_on(async {
-        let backend = if docker {
-            Some(engine::docker().await?)
-        } else {
-            None
-        };
-        let executor = TestExecutor::new(Arc::clone(&m), backend, opts.no_cache);
-        let cancel = engine::interrupt_token();
-        let options = Options {
-            jobs: engine::jobs(opts.jobs),
-            fail_fast: false,
-        };
-        let summary = exec::run(
-            &dag,
-            &executor,
-            engine::reporter(json),
-            options,
-            cancel.clone(),
-        )
-        .await;
-        executor.finish();
-        Ok::<_, Error>((summary, executor.outputs(), cancel.is_cancelled()))
-    })?;
-    let cases = tally::cases(&summary, &outputs);
+    let summary = crate::engine::walk(
+        session,
+        &plan,
+        false,
+        engine::reporter(json),
+        cancel.clone(),
+    )
+    .await?;
+    let cases = tally::cases(&summary, &session.test_outputs());
     let counts = Tally::of(&cases);
-    if let Some(path) = &opts.junit {
+    if let Some(path) = junit_path {
         let xml = junit::render(&m.project.name, &cases);
         crate::fsutil::write_atomic(path, xml.as_bytes()).map_err(|source| Error::Io {
             message: format!("cannot write the JUnit report {}", path.display()),
             source,
         })?;
     }
+    let code = crate::engine::exit_code(&summary, &cancel);
     if json {
         let failures: Vec<_> = cases
             .iter()
@@ -244,13 +172,13 @@ pub(super) fn run_tests(
         );
     } else {
         print!("{}", tally::failure_report(&cases));
+        if code == ExitCode::Infrastructure && counts.skipped > 0 {
+            eprintln!(
+                "error: what the tests need could not be brought up; {} test(s) did not run",
+                counts.skipped
+            );
+        }
         println!("{}", counts.line());
     }
-    Ok(if cancelled {
-        ExitCode::Interrupted
-    } else if counts.failed > 0 || counts.skipped > 0 {
-        ExitCode::Failed
-    } else {
-        ExitCode::Ok
-    })
+    Ok(code)
 }

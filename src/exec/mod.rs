@@ -15,7 +15,7 @@ pub mod signals;
 mod summary;
 
 pub use dag::{Dag, DagError, NodeLabel};
-pub use outcome::{Outcome, Status};
+pub use outcome::{chain, Failure, FailureClass, Outcome, Status};
 pub use report::Reporter;
 pub use scheduler::{run, Executor, NodeCtx, Options};
 pub use summary::{Counts, NodeResult, Summary};

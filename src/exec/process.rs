@@ -108,7 +108,8 @@ impl Finished {
     pub fn outcome(&self) -> crate::exec::Outcome {
         match self.exit {
             Exit::Success => crate::exec::Outcome::ran(),
-            other => crate::exec::Outcome::Failed(other.to_string()),
+            Exit::Interrupted => crate::exec::Outcome::Failed(crate::exec::Failure::interrupted()),
+            other => crate::exec::Outcome::Failed(crate::exec::Failure::work(other.to_string())),
         }
     }
 }
@@ -389,7 +390,7 @@ mod tests {
         assert_eq!(f.exit.to_string(), "exit status 3");
         assert_eq!(
             f.outcome(),
-            crate::exec::Outcome::Failed("exit status 3".into())
+            crate::exec::Outcome::Failed(crate::exec::Failure::work("exit status 3"))
         );
     }
 

@@ -40,6 +40,9 @@ pub trait Reporter: Send + Sync {
     fn node_finished(&self, node: &str, status: &Status, duration: Duration);
     /// Every node has a final status.
     fn run_finished(&self, summary: &Summary);
+    /// A node's machine-readable result (a snapshot id, what a sync moved). Only the JSON
+    /// reporter shows it; executors say the same to people through `output`.
+    fn data(&self, _node: &str, _value: &serde_json::Value) {}
 }
 
 /// A reporter that says nothing, for callers that only want the [`Summary`].

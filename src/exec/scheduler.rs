@@ -11,19 +11,26 @@
 //! Executors run as futures polled concurrently on the caller's task, so they may borrow the
 //! node and the executor; an executor that needs CPU or blocking I/O should hand that to
 //! `tokio::task::spawn_blocking` or a child process rather than block the walk.
+//!
+//! `jobs` counts slots, not nodes: an executor that only waits on something outside the
+//! process (a container becoming healthy) gives its slot back for the wait with
+//! [`NodeCtx::idle`], so fifty services waiting for health do not hold up the fifty-first.
 
 use std::collections::BTreeSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::sync::Mutex;
+
 use futures_util::future::BoxFuture;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use super::dag::Dag;
-use super::outcome::{Outcome, Status};
+use super::outcome::{Failure, Outcome, Status};
 use super::report::Reporter;
 use super::summary::{NodeResult, Summary};
 
@@ -35,13 +42,15 @@ pub trait Executor<N>: Send + Sync {
     fn execute<'a>(&'a self, node: &'a N, ctx: &'a NodeCtx) -> BoxFuture<'a, Outcome>;
 }
 
-/// What an executor gets besides its node: a way to print and the run's cancellation token.
-#[derive(Clone)]
+/// What an executor gets besides its node: a way to print, the run's cancellation token, and
+/// its job slot.
 pub struct NodeCtx {
     index: usize,
     label: String,
     reporter: Arc<dyn Reporter>,
     cancel: CancellationToken,
+    slots: Arc<Semaphore>,
+    slot: Mutex<Option<OwnedSemaphorePermit>>,
 }
 
 impl NodeCtx {
@@ -60,9 +69,29 @@ impl NodeCtx {
         self.reporter.output(&self.label, line);
     }
 
+    /// Hands a machine-readable result of the node to the reporter (shown with `--json`).
+    pub fn data(&self, value: &serde_json::Value) {
+        self.reporter.data(&self.label, value);
+    }
+
     /// Cancelled when the run is interrupted; long work should watch it.
     pub fn cancel(&self) -> &CancellationToken {
         &self.cancel
+    }
+
+    /// Runs `wait` with this node's job slot given back, so other nodes can work meanwhile,
+    /// and takes a slot again before returning. For waits on the outside world only.
+    pub async fn idle<F: std::future::Future>(&self, wait: F) -> F::Output {
+        let held = self.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let gave_back = held.is_some();
+        drop(held);
+        let out = wait.await;
+        if gave_back {
+            // The semaphore is never closed, so acquiring only waits.
+            let permit = Arc::clone(&self.slots).acquire_owned().await.ok();
+            *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = permit;
+        }
+        out
     }
 }
 
@@ -109,12 +138,16 @@ where
     let mut ready: BTreeSet<usize> = (0..len).filter(|&i| waiting_on[i] == 0).collect();
     let mut running = FuturesUnordered::new();
     let mut stopping = false;
+    let slots = Arc::new(Semaphore::new(jobs));
 
     loop {
         if cancel.is_cancelled() {
             stopping = true;
         }
-        while !stopping && running.len() < jobs {
+        while !stopping && !ready.is_empty() {
+            let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                break;
+            };
             let Some(i) = ready.pop_first() else { break };
             reporter.node_started(dag.label(i));
             let ctx = NodeCtx {
@@ -122,6 +155,8 @@ where
                 label: dag.label(i).to_string(),
                 reporter: Arc::clone(&reporter),
                 cancel: cancel.clone(),
+                slots: Arc::clone(&slots),
+                slot: Mutex::new(Some(permit)),
             };
             running.push(async move {
                 let begun = Instant::now();
@@ -129,7 +164,9 @@ where
                 let outcome = AssertUnwindSafe(executor.execute(&dag.nodes()[i], &ctx))
                     .catch_unwind()
                     .await
-                    .unwrap_or_else(|_| Outcome::Failed("executor panicked".to_string()));
+                    .unwrap_or_else(|_| Outcome::Failed(Failure::work("executor panicked")));
+                // The slot goes back with the context, before dependents are released.
+                drop(ctx);
                 (i, outcome, begun.elapsed())
             });
         }
@@ -140,10 +177,16 @@ where
         let next = if stopping {
             running.next().await
         } else {
+            let waiting = !ready.is_empty();
             tokio::select! {
                 biased;
                 done = running.next() => done,
                 _ = cancel.cancelled() => continue,
+                // A node gave its slot back while it waits: start the next ready one.
+                permit = Arc::clone(&slots).acquire_owned(), if waiting => {
+                    drop(permit);
+                    continue;
+                }
             }
         };
         let Some((i, outcome, took)) = next else {

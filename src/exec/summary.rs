@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use super::outcome::Status;
+use super::outcome::{FailureClass, Status};
 
 /// One node's line in a [`Summary`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,6 +56,17 @@ impl Summary {
         self.with(|s| matches!(s, Status::Skipped { .. }))
     }
 
+    /// The most serious class among the failed nodes, if any failed.
+    pub fn worst_failure(&self) -> Option<FailureClass> {
+        self.nodes
+            .iter()
+            .filter_map(|n| match n.status {
+                Status::Failed { class, .. } => Some(class),
+                _ => None,
+            })
+            .max()
+    }
+
     /// True when every node ran, was cached or was up to date.
     pub fn is_success(&self) -> bool {
         self.nodes.iter().all(|n| n.status.is_success())
@@ -105,7 +116,15 @@ mod tests {
                 node(
                     1,
                     Status::Failed {
+                        class: FailureClass::Work,
                         message: "boom".into(),
+                    },
+                ),
+                node(
+                    5,
+                    Status::Failed {
+                        class: FailureClass::Infrastructure,
+                        message: "no engine".into(),
                     },
                 ),
                 node(
@@ -121,13 +140,14 @@ mod tests {
             interrupted: true,
         };
         assert_eq!(s.failed()[0].label, "n1");
+        assert_eq!(s.worst_failure(), Some(FailureClass::Infrastructure));
         assert_eq!(s.cancelled()[0].label, "n3");
         assert_eq!(s.skipped()[0].label, "n2");
         assert!(!s.is_success());
         let c = s.counts();
         assert_eq!(
             (c.ran, c.failed, c.skipped, c.cancelled, c.cached),
-            (1, 1, 1, 1, 1)
+            (1, 2, 1, 1, 1)
         );
     }
 }

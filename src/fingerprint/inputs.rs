@@ -22,11 +22,14 @@ use super::statcache::{StatCache, StatCacheError};
 const ALWAYS_EXCLUDED: [&str; 2] = [".git", ".sanctuary"];
 
 /// How a walk filters what it sees.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ExpandOptions {
     /// Respect `.gitignore`/`.ignore` files (inputs do; declared outputs, which are usually
     /// ignored build products, do not).
     pub respect_ignores: bool,
+    /// Directories never walked into, absolute: where sanctuary writes (its state directory,
+    /// backup copies inside the project), so nothing it writes becomes an input.
+    pub exclude: Vec<PathBuf>,
 }
 
 impl ExpandOptions {
@@ -34,6 +37,7 @@ impl ExpandOptions {
     pub fn git_like() -> Self {
         ExpandOptions {
             respect_ignores: true,
+            exclude: Vec::new(),
         }
     }
 
@@ -41,7 +45,18 @@ impl ExpandOptions {
     pub fn everything() -> Self {
         ExpandOptions {
             respect_ignores: false,
+            exclude: Vec::new(),
         }
+    }
+
+    /// These options, also never walking into `dirs`. Each is resolved through symlinks
+    /// when it exists, as the walk sees canonical paths.
+    pub fn excluding(mut self, dirs: &[PathBuf]) -> Self {
+        self.exclude = dirs
+            .iter()
+            .map(|d| fs::canonicalize(d).unwrap_or_else(|_| d.clone()))
+            .collect();
+        self
     }
 }
 
@@ -87,7 +102,7 @@ pub enum InputError {
 pub fn expand<S: AsRef<str>>(
     root: &Path,
     patterns: &[S],
-    options: ExpandOptions,
+    options: &ExpandOptions,
 ) -> Result<BTreeMap<String, InputFile>, InputError> {
     let root = fs::canonicalize(root).map_err(|source| InputError::ResolveRoot {
         path: root.to_path_buf(),
@@ -112,14 +127,19 @@ pub fn expand<S: AsRef<str>>(
     Ok(found)
 }
 
-/// Expands `patterns` and hashes every file through `cache`: the sorted map name → sha256
-/// hex that goes into a [`super::Key`].
+/// Expands `patterns` (never into `exclude`) and hashes every file through `cache`: the
+/// sorted map name → sha256 hex that goes into a [`super::Key`].
 pub fn hash_inputs<S: AsRef<str>>(
     root: &Path,
     patterns: &[S],
     cache: &mut StatCache,
+    exclude: &[PathBuf],
 ) -> Result<BTreeMap<String, String>, InputError> {
-    let files = expand(root, patterns, ExpandOptions::git_like())?;
+    let files = expand(
+        root,
+        patterns,
+        &ExpandOptions::git_like().excluding(exclude),
+    )?;
     let files: Vec<InputFile> = files.into_values().collect();
     Ok(cache.hash_files(&files)?)
 }
@@ -129,7 +149,7 @@ pub fn hash_inputs<S: AsRef<str>>(
 fn expand_one(
     root: &Path,
     pattern: &str,
-    options: ExpandOptions,
+    options: &ExpandOptions,
     found: &mut BTreeMap<String, InputFile>,
 ) -> Result<bool, InputError> {
     if !is_glob(pattern) {
@@ -185,10 +205,11 @@ fn walk(
     pattern: &str,
     dir: &Path,
     matcher: Option<&GlobMatcher>,
-    options: ExpandOptions,
+    options: &ExpandOptions,
     found: &mut BTreeMap<String, InputFile>,
 ) -> Result<bool, InputError> {
     let dir = normalize(dir);
+    let exclude = options.exclude.clone();
     let mut builder = ignore::WalkBuilder::new(&dir);
     builder
         .standard_filters(options.respect_ignores)
@@ -196,11 +217,13 @@ fn walk(
         .git_global(false)
         .require_git(false)
         .follow_links(false)
-        .filter_entry(|entry| {
-            let excluded = entry.file_type().is_some_and(|t| t.is_dir())
-                && ALWAYS_EXCLUDED
+        .filter_entry(move |entry| {
+            let is_dir = entry.file_type().is_some_and(|t| t.is_dir());
+            let excluded = is_dir
+                && (ALWAYS_EXCLUDED
                     .iter()
-                    .any(|name| entry.file_name() == *name);
+                    .any(|name| entry.file_name() == *name)
+                    || exclude.iter().any(|x| entry.path() == x));
             !excluded
         });
     // The walk is parallel: with stat calls and ignore matching it is most of a no-op
@@ -352,7 +375,7 @@ mod tests {
     }
 
     fn names(root: &Path, patterns: &[&str]) -> Vec<String> {
-        expand(root, patterns, ExpandOptions::git_like())
+        expand(root, patterns, &ExpandOptions::git_like())
             .unwrap()
             .into_keys()
             .collect()
@@ -418,26 +441,26 @@ mod tests {
     #[test]
     fn outputs_ignore_gitignore() {
         let dir = tree(&[(".gitignore", "dist/\n"), ("dist/app", "x")]);
-        let found = expand(dir.path(), &["dist"], ExpandOptions::everything()).unwrap();
+        let found = expand(dir.path(), &["dist"], &ExpandOptions::everything()).unwrap();
         assert_eq!(found.into_keys().collect::<Vec<_>>(), ["dist/app"]);
     }
 
     #[test]
     fn missing_literal_and_empty_glob_are_errors_naming_the_pattern() {
         let dir = tree(&[("a.txt", "a")]);
-        let err = expand(dir.path(), &["nope.txt"], ExpandOptions::git_like()).unwrap_err();
+        let err = expand(dir.path(), &["nope.txt"], &ExpandOptions::git_like()).unwrap_err();
         assert!(matches!(&err, InputError::MissingPath { pattern } if pattern == "nope.txt"));
         assert_eq!(err.to_string(), "input 'nope.txt' does not exist");
-        let err = expand(dir.path(), &["src/**/*.rs"], ExpandOptions::git_like()).unwrap_err();
+        let err = expand(dir.path(), &["src/**/*.rs"], &ExpandOptions::git_like()).unwrap_err();
         assert_eq!(err.to_string(), "input glob 'src/**/*.rs' matches no file");
-        let err = expand(dir.path(), &["*.zig"], ExpandOptions::git_like()).unwrap_err();
+        let err = expand(dir.path(), &["*.zig"], &ExpandOptions::git_like()).unwrap_err();
         assert!(matches!(err, InputError::NoMatch { .. }));
     }
 
     #[test]
     fn invalid_glob_is_reported() {
         let dir = tree(&[("a.txt", "a")]);
-        let err = expand(dir.path(), &["src/[a"], ExpandOptions::git_like()).unwrap_err();
+        let err = expand(dir.path(), &["src/[a"], &ExpandOptions::git_like()).unwrap_err();
         assert!(matches!(err, InputError::BadGlob { .. }), "{err:?}");
     }
 
@@ -468,14 +491,14 @@ mod tests {
         let dir = tree(&[("src/a.rs", "a"), ("src/b.rs", "a")]);
         let state = tempfile::tempdir().unwrap();
         let mut cache = StatCache::in_state_dir(state.path());
-        let hashes = hash_inputs(dir.path(), &["src/*.rs"], &mut cache).unwrap();
+        let hashes = hash_inputs(dir.path(), &["src/*.rs"], &mut cache, &[]).unwrap();
         assert_eq!(hashes.keys().collect::<Vec<_>>(), ["src/a.rs", "src/b.rs"]);
         assert_eq!(
             hashes["src/a.rs"], hashes["src/b.rs"],
             "same content, same hash"
         );
         fs::write(dir.path().join("src/b.rs"), "b").unwrap();
-        let again = hash_inputs(dir.path(), &["src/*.rs"], &mut cache).unwrap();
+        let again = hash_inputs(dir.path(), &["src/*.rs"], &mut cache, &[]).unwrap();
         assert_ne!(hashes["src/b.rs"], again["src/b.rs"]);
     }
 

@@ -51,15 +51,46 @@ pub struct Key {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     Schema,
-    Node { old: String, new: String },
-    Command { old: String, new: String },
-    Env { name: String, what: Edit },
-    Workdir { old: String, new: String },
-    Outputs { old: String, new: String },
-    Spec { field: String },
-    Input { path: String, what: Edit },
-    Dependency { name: String, what: Edit },
-    Secret { name: String, what: Edit },
+    Node {
+        old: String,
+        new: String,
+    },
+    Command {
+        old: String,
+        new: String,
+    },
+    /// An environment variable; `values` holds old → new when both exist.
+    Env {
+        name: String,
+        what: Edit,
+        values: Option<(String, String)>,
+    },
+    Workdir {
+        old: String,
+        new: String,
+    },
+    Outputs {
+        old: String,
+        new: String,
+    },
+    /// A field of the spec's `extra`, with short renderings of its old and new value.
+    Spec {
+        field: String,
+        old: String,
+        new: String,
+    },
+    Input {
+        path: String,
+        what: Edit,
+    },
+    Dependency {
+        name: String,
+        what: Edit,
+    },
+    Secret {
+        name: String,
+        what: Edit,
+    },
 }
 
 /// How a named member of a key changed.
@@ -86,12 +117,20 @@ impl fmt::Display for Change {
             Change::Schema => write!(f, "schema changed"),
             Change::Node { old, new } => write!(f, "node changed: {old} → {new}"),
             Change::Command { old, new } => write!(f, "command changed: '{old}' → '{new}'"),
-            Change::Env { name, what } => write!(f, "env {name} {what}"),
+            Change::Env {
+                name,
+                what,
+                values: Some((old, new)),
+            } => write!(f, "env {name} {what}: {} → {}", quoted(old), quoted(new)),
+            Change::Env { name, what, .. } => write!(f, "env {name} {what}"),
             Change::Workdir { old, new } => {
                 write!(f, "working directory changed: '{old}' → '{new}'")
             }
             Change::Outputs { old, new } => write!(f, "outputs changed: [{old}] → [{new}]"),
-            Change::Spec { field } => write!(f, "{field} changed"),
+            Change::Spec { field, old, new } if old.is_empty() && new.is_empty() => {
+                write!(f, "{field} changed")
+            }
+            Change::Spec { field, old, new } => write!(f, "{field} changed: {old} → {new}"),
             Change::Input { path, what } => write!(f, "input {path} {what}"),
             Change::Dependency { name, what } => write!(f, "dependency {name} {what}"),
             Change::Secret { name, what } => write!(f, "secret {name} {what}"),
@@ -163,9 +202,12 @@ impl Key {
                 new: n.command.join(" "),
             });
         }
-        map_diff(&o.env, &n.env, &mut changes, |name, what| Change::Env {
-            name,
-            what,
+        map_diff(&o.env, &n.env, &mut changes, |name, what| {
+            let values = match (o.env.get(&name), n.env.get(&name)) {
+                (Some(a), Some(b)) => Some((a.clone(), b.clone())),
+                _ => None,
+            };
+            Change::Env { name, what, values }
         });
         if o.workdir != n.workdir {
             changes.push(Change::Workdir {
@@ -229,16 +271,46 @@ fn extra_diff(old: &serde_json::Value, new: &serde_json::Value, changes: &mut Ve
             fields.sort();
             fields.dedup();
             for field in fields {
-                if a.get(field) != b.get(field) {
+                let (x, y) = (a.get(field), b.get(field));
+                if x != y {
                     changes.push(Change::Spec {
                         field: field.clone(),
+                        old: short(x),
+                        new: short(y),
                     });
                 }
             }
         }
         _ => changes.push(Change::Spec {
             field: "spec".into(),
+            old: String::new(),
+            new: String::new(),
         }),
+    }
+}
+
+/// A compact, bounded rendering of a JSON value for one line of a plan or `why`.
+fn short(v: Option<&serde_json::Value>) -> String {
+    let s = match v {
+        None | Some(serde_json::Value::Null) => "none".to_string(),
+        Some(other) => other.to_string(),
+    };
+    if s.chars().count() > 80 {
+        let cut: String = s.chars().take(77).collect();
+        format!("{cut}...")
+    } else {
+        s
+    }
+}
+
+fn quoted(s: &str) -> String {
+    let mut out = String::new();
+    write_json_string(s, &mut out);
+    if out.chars().count() > 60 {
+        let cut: String = out.chars().take(57).collect();
+        format!("{cut}...")
+    } else {
+        out
     }
 }
 
@@ -399,9 +471,9 @@ mod tests {
             messages(&old, &new),
             [
                 "command changed: 'cc -o app main.c' → 'cc -O2 -o app main.c'",
-                "env FOO changed",
+                r#"env FOO changed: "1" → "2""#,
                 "env NEW added",
-                "image changed",
+                r#"image changed: "clone" → "other""#,
                 "input src/a.rs changed",
                 "input src/b.rs removed",
                 "input src/c.rs added",

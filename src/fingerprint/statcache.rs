@@ -329,7 +329,7 @@ mod tests {
     use std::time::Duration;
 
     fn files(root: &Path) -> Vec<InputFile> {
-        expand(root, &["src"], ExpandOptions::git_like())
+        expand(root, &["src"], &ExpandOptions::git_like())
             .unwrap()
             .into_values()
             .collect()

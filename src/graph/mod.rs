@@ -114,11 +114,27 @@ impl Graph {
         if targets.is_empty() {
             return self.clone();
         }
+        self.select_following(targets, |_, _| true)
+    }
+
+    /// The targets and what they depend on through the edges `follow` accepts (given the
+    /// node an edge leaves and the edge). Edges between selected nodes are kept whether
+    /// followed or not, so order still holds among them.
+    pub fn select_following(
+        &self,
+        targets: &[NodeId],
+        follow: impl Fn(&NodeId, &Edge) -> bool,
+    ) -> Graph {
         let mut keep = vec![false; self.nodes.len()];
         let mut stack: Vec<usize> = targets.iter().filter_map(|t| self.index_of(t)).collect();
         while let Some(i) = stack.pop() {
             if !std::mem::replace(&mut keep[i], true) {
-                stack.extend(self.deps[i].iter().map(|e| e.to));
+                stack.extend(
+                    self.deps[i]
+                        .iter()
+                        .filter(|e| follow(&self.nodes[i], e))
+                        .map(|e| e.to),
+                );
             }
         }
         let old_to_new: HashMap<usize, usize> = (0..self.nodes.len())
@@ -134,10 +150,7 @@ impl Graph {
                 deps.push(
                     self.deps[old]
                         .iter()
-                        .map(|e| Edge {
-                            to: old_to_new[&e.to],
-                            kind: e.kind,
-                        })
+                        .filter_map(|e| old_to_new.get(&e.to).map(|&to| Edge { to, kind: e.kind }))
                         .collect(),
                 );
             }

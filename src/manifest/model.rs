@@ -464,6 +464,23 @@ impl Manifest {
         ids
     }
 
+    /// Directories sanctuary itself writes into: its state directory (state, cache, sync
+    /// bases, default backup copies) and every directory copy of a backup. Nothing in them
+    /// is ever an input of a task or part of an image's build context.
+    pub fn written_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = vec![self.project.state_dir.clone()];
+        for b in self.backups.values() {
+            for c in &b.copies {
+                if let CopyTarget::Dir(d) = &c.target {
+                    if !dirs.iter().any(|known| d.starts_with(known)) {
+                        dirs.push(d.clone());
+                    }
+                }
+            }
+        }
+        dirs
+    }
+
     /// Whether a node of this identity is declared.
     pub fn contains(&self, id: &NodeId) -> bool {
         let n = id.name.as_str();

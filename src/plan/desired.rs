@@ -1,19 +1,23 @@
-//! What the manifest wants Docker to hold: image tags, volume, network and container specs,
-//! each with a fingerprint. Secret values appear only in the container spec handed to the
-//! backend; the public spec (for plans, state and fingerprints) carries keyed hashes instead.
+//! What the manifest wants: for every node kind, its printable [`Key`] (the same struct tasks
+//! and tests use, so `why` explains any node) and, for Docker objects, the spec handed to the
+//! backend. Secret values appear only in the container spec for the backend; keys carry keyed
+//! hashes of them instead.
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use crate::backend::context::context_entries;
 use crate::backend::names;
 use crate::backend::{self, ContainerSpec, ImageBuild};
+use crate::fingerprint::inputs::InputFile;
 use crate::fingerprint::salt::Salt;
+use crate::fingerprint::{Key, Spec, StatCache};
 use crate::manifest::{
-    ImageRef, ImageSource, Kind, Manifest, MountSource, NodeId, RestartPolicy, Service,
+    Backup, ImageRef, ImageSource, Kind, Manifest, MountSource, NodeId, RestartPolicy, Service,
+    Sync,
 };
 
 /// Why desired state could not be computed.
@@ -28,12 +32,16 @@ pub enum DesiredError {
         #[source]
         source: backend::BackendError,
     },
+    #[error("image `{image}`: cannot hash the build context file {}", path.display())]
+    HashContext {
+        image: String,
+        path: PathBuf,
+        #[source]
+        source: crate::fingerprint::StatCacheError,
+    },
     #[error("bind mount source {} of service `{service}` does not exist", path.display())]
     #[diagnostic(help("create the directory, or fix the path in the manifest"))]
-    MissingBind {
-        service: String,
-        path: std::path::PathBuf,
-    },
+    MissingBind { service: String, path: PathBuf },
 }
 
 /// An image as apply would realise it.
@@ -43,44 +51,87 @@ pub struct DesiredImage {
     /// The tag services run: `<project>-<image>:<hash12>` for builds, the reference otherwise.
     pub tag: String,
     pub build: Option<ImageBuild>,
+    /// Dockerfile path, build args and target, and every context file that is sent.
+    pub key: Key,
     pub fingerprint: String,
 }
 
-/// Hashes a build context tar by what the image would contain: paths, kinds, executable bits,
-/// link targets and contents — not mtimes or owners, which change on every checkout.
-pub fn context_hash(tar_bytes: &[u8]) -> std::io::Result<String> {
-    let mut h = Sha256::new();
-    let mut archive = tar::Archive::new(tar_bytes);
-    let mut buf = Vec::new();
-    for entry in archive.entries()? {
-        let mut entry = entry?;
-        let header = entry.header().clone();
-        let path = entry.path()?.to_string_lossy().into_owned();
-        h.update(path.as_bytes());
-        h.update([0, header.entry_type().as_byte()]);
-        h.update([(header.mode().unwrap_or(0) & 0o111 != 0) as u8]);
-        if let Ok(Some(link)) = entry.link_name() {
-            h.update(link.to_string_lossy().as_bytes());
+/// How one build-context entry enters the image key: what the image would contain — the
+/// content and executable bit of a file, a link's target, that a directory exists — not
+/// mtimes or owners, which change on every checkout.
+fn context_inputs(
+    image: &str,
+    context: &Path,
+    dockerfile: &Path,
+    exclude: &[PathBuf],
+    stat: &mut StatCache,
+) -> Result<BTreeMap<String, String>, DesiredError> {
+    let entries =
+        context_entries(context, dockerfile, exclude).map_err(|source| DesiredError::Context {
+            image: image.to_string(),
+            source,
+        })?;
+    let mut out = BTreeMap::new();
+    let mut files = Vec::new();
+    for e in entries {
+        let name = e.rel.to_string_lossy().replace('\\', "/");
+        let t = e.metadata.file_type();
+        if t.is_symlink() {
+            let target = std::fs::read_link(&e.path)
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            out.insert(name, format!("link {target}"));
+        } else if t.is_dir() {
+            out.insert(name, "dir".to_string());
+        } else {
+            files.push(InputFile {
+                name,
+                path: e.path,
+                metadata: e.metadata,
+            });
         }
-        buf.clear();
-        entry.read_to_end(&mut buf)?;
-        h.update((buf.len() as u64).to_le_bytes());
-        h.update(&buf);
     }
-    Ok(hex::encode(h.finalize()))
+    let hashes = stat
+        .hash_files(&files)
+        .map_err(|source| DesiredError::HashContext {
+            image: image.to_string(),
+            path: context.to_path_buf(),
+            source,
+        })?;
+    for f in &files {
+        use std::os::unix::fs::PermissionsExt;
+        let exec = f.metadata.permissions().mode() & 0o111 != 0;
+        if let Some(h) = hashes.get(&f.name) {
+            let value = if exec { format!("{h} x") } else { h.clone() };
+            out.insert(f.name.clone(), value);
+        }
+    }
+    Ok(out)
 }
 
-/// Computes an image's tag and build from the current state of its context.
-pub fn image(m: &Manifest, name: &str) -> Result<DesiredImage, DesiredError> {
+/// Computes an image's key, tag and build from the current state of its context. `stat`
+/// keeps an unchanged context from being read again.
+pub fn image(m: &Manifest, name: &str, stat: &mut StatCache) -> Result<DesiredImage, DesiredError> {
     let node = NodeId::new(Kind::Image, name);
     let img = &m.images[name];
     match &img.source {
-        ImageSource::Reference(r) => Ok(DesiredImage {
-            node,
-            tag: r.clone(),
-            build: None,
-            fingerprint: sha256_hex(r.as_bytes()),
-        }),
+        ImageSource::Reference(r) => {
+            let key = Key::new(
+                "image",
+                name,
+                Spec {
+                    extra: json!({ "reference": r }),
+                    ..Spec::default()
+                },
+            );
+            Ok(DesiredImage {
+                node,
+                tag: r.clone(),
+                build: None,
+                fingerprint: key.fingerprint(),
+                key,
+            })
+        }
         ImageSource::Build {
             context,
             dockerfile,
@@ -91,26 +142,21 @@ pub fn image(m: &Manifest, name: &str) -> Result<DesiredImage, DesiredError> {
                 .strip_prefix(context)
                 .unwrap_or(Path::new("Dockerfile"))
                 .to_path_buf();
-            let tar = backend::context::tar_context(context, &rel).map_err(|source| {
-                DesiredError::Context {
-                    image: name.to_string(),
-                    source,
-                }
-            })?;
-            let content = context_hash(&tar).map_err(|e| DesiredError::Context {
-                image: name.to_string(),
-                source: backend::BackendError::BuildContext {
-                    path: context.clone(),
-                    source: e,
+            let exclude = m.written_dirs();
+            let mut key = Key::new(
+                "image",
+                name,
+                Spec {
+                    extra: json!({
+                        "dockerfile": rel,
+                        "args": args,
+                        "target": target,
+                    }),
+                    ..Spec::default()
                 },
-            })?;
-            let key = json!({
-                "context": content,
-                "dockerfile": rel,
-                "args": args,
-                "target": target,
-            });
-            let fingerprint = sha256_hex(key.to_string().as_bytes());
+            );
+            key.inputs = context_inputs(name, context, &rel, &exclude, stat)?;
+            let fingerprint = key.fingerprint();
             let tag = format!(
                 "{}:{}",
                 names::image_repo(&m.project.name, name),
@@ -121,12 +167,15 @@ pub fn image(m: &Manifest, name: &str) -> Result<DesiredImage, DesiredError> {
                 context_dir: context.clone(),
                 dockerfile: rel,
                 build_args: args.clone(),
+                target: target.clone(),
                 labels: names::labels(&m.project.name, &node.to_string(), Some(&fingerprint)),
+                exclude,
             };
             Ok(DesiredImage {
                 node,
                 tag,
                 build: Some(build),
+                key,
                 fingerprint,
             })
         }
@@ -147,34 +196,37 @@ pub struct DesiredContainer {
     pub node: NodeId,
     /// With secret values: for the backend only.
     pub spec: ContainerSpec,
-    /// Without secret values: for plans, state and the fingerprint.
+    /// Without secret values: for state records and people.
     pub public: Value,
+    /// Everything the container's identity depends on; its fingerprint labels the container.
+    pub key: Key,
     pub fingerprint: String,
     /// Whether services without a `network` need the project's default network.
     pub uses_default_network: bool,
 }
 
-/// Builds a service's container spec. `image_tag` is the tag its image resolved to.
+/// Builds a service's container spec. `image_tag` is the tag its image resolved to and
+/// `image_fingerprint` that image's fingerprint when the manifest builds it.
 pub fn container(
     m: &Manifest,
     svc: &Service,
     image_tag: &str,
+    image_fingerprint: Option<&str>,
     salt: &Salt,
 ) -> Result<DesiredContainer, DesiredError> {
     let project = &m.project.name;
     let node = NodeId::new(Kind::Service, &svc.name);
     let mut env = svc.env.clone();
+    let mut secrets = BTreeMap::new();
     let mut public_env: BTreeMap<String, String> = svc.env.clone();
     for se in &svc.secret_env {
         let value = crate::secrets::resolve(m, &se.secret)?;
+        let hash = salt.keyed_hash(value.as_bytes());
         public_env.insert(
             se.var.clone(),
-            format!(
-                "<secret {}:{}>",
-                se.secret,
-                &salt.keyed_hash(value.as_bytes())[..12]
-            ),
+            format!("<secret {}:{}>", se.secret, &hash[..12]),
         );
+        secrets.insert(se.var.clone(), format!("{}:{hash}", se.secret));
         env.insert(se.var.clone(), value);
     }
     let mut mounts = Vec::new();
@@ -238,13 +290,12 @@ pub fn container(
     };
     // The backend runs health checks as `CMD`: the shell form becomes `/bin/sh -c`.
     let health = svc.health.as_ref().map(|h| backend::HealthCheck {
-        cmd: crate::apply::ready::probe_argv(&h.test).unwrap_or_default(),
+        cmd: crate::executors::ready::probe_argv(&h.test).unwrap_or_default(),
         interval: h.interval.0,
         timeout: h.timeout.0,
         retries: h.retries,
         start_period: h.start_period.0,
     });
-    let mut labels = svc.labels.clone();
     let mut spec = ContainerSpec {
         name: names::container(project, &svc.name),
         image: image_tag.to_string(),
@@ -266,14 +317,33 @@ pub fn container(
     };
     let mut public = serde_json::to_value(&spec).unwrap_or(Value::Null);
     public["env"] = serde_json::to_value(&public_env).unwrap_or(Value::Null);
-    if let Value::Object(o) = &mut public {
-        o.remove("labels");
-        o.insert(
-            "labels".into(),
-            serde_json::to_value(&svc.labels).unwrap_or(Value::Null),
-        );
+    public["labels"] = serde_json::to_value(&svc.labels).unwrap_or(Value::Null);
+    // The key: command and plain env where `why` names them, the rest of the public spec
+    // field by field, secrets as keyed hashes.
+    let mut extra = public.clone();
+    if let Value::Object(o) = &mut extra {
+        o.remove("env");
+        o.remove("command");
+        o.remove("name");
     }
-    let fingerprint = sha256_hex(public.to_string().as_bytes());
+    let mut key = Key::new(
+        "service",
+        &svc.name,
+        Spec {
+            command: svc.command.clone().unwrap_or_default(),
+            env: svc.env.clone(),
+            workdir: None,
+            outputs: Vec::new(),
+            extra,
+        },
+    );
+    key.secrets = secrets;
+    if let (ImageRef::Declared(img), Some(fp)) = (&svc.image, image_fingerprint) {
+        key.dependencies
+            .insert(format!("image.{img}"), fp.to_string());
+    }
+    let fingerprint = key.fingerprint();
+    let mut labels = svc.labels.clone();
     labels.extend(names::labels(
         project,
         &node.to_string(),
@@ -284,9 +354,73 @@ pub fn container(
         node,
         spec,
         public,
+        key,
         fingerprint,
         uses_default_network,
     })
+}
+
+/// A volume's or network's key: its identity is its name, so only its options are in it.
+pub fn named_key(m: &Manifest, id: &NodeId) -> Key {
+    let extra = match id.kind {
+        Kind::Volume => json!({ "driver": m.volumes.get(&id.name).and_then(|v| v.driver.clone()) }),
+        Kind::Network => {
+            let n = m.networks.get(&id.name);
+            json!({
+                "driver": n.and_then(|n| n.driver.clone()),
+                "internal": n.is_some_and(|n| n.internal),
+            })
+        }
+        _ => Value::Null,
+    };
+    Key::new(
+        id.kind.as_str(),
+        &id.name,
+        Spec {
+            extra,
+            ..Spec::default()
+        },
+    )
+}
+
+/// A backup's key: what it reads, how it quiesces, where its copies go and what it keeps.
+/// The snapshot's own id comes from the content, so an unchanged source makes no new one.
+pub fn backup_key(b: &Backup) -> Key {
+    Key::new(
+        "backup",
+        &b.name,
+        Spec {
+            extra: json!({
+                "source": b.source,
+                "quiesce": b.quiesce,
+                "level": b.level,
+                "copies": b.copies,
+                "keep": b.keep,
+            }),
+            ..Spec::default()
+        },
+    )
+}
+
+/// A sync rule's key: both sides and every option of the pass.
+pub fn sync_key(s: &Sync) -> Key {
+    Key::new(
+        "sync",
+        &s.name,
+        Spec {
+            extra: json!({
+                "host": s.host,
+                "target": s.target,
+                "mode": s.mode,
+                "ignore": s.ignore,
+                "rewrites": s.rewrites,
+                "conflict": s.conflict,
+                "owner": s.owner,
+                "file_mode": s.file_mode,
+            }),
+            ..Spec::default()
+        },
+    )
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

@@ -1,24 +1,27 @@
-//! Planning: compare what the manifest wants ([`desired`]) with what Docker holds (observed by
-//! label) and decide, per node, an action and its reasons — as Terraform's plan does.
+//! Planning: for every node of a selection, an action and its reasons, decided by one
+//! function ([`decide::decide`]) from what the manifest wants ([`desired`]), what exists and
+//! what was recorded — as Terraform's plan does. `plan` prints the [`Plan`]; `apply` walks its
+//! typed [`Step`]s, and each executor decides again with the same function from a fresh
+//! observation, so the two can never disagree.
 //!
 //! The plan is for people (`render`), for machines (`--json`) and for `apply FILE`, which
-//! re-plans and refuses when the result differs from the saved plan (reality moved).
+//! plans again and refuses before changing anything when the steps differ from the saved ones
+//! (reality moved).
 
+pub mod decide;
 pub mod desired;
-pub mod diff;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use crate::backend::{names, Backend, BackendError, ContainerState, LabelFilter};
-use crate::fingerprint::salt::Salt;
-use crate::graph::Graph;
-use crate::manifest::{Kind, Manifest, NodeId};
+use crate::fingerprint::Key;
+use crate::manifest::{Kind, NodeId};
 
-/// What apply will do to one node or object.
+pub use decide::{decide, Case, Decision};
+
+/// What a step will do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Action {
@@ -28,26 +31,33 @@ pub enum Action {
     Replace,
     Start,
     Run,
+    /// A task whose result is cached: its outputs come back from the cache.
+    Restore,
+    /// Take a backup and verify it in full before what it protects is deleted.
+    VerifiedBackup,
     Delete,
     UpToDate,
+    /// Something stands in the way that sanctuary will not touch; the reason says what.
+    Blocked,
 }
 
 impl Action {
     pub fn is_change(self) -> bool {
-        self != Action::UpToDate
+        !matches!(self, Action::UpToDate)
     }
 
     fn symbol(self) -> &'static str {
         match self {
             Action::Create | Action::Build | Action::Pull => "+",
             Action::Replace => "~",
-            Action::Start | Action::Run => ">",
+            Action::Start | Action::Run | Action::Restore | Action::VerifiedBackup => ">",
             Action::Delete => "-",
             Action::UpToDate => "=",
+            Action::Blocked => "!",
         }
     }
 
-    fn word(self) -> &'static str {
+    pub fn word(self) -> &'static str {
         match self {
             Action::Create => "create",
             Action::Build => "build",
@@ -55,8 +65,11 @@ impl Action {
             Action::Replace => "replace",
             Action::Start => "start",
             Action::Run => "run",
+            Action::Restore => "restore",
+            Action::VerifiedBackup => "back up and verify",
             Action::Delete => "delete",
             Action::UpToDate => "up to date",
+            Action::Blocked => "blocked",
         }
     }
 }
@@ -67,23 +80,102 @@ impl fmt::Display for Action {
     }
 }
 
+/// A Docker object a step acts on without a node declaring it: an orphan, or what teardown
+/// removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ObjectKind {
+    Container,
+    Network,
+    Volume,
+    Image,
+}
+
+impl ObjectKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::Container => "container",
+            ObjectKind::Network => "network",
+            ObjectKind::Volume => "volume",
+            ObjectKind::Image => "image",
+        }
+    }
+}
+
+/// What a step acts on.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "type")]
+pub enum Subject {
+    /// A node of the manifest.
+    Node { id: NodeId },
+    /// An object found by label: `name` is its Docker name (an id for images), `node` the
+    /// node its labels say it realised, if any.
+    Object {
+        kind: ObjectKind,
+        name: String,
+        node: Option<String>,
+    },
+}
+
+impl Subject {
+    pub fn node(&self) -> Option<&NodeId> {
+        match self {
+            Subject::Node { id } => Some(id),
+            Subject::Object { .. } => None,
+        }
+    }
+
+    /// How the step is named in plans, progress and summaries: `service.omega`, a task by
+    /// its bare name (what users type), `container voidcat-old`.
+    pub fn label(&self) -> String {
+        match self {
+            Subject::Node { id } if id.kind == Kind::Task => id.name.clone(),
+            Subject::Node { id } => id.to_string(),
+            Subject::Object { kind, name, .. } => format!("{} {name}", kind.as_str()),
+        }
+    }
+}
+
 /// One line of a plan.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Step {
-    /// `service.omega`, or for an orphan the Docker object (`container voidcat-old`).
+    /// The label people read (see [`Subject::label`]).
     pub node: String,
+    pub subject: Subject,
     pub action: Action,
     pub reasons: Vec<String>,
-    /// The Docker object's name.
+    /// The Docker object's name, when there is one.
     pub object: String,
-    /// The fingerprint apply will record (empty for orphans and tasks).
+    /// The fingerprint the step realises (empty where there is none).
     pub fingerprint: String,
+    /// Indices of the steps this one waits for.
+    pub waits_for: Vec<usize>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+impl crate::exec::NodeLabel for Step {
+    fn label(&self) -> String {
+        self.node.clone()
+    }
+}
+
+/// What planning computed for a step that executing it needs again: kept in memory only,
+/// because a container spec holds secret values.
+#[derive(Clone, Debug, Default)]
+pub enum Prepared {
+    #[default]
+    Nothing,
+    Image(Box<desired::DesiredImage>),
+    Service(Box<desired::DesiredContainer>),
+    /// The key of a task or test, computed from its inputs as they were when planned.
+    Key(Key),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Plan {
     pub project: String,
     pub steps: Vec<Step>,
+    #[serde(skip)]
+    pub prepared: Vec<Prepared>,
 }
 
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -92,7 +184,7 @@ pub enum PlanError {
     #[diagnostic(transparent)]
     Desired(#[from] desired::DesiredError),
     #[error(transparent)]
-    Backend(#[from] BackendError),
+    Backend(#[from] crate::backend::BackendError),
     #[error("{0}")]
     Task(String),
 }
@@ -125,13 +217,15 @@ impl Plan {
             .map(|(a, n)| match a {
                 Action::UpToDate => format!("{n} up to date"),
                 Action::Run => format!("{n} to run"),
+                Action::Blocked => format!("{n} blocked"),
+                Action::VerifiedBackup => format!("{n} to back up and verify"),
                 other => format!("{n} to {}", other.word()),
             })
             .collect();
         format!("Plan: {}.", parts.join(", "))
     }
 
-    /// The plan for people: one line per node, reasons indented below.
+    /// The plan for people: one line per step, reasons indented below.
     pub fn render(&self, show_up_to_date: bool) -> String {
         let width = self.steps.iter().map(|s| s.node.len()).max().unwrap_or(0);
         let mut out = String::new();
@@ -169,329 +263,28 @@ impl Plan {
     }
 
     /// The changes only, for comparing a saved plan with a fresh one.
-    pub fn changes(&self) -> Vec<(&str, Action, &str)> {
+    pub fn changes(&self) -> Vec<(&Subject, Action, &str)> {
         self.steps
             .iter()
             .filter(|s| s.action.is_change())
-            .map(|s| (s.node.as_str(), s.action, s.fingerprint.as_str()))
+            .map(|s| (&s.subject, s.action, s.fingerprint.as_str()))
             .collect()
     }
-}
 
-/// The nodes `apply` realises for these targets (all of them when empty): images, volumes,
-/// networks and services, plus the tasks they depend on (a task that prepares an image's
-/// context). Tests, backups and syncs have commands of their own.
-pub fn apply_graph(m: &Manifest, targets: &[NodeId]) -> Graph {
-    let graph = Graph::from_manifest(m);
-    let infra = |k: Kind| {
-        matches!(
-            k,
-            Kind::Image | Kind::Volume | Kind::Network | Kind::Service
-        )
-    };
-    let roots: Vec<NodeId> = if targets.is_empty() {
-        graph
-            .nodes()
-            .iter()
-            .filter(|n| infra(n.kind))
-            .cloned()
-            .collect()
-    } else {
-        targets.to_vec()
-    };
-    graph
-        .select(&roots)
-        .filter(|n| infra(n.kind) || n.kind == Kind::Task)
-}
-
-/// Where the previous public spec of a node comes from (the state store), for reasons.
-pub type PriorSpec<'a> = &'a (dyn Fn(&NodeId) -> Option<Value> + Sync);
-
-/// Plans `graph` (from [`apply_graph`]) against what `backend` holds. Orphans (objects
-/// labelled with the project that the manifest no longer declares) are deleted only when the
-/// whole project is planned (`orphans`).
-pub async fn make(
-    m: &Manifest,
-    backend: &dyn Backend,
-    graph: &Graph,
-    salt: &Salt,
-    prior: PriorSpec<'_>,
-    tasks: &crate::run::TaskExecutor,
-    orphans: bool,
-) -> Result<Plan, PlanError> {
-    let project = &m.project.name;
-    let filter = LabelFilter::new().with(names::LABEL_PROJECT, project.clone());
-    // Everything observed is asked for at once: a no-op plan is mostly waiting on the daemon.
-    let containers: Vec<String> = graph
-        .nodes()
-        .iter()
-        .filter(|n| n.kind == Kind::Service)
-        .map(|n| names::container(project, &n.name))
-        .collect();
-    let mut images = BTreeMap::new();
-    for id in graph.nodes().iter().filter(|n| n.kind == Kind::Image) {
-        images.insert(id.name.clone(), desired::image(m, &id.name)?);
-    }
-    let (volumes, networks, inspected, present) = futures_util::join!(
-        backend.list_volumes(&filter),
-        backend.list_networks(&filter),
-        futures_util::future::join_all(containers.iter().map(|c| backend.inspect_container(c))),
-        futures_util::future::join_all(images.values().map(|d| backend.inspect_image(&d.tag))),
-    );
-    let mut present_images = BTreeMap::new();
-    for (name, info) in images.keys().zip(present) {
-        present_images.insert(name.clone(), info?.is_some());
-    }
-    let volumes: BTreeSet<String> = volumes?.into_iter().map(|v| v.name).collect();
-    let networks = networks?;
-    let network_names: BTreeSet<&str> = networks.iter().map(|n| n.name.as_str()).collect();
-    let mut observed_containers = BTreeMap::new();
-    for (name, info) in containers.into_iter().zip(inspected) {
-        observed_containers.insert(name, info?);
+    /// Whether walking this plan changes the stack or the project's data (and so must hold
+    /// the project's lock): anything but running tasks and tests.
+    pub fn changes_the_stack(&self) -> bool {
+        self.steps.iter().any(|s| {
+            s.action.is_change()
+                && !matches!(
+                    s.subject.node().map(|n| n.kind),
+                    Some(Kind::Task | Kind::Test)
+                )
+        })
     }
 
-    let mut steps = Vec::new();
-    let mut tags: BTreeMap<String, String> = BTreeMap::new();
-    let order = graph
-        .topo_order()
-        .unwrap_or_else(|| (0..graph.len()).collect());
-    for i in order {
-        let id = graph.node(i);
-        let step = match id.kind {
-            Kind::Task => {
-                let (action, reasons) = match tasks.check(id).map_err(PlanError::Task)? {
-                    Some(reasons) => (Action::Run, reasons),
-                    None => (Action::UpToDate, vec![]),
-                };
-                Step {
-                    node: id.to_string(),
-                    action,
-                    reasons,
-                    object: String::new(),
-                    fingerprint: String::new(),
-                }
-            }
-            Kind::Image => {
-                let Some(d) = images.remove(&id.name) else {
-                    continue;
-                };
-                tags.insert(id.name.clone(), d.tag.clone());
-                let present = present_images.get(&id.name).copied().unwrap_or(false);
-                let (action, reasons) = match (&d.build, present) {
-                    (_, true) => (Action::UpToDate, vec![]),
-                    (Some(_), false) => (Action::Build, vec![format!("no image {}", d.tag)]),
-                    (None, false) => (
-                        Action::Pull,
-                        vec![format!("{} is not present locally", d.tag)],
-                    ),
-                };
-                Step {
-                    node: id.to_string(),
-                    action,
-                    reasons,
-                    object: d.tag,
-                    fingerprint: d.fingerprint,
-                }
-            }
-            Kind::Volume => {
-                let name = names::volume(project, &id.name);
-                let action = if volumes.contains(&name) {
-                    Action::UpToDate
-                } else {
-                    Action::Create
-                };
-                Step {
-                    node: id.to_string(),
-                    action,
-                    reasons: vec![],
-                    object: name,
-                    fingerprint: String::new(),
-                }
-            }
-            Kind::Network => {
-                let name = names::network(project, &id.name);
-                let action = if network_names.contains(name.as_str()) {
-                    Action::UpToDate
-                } else {
-                    Action::Create
-                };
-                Step {
-                    node: id.to_string(),
-                    action,
-                    reasons: vec![],
-                    object: name,
-                    fingerprint: String::new(),
-                }
-            }
-            Kind::Service => {
-                let svc = &m.services[&id.name];
-                let tag = desired::image_tag(&svc.image, &tags).unwrap_or_default();
-                let d = desired::container(m, svc, &tag, salt)?;
-                let observed = observed_containers.remove(&d.spec.name).flatten();
-                let (action, reasons) = match observed {
-                    None => (Action::Create, vec![]),
-                    Some(c) if c.labels.get(names::LABEL_PROJECT) != Some(project) => (
-                        Action::Replace,
-                        vec![format!(
-                            "a container named {} exists that this project does not own",
-                            d.spec.name
-                        )],
-                    ),
-                    Some(c) if c.labels.get(names::LABEL_FINGERPRINT) != Some(&d.fingerprint) => {
-                        let reasons = match prior(id) {
-                            Some(old) => diff::reasons(&old, &d.public),
-                            None => vec![],
-                        };
-                        let reasons = if reasons.is_empty() {
-                            vec!["configuration changed".to_string()]
-                        } else {
-                            reasons
-                        };
-                        (Action::Replace, reasons)
-                    }
-                    Some(c) if c.state == ContainerState::Running => (Action::UpToDate, vec![]),
-                    Some(c) => (
-                        Action::Start,
-                        vec![format!("exists, {}", state_word(c.state))],
-                    ),
-                };
-                Step {
-                    node: id.to_string(),
-                    action,
-                    reasons,
-                    object: d.spec.name,
-                    fingerprint: d.fingerprint,
-                }
-            }
-            _ => continue,
-        };
-        steps.push(step);
-    }
-
-    if orphans {
-        let declared: BTreeSet<String> = m.node_ids().iter().map(|n| n.to_string()).collect();
-        for c in backend.list_containers(&filter, true).await? {
-            let node = names::node_of(&c.labels).unwrap_or("");
-            if !declared.contains(node) {
-                steps.push(Step {
-                    node: format!("container {}", c.name),
-                    action: Action::Delete,
-                    reasons: vec![format!(
-                        "{} is no longer declared",
-                        if node.is_empty() { "it" } else { node }
-                    )],
-                    object: c.name,
-                    fingerprint: String::new(),
-                });
-            }
-        }
-        let default = names::default_network(project);
-        let needs_default = m.services.values().any(|s| s.networks.is_empty());
-        for n in &networks {
-            let node = names::node_of(&n.labels).unwrap_or("");
-            let still = declared.contains(node) || (n.name == default && needs_default);
-            if !still {
-                steps.push(Step {
-                    node: format!("network {}", n.name),
-                    action: Action::Delete,
-                    reasons: vec!["no longer declared".to_string()],
-                    object: n.name.clone(),
-                    fingerprint: String::new(),
-                });
-            }
-        }
-    }
-    Ok(Plan {
-        project: project.clone(),
-        steps,
-    })
-}
-
-fn state_word(s: ContainerState) -> &'static str {
-    match s {
-        ContainerState::Created => "created, never started",
-        ContainerState::Paused => "paused",
-        ContainerState::Restarting => "restarting",
-        ContainerState::Exited => "stopped",
-        ContainerState::Dead => "dead",
-        _ => "not running",
-    }
-}
-
-/// Why a service whose container already matches the manifest is to be replaced anyway: the
-/// last apply failed on it (it never became ready), or was interrupted after creating it and
-/// before recording it (the record still holds an older fingerprint). `None` when the state store has nothing against it — a missing record
-/// is not a reason, so losing the state store does not recreate every container.
-pub fn retry_reason(
-    record: Option<&crate::state::NodeRecord>,
-    fingerprint: &str,
-) -> Option<String> {
-    let record = record?;
-    match &record.result {
-        // A failure keeps the fingerprint realised before it, so it is not compared here.
-        crate::state::RecordResult::Failed { message } => {
-            let first = message.lines().next().unwrap_or_default();
-            Some(format!("the last apply failed: {first}"))
-        }
-        _ if record.fingerprint != fingerprint => {
-            Some("the last apply was interrupted before it finished".to_string())
-        }
-        _ => None,
-    }
-}
-
-/// Marks services that [`retry_reason`] says must be tried again as replacements.
-pub fn retry_unfinished(plan: &mut Plan, state: &crate::state::StateFile) {
-    for step in &mut plan.steps {
-        let Some(name) = step.node.strip_prefix("service.") else {
-            continue;
-        };
-        if !matches!(step.action, Action::UpToDate | Action::Start) {
-            continue;
-        }
-        if let Some(reason) = retry_reason(state.get("service", name), &step.fingerprint) {
-            step.action = Action::Replace;
-            step.reasons = vec![reason];
-        }
-    }
-}
-
-#[cfg(test)]
-mod retry_tests {
-    use super::*;
-    use crate::state::{NodeRecord, RecordResult};
-
-    fn record(fingerprint: &str, result: RecordResult) -> NodeRecord {
-        NodeRecord {
-            kind: "service".into(),
-            name: "web".into(),
-            fingerprint: fingerprint.into(),
-            spec: Value::Null,
-            finished_at: chrono::Utc::now(),
-            result,
-        }
-    }
-
-    #[test]
-    fn failed_or_interrupted_services_are_retried_and_finished_ones_are_not() {
-        let failed = record(
-            "old",
-            RecordResult::Failed {
-                message: "did not become healthy\n  last output".into(),
-            },
-        );
-        assert_eq!(
-            retry_reason(Some(&failed), "new").as_deref(),
-            Some("the last apply failed: did not become healthy")
-        );
-        let interrupted = record("old", RecordResult::Ran);
-        assert!(retry_reason(Some(&interrupted), "new")
-            .unwrap()
-            .contains("interrupted"));
-        assert_eq!(
-            retry_reason(Some(&record("new", RecordResult::Ran)), "new"),
-            None
-        );
-        assert_eq!(retry_reason(None, "new"), None);
+    /// The index of the step acting on `id`.
+    pub fn index_of(&self, id: &NodeId) -> Option<usize> {
+        self.steps.iter().position(|s| s.subject.node() == Some(id))
     }
 }

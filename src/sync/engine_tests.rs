@@ -536,7 +536,7 @@ fn no_change_pass_over_ten_thousand_files() {
 /// A side that runs a hook whenever a file is read, to stage edits that race with a pass.
 struct Racing {
     inner: HostSide,
-    on_read: Box<dyn Fn(&RelPath) + Sync>,
+    on_read: Box<dyn Fn(&RelPath) + Send + Sync>,
 }
 
 impl Side for Racing {

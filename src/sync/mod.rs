@@ -50,6 +50,7 @@ pub mod json_merge;
 pub mod last_pass;
 pub mod model;
 pub mod reconcile;
+pub mod report;
 pub mod rewrite;
 pub mod side;
 pub mod target;

@@ -116,7 +116,7 @@ pub enum SideError {
 
 /// One end of a sync. Paths are relative to the side's root; content crosses this interface
 /// in the side's own form (the engine does the rewriting).
-pub trait Side: Sync {
+pub trait Side: Send + Sync {
     /// A short description for messages (`host directory /Users/alice/.claude`).
     fn describe(&self) -> String;
 

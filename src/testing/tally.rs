@@ -7,8 +7,8 @@
 
 use std::collections::BTreeMap;
 
-use super::executor::TestOutput;
 use super::junit::{Case, CaseStatus};
+use crate::engine::TestOutput;
 use crate::exec::{Status, Summary};
 
 /// How many tests ended each way.
@@ -44,14 +44,14 @@ impl Tally {
     }
 }
 
-/// One case per node of the test run, in the order the run lists them.
+/// One case per test of the walk, in the order the walk lists them; the other steps (the
+/// services and tasks the tests needed) are not cases.
 pub fn cases(summary: &Summary, outputs: &BTreeMap<String, TestOutput>) -> Vec<Case> {
     summary
         .nodes
         .iter()
-        .map(|n| {
-            // Test nodes are labelled `test.NAME`; people and JUnit read the bare name.
-            let name = n.label.strip_prefix("test.").unwrap_or(&n.label);
+        .filter_map(|n| n.label.strip_prefix("test.").map(|name| (n, name)))
+        .map(|(n, name)| {
             let output = outputs
                 .get(name)
                 .map(|o| o.output.clone())
@@ -59,7 +59,7 @@ pub fn cases(summary: &Summary, outputs: &BTreeMap<String, TestOutput>) -> Vec<C
             let status = match &n.status {
                 Status::Ran { .. } | Status::UpToDate { .. } => CaseStatus::Passed,
                 Status::Cached { .. } => CaseStatus::Cached,
-                Status::Failed { message } => CaseStatus::Failed {
+                Status::Failed { message, .. } => CaseStatus::Failed {
                     message: message.clone(),
                     output,
                 },
@@ -111,23 +111,25 @@ mod tests {
     fn statuses_become_cases_and_counts() {
         let summary = Summary {
             nodes: vec![
-                node(0, "a", Status::Ran { detail: None }),
-                node(1, "b", Status::Cached { detail: None }),
+                node(0, "test.a", Status::Ran { detail: None }),
+                node(1, "test.b", Status::Cached { detail: None }),
+                node(5, "service.web", Status::Ran { detail: None }),
                 node(
                     2,
                     "test.c",
                     Status::Failed {
+                        class: crate::exec::FailureClass::Work,
                         message: "exit status 1".into(),
                     },
                 ),
                 node(
                     3,
-                    "d",
+                    "test.d",
                     Status::Skipped {
                         because: "c".into(),
                     },
                 ),
-                node(4, "e", Status::Cancelled),
+                node(4, "test.e", Status::Cancelled),
             ],
             elapsed: Duration::from_millis(50),
             interrupted: false,

@@ -1,13 +1,13 @@
-//! The test executor without Docker: host tests through the real scheduler, for caching by
-//! key, failures that are never cached, inputs that re-run a test, and timeouts.
+//! Tests through the engine without Docker: host tests walked by the real scheduler, for
+//! caching by key, failures that are never cached, inputs that re-run a test, and timeouts.
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
 use super::tally::{self, Tally};
-use super::TestExecutor;
-use crate::exec::{self, report::Silent, Dag, Options};
+use crate::engine::{self, Options, Selection, Session};
+use crate::exec::report::Silent;
 use crate::manifest::{self, Kind, NodeId};
 
 const MANIFEST: &str = r#"project "unit"
@@ -28,19 +28,28 @@ test "slow" {
 /// Runs `names` once and returns the tally and the cases.
 async fn run(dir: &std::path::Path, names: &[&str], no_cache: bool) -> (Tally, Vec<super::Case>) {
     let m = Arc::new(manifest::load(&dir.join("Sanctuary.kdl")).unwrap().manifest);
-    let nodes: Vec<NodeId> = names.iter().map(|n| NodeId::new(Kind::Test, *n)).collect();
-    let deps = vec![Vec::new(); nodes.len()];
-    let dag = Dag::new(nodes, deps).unwrap();
-    let executor = TestExecutor::new(m, None, no_cache);
-    let summary = exec::run(
-        &dag,
-        &executor,
+    let tests: Vec<NodeId> = names.iter().map(|n| NodeId::new(Kind::Test, *n)).collect();
+    let options = Options {
+        jobs: 2,
+        no_cache,
+        ..Options::default()
+    };
+    let session = Session::new(m, options).unwrap();
+    let selection = Selection::Tests {
+        tests,
+        stack: false,
+    };
+    let plan = engine::plan(&session, &selection).await.unwrap();
+    let summary = engine::walk(
+        &session,
+        &plan,
+        false,
         Arc::new(Silent),
-        Options::default(),
         CancellationToken::new(),
     )
-    .await;
-    let cases = tally::cases(&summary, &executor.outputs());
+    .await
+    .unwrap();
+    let cases = tally::cases(&summary, &session.test_outputs());
     (Tally::of(&cases), cases)
 }
 

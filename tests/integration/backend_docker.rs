@@ -116,7 +116,9 @@ async fn builds_an_image_with_labels_dockerignore_and_streamed_output() {
         context_dir: dir.path().to_path_buf(),
         dockerfile: "Dockerfile".into(),
         build_args: BTreeMap::from([("GREETING".into(), "hello".into())]),
+        target: None,
         labels,
+        exclude: Vec::new(),
     };
     let lines = Mutex::new(Vec::<String>::new());
     let sink = |line: &str| lines.lock().unwrap().push(line.to_string());

@@ -58,7 +58,7 @@ pub(crate) fn finish_line(node: &str, status: &Status, took: Duration, color: bo
         Status::Ran { detail } => ("✓", with_detail(format!("{node} ({t})"), detail)),
         Status::Cached { detail } => ("✓", with_detail(format!("{node} (cached, {t})"), detail)),
         Status::UpToDate { detail } => ("✓", with_detail(format!("{node} (up to date)"), detail)),
-        Status::Failed { message } => ("✗", format!("{node} ({t}): {message}")),
+        Status::Failed { message, .. } => ("✗", format!("{node} ({t}): {message}")),
         Status::Skipped { because } => ("-", format!("{node} skipped because {because} failed")),
         Status::NotRun => ("-", format!("{node} not run (stopped after a failure)")),
         Status::Cancelled => ("-", format!("{node} cancelled")),
@@ -96,6 +96,7 @@ mod tests {
         let red = finish_line(
             "t",
             &Status::Failed {
+                class: crate::exec::FailureClass::Work,
                 message: "exit 1".into(),
             },
             Duration::ZERO,

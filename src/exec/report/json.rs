@@ -56,7 +56,8 @@ fn status_fields(status: &Status, obj: &mut Map<String, Value>) {
                 obj.insert("detail".into(), json!(d));
             }
         }
-        Status::Failed { message } => {
+        Status::Failed { class, message } => {
+            obj.insert("class".into(), json!(class.name()));
             obj.insert("message".into(), json!(message));
         }
         Status::Skipped { because } => {
@@ -86,6 +87,10 @@ impl Reporter for Json {
         obj.insert("duration_ms".into(), json!(millis(duration)));
         status_fields(status, &mut obj);
         self.emit(Value::Object(obj));
+    }
+
+    fn data(&self, node: &str, value: &Value) {
+        self.emit(json!({"event": "result", "node": node, "result": value}));
     }
 
     fn run_finished(&self, summary: &Summary) {
@@ -134,6 +139,7 @@ mod tests {
         r.node_finished(
             "b",
             &Status::Failed {
+                class: crate::exec::FailureClass::Work,
                 message: "exit 2".into(),
             },
             Duration::from_millis(7),
@@ -144,6 +150,7 @@ mod tests {
                 index: 0,
                 label: "b".into(),
                 status: Status::Failed {
+                    class: crate::exec::FailureClass::Work,
                     message: "exit 2".into(),
                 },
                 duration: Duration::from_millis(7),
@@ -167,7 +174,7 @@ mod tests {
         );
         assert_eq!(
             lines[3],
-            json!({"event": "failed", "node": "b", "duration_ms": 7, "message": "exit 2"})
+            json!({"event": "failed", "node": "b", "duration_ms": 7, "class": "work", "message": "exit 2"})
         );
         assert_eq!(
             lines[4],
@@ -178,7 +185,7 @@ mod tests {
         assert_eq!(lines[5]["counts"]["failed"], 1);
         assert_eq!(
             lines[5]["nodes"][0],
-            json!({"node": "b", "status": "failed", "duration_ms": 7, "message": "exit 2"})
+            json!({"node": "b", "status": "failed", "duration_ms": 7, "class": "work", "message": "exit 2"})
         );
     }
 

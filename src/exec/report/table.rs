@@ -104,6 +104,7 @@ mod tests {
                     index: 1,
                     label: "test/all".into(),
                     status: Status::Failed {
+                        class: crate::exec::FailureClass::Work,
                         message: "exit status 1".into(),
                     },
                     duration: Duration::from_millis(1500),

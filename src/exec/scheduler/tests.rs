@@ -77,9 +77,9 @@ impl Executor<String> for Recorder {
             self.now.fetch_sub(1, Ordering::SeqCst);
             self.events.lock().unwrap().push((node.clone(), "finish"));
             if interrupted {
-                Outcome::Failed("interrupted".into())
+                Outcome::Failed(crate::exec::Failure::interrupted())
             } else if script.fail {
-                Outcome::Failed(format!("{node} broke"))
+                Outcome::Failed(crate::exec::Failure::work(format!("{node} broke")))
             } else {
                 Outcome::ran()
             }

@@ -1,14 +1,22 @@
-//! Readiness: a service is ready when its own health command succeeds. Rather than waiting
-//! out Docker's health interval, apply runs that command itself through `exec`, every
-//! [`PROBE_EVERY`], under one deadline; Docker's own health status follows on its schedule.
+//! Readiness: a service is ready when its own health command succeeds. Waiting out Docker's
+//! health interval would make every apply as slow as the slowest interval, so apply also
+//! runs the command itself through `exec` — but an exec costs the engine several requests and
+//! a process, and fifty services probing every 100 ms flood it. So each wait polls the cheap
+//! inspect first (Docker's own health status counts as soon as it says healthy), probes
+//! with `exec` only when one of the session's few probe slots is free, and backs off from
+//! [`FIRST_DELAY`] to [`MAX_DELAY`]. One deadline, set by the caller, bounds it all.
 
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use tokio::sync::Semaphore;
 
-use crate::backend::{Backend, ContainerState};
+use crate::backend::{Backend, ContainerState, HealthState};
 
-pub const PROBE_EVERY: Duration = Duration::from_millis(100);
+/// The first pause between looks at a starting service.
+pub const FIRST_DELAY: Duration = Duration::from_millis(50);
+/// The longest pause between looks.
+pub const MAX_DELAY: Duration = Duration::from_millis(500);
 const LOG_LINES: usize = 20;
 
 /// Why a service did not become ready.
@@ -75,13 +83,16 @@ async fn last_logs(backend: &dyn Backend, container: &str) -> Vec<String> {
     out
 }
 
-/// Probes `container` with `test` until it passes or `timeout` runs out.
+/// Waits until `container` is healthy — Docker says so, or `test` run through `exec`
+/// passes — or `timeout` runs out. At most `probes.available_permits()` execs run at once
+/// across every caller sharing `probes`.
 pub async fn wait_ready(
     backend: &dyn Backend,
     service: &str,
     container: &str,
     test: &[String],
     timeout: Duration,
+    probes: &Semaphore,
     cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<(), NotReady> {
     let Some(argv) = probe_argv(test) else {
@@ -90,6 +101,7 @@ pub async fn wait_ready(
     let deadline = Instant::now() + timeout;
     let env = Default::default();
     let mut last_output = String::new();
+    let mut delay = FIRST_DELAY;
     loop {
         let info = backend
             .inspect_container(container)
@@ -99,19 +111,32 @@ pub async fn wait_ready(
                 source,
             })?;
         if let Some(info) = &info {
-            if info.state == ContainerState::Running {
-                if let Ok(r) = backend.exec(container, &argv, &env).await {
-                    if r.exit_code == 0 {
-                        return Ok(());
+            match info.state {
+                ContainerState::Running if info.health == HealthState::Healthy => return Ok(()),
+                ContainerState::Running => {
+                    // Busy probe slots mean others are probing: Docker's status will do.
+                    if let Ok(_slot) = probes.try_acquire() {
+                        if let Ok(r) = backend.exec(container, &argv, &env).await {
+                            if r.exit_code == 0 {
+                                return Ok(());
+                            }
+                            last_output = r.output;
+                        }
                     }
-                    last_output = r.output;
                 }
-            } else if matches!(info.state, ContainerState::Exited | ContainerState::Dead) {
-                return Err(NotReady::Exited {
-                    service: service.to_string(),
-                    code: info.exit_code.unwrap_or(-1),
-                    logs: last_logs(backend, container).await,
-                });
+                ContainerState::Exited | ContainerState::Dead => {
+                    return Err(NotReady::Exited {
+                        service: service.to_string(),
+                        code: info.exit_code.unwrap_or(-1),
+                        logs: last_logs(backend, container).await,
+                    });
+                }
+                _ => {}
+            }
+            if last_output.is_empty() {
+                if let Some(out) = info.health_output.last() {
+                    last_output = out.clone();
+                }
             }
         }
         if Instant::now() >= deadline || cancel.is_cancelled() {
@@ -122,10 +147,12 @@ pub async fn wait_ready(
                 logs: last_logs(backend, container).await,
             });
         }
+        let pause = delay.min(crate::backend::remaining(deadline));
         tokio::select! {
-            _ = tokio::time::sleep(PROBE_EVERY) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = cancel.cancelled() => {}
         }
+        delay = (delay * 2).min(MAX_DELAY);
     }
 }
 

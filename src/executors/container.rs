@@ -22,53 +22,43 @@ pub struct ContainerRun {
     pub log: String,
 }
 
-/// Makes sure the image exists locally (building a declared one, pulling a reference) and
-/// returns the tag to run.
+/// Makes sure the image a task or test runs in exists locally — building a declared one
+/// (when no earlier step of the walk did), pulling a reference — and returns the tag to run.
 pub async fn ensure_image(
-    m: &Manifest,
+    walk: &crate::engine::Walk<'_>,
     backend: &dyn Backend,
     image: &ImageRef,
     on_line: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<String, String> {
-    match image {
-        ImageRef::External(reference) => {
-            if backend
-                .inspect_image(reference)
-                .await
-                .map_err(|e| e.to_string())?
-                .is_none()
-            {
-                backend
-                    .pull_image(reference)
-                    .await
+    let (tag, build) = match image {
+        ImageRef::External(reference) => (reference.clone(), None),
+        ImageRef::Declared(name) => match walk.tag_of(name) {
+            Some((tag, _)) => (tag, None),
+            None => {
+                let d = desired::image(&walk.session.manifest, name, &mut walk.session.stat())
                     .map_err(|e| e.to_string())?;
+                (d.tag, d.build)
             }
-            Ok(reference.clone())
-        }
-        ImageRef::Declared(name) => {
-            let d = desired::image(m, name).map_err(|e| e.to_string())?;
-            if backend
-                .inspect_image(&d.tag)
-                .await
-                .map_err(|e| e.to_string())?
-                .is_none()
-            {
-                match &d.build {
-                    Some(build) => {
-                        backend
-                            .build_image(build, on_line)
-                            .await
-                            .map_err(|e| e.to_string())?;
-                    }
-                    None => backend
-                        .pull_image(&d.tag)
-                        .await
-                        .map_err(|e| e.to_string())?,
-                }
-            }
-            Ok(d.tag)
-        }
+        },
+    };
+    if backend
+        .inspect_image(&tag)
+        .await
+        .map_err(|e| e.to_string())?
+        .is_some()
+    {
+        return Ok(tag);
     }
+    match &build {
+        Some(build) => {
+            backend
+                .build_image(build, on_line)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        None => backend.pull_image(&tag).await.map_err(|e| e.to_string())?,
+    }
+    Ok(tag)
 }
 
 /// Runs `script` in `image` with the project directory mounted, `workdir` as the working

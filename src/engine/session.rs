@@ -1,0 +1,204 @@
+//! [`Session`]: what one invocation shares across planning and walking — the manifest,
+//! loaded once; the project's salt; the engine connection, made on first use; the state
+//! store; the task cache and the stat cache; the keys computed so far; the options.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{OnceCell, Semaphore};
+
+use crate::backend::{Backend, BackendError};
+use crate::cache::Cache;
+use crate::error::{Error, Result};
+use crate::fingerprint::{Salt, StatCache};
+use crate::manifest::{Manifest, NodeId};
+use crate::state::{Lock, NodeRecord, StateFile};
+
+/// Readiness probes (an `exec` each) allowed in flight at once across every service, so a
+/// large stack coming up does not flood the engine with them.
+pub const PROBES_IN_FLIGHT: usize = 4;
+
+/// How a command wants its walk done.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Most nodes working at once; waits on the engine do not count.
+    pub jobs: usize,
+    /// Start nothing new after the first failure.
+    pub fail_fast: bool,
+    /// Run tasks even when up to date.
+    pub force: bool,
+    /// Run tests even when they passed before with nothing changed.
+    pub no_cache: bool,
+    /// Sync passes only say what they would do.
+    pub dry_run: bool,
+    /// Arguments given after `--`, for these tasks.
+    pub task_args: Vec<String>,
+    pub arg_targets: Vec<NodeId>,
+    /// `--json`: machine-readable output.
+    pub json: bool,
+}
+
+/// What a finished test left for the report: its output (empty when cached).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TestOutput {
+    pub output: String,
+}
+
+/// Everything one command invocation shares.
+pub struct Session {
+    pub manifest: Arc<Manifest>,
+    pub salt: Salt,
+    pub options: Options,
+    pub cache: Cache,
+    pub stat: Mutex<StatCache>,
+    /// Fingerprints of tasks and tests computed in this invocation, for their dependents.
+    pub fingerprints: Mutex<HashMap<NodeId, String>>,
+    /// What each test printed, for failure reports and JUnit.
+    pub test_outputs: Mutex<BTreeMap<String, TestOutput>>,
+    pub probes: Semaphore,
+    backend: OnceCell<Arc<dyn Backend>>,
+    state: Mutex<StateFile>,
+    state_path: PathBuf,
+}
+
+impl Session {
+    /// Opens the project's side stores; nothing talks to the engine yet.
+    pub fn new(manifest: Arc<Manifest>, options: Options) -> Result<Session> {
+        let state_dir = manifest.project.state_dir.clone();
+        let salt = Salt::load_or_create(&state_dir).map_err(|e| Error::Io {
+            message: format!(
+                "cannot read or create the project salt in {}",
+                state_dir.display()
+            ),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let state_path = StateFile::path_in(&state_dir);
+        let state = StateFile::load(&state_path)?;
+        Ok(Session {
+            cache: Cache::in_state_dir(&state_dir),
+            stat: Mutex::new(StatCache::in_state_dir(&state_dir)),
+            salt,
+            options,
+            fingerprints: Mutex::new(HashMap::new()),
+            test_outputs: Mutex::new(BTreeMap::new()),
+            probes: Semaphore::new(PROBES_IN_FLIGHT),
+            backend: OnceCell::new(),
+            state: Mutex::new(state),
+            state_path,
+            manifest,
+        })
+    }
+
+    /// Uses `backend` instead of connecting to Docker (tests use the fake engine).
+    pub fn with_backend(self, backend: Arc<dyn Backend>) -> Self {
+        let _ = self.backend.set(backend);
+        self
+    }
+
+    /// The engine, connected on first use (`DOCKER_HOST` or the default socket).
+    pub async fn backend(&self) -> std::result::Result<Arc<dyn Backend>, BackendError> {
+        self.backend.get_or_try_init(super::connect).await.cloned()
+    }
+
+    /// The engine when one is already connected.
+    pub fn connected(&self) -> Option<Arc<dyn Backend>> {
+        self.backend.get().cloned()
+    }
+
+    /// Takes the project's lock for `command`, then reads the state again: another run may
+    /// have recorded something since this one started.
+    pub fn lock(&self, command: &str) -> Result<Lock> {
+        let lock = Lock::acquire(&self.manifest.project.state_dir, command)?;
+        let fresh = StateFile::load(&self.state_path)?;
+        *self.state() = fresh;
+        Ok(lock)
+    }
+
+    pub fn state(&self) -> MutexGuard<'_, StateFile> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The state record of `kind/name`.
+    pub fn record_of(&self, kind: &str, name: &str) -> Option<NodeRecord> {
+        self.state().get(kind, name).cloned()
+    }
+
+    /// Records one finished node in the state store, at once.
+    pub fn record(&self, record: NodeRecord) -> std::result::Result<(), String> {
+        let what = format!("{}.{}", record.kind, record.name);
+        self.state()
+            .record(&self.state_path, record)
+            .map_err(|e| format!("cannot record {what} in the state store: {e}"))
+    }
+
+    /// Forgets `kind/name` (destroyed) in the state store.
+    pub fn forget(&self, kind: &str, name: &str) -> std::result::Result<(), String> {
+        self.state()
+            .forget(&self.state_path, kind, name)
+            .map(|_| ())
+            .map_err(|e| format!("cannot update the state store: {e}"))
+    }
+
+    /// After a teardown, forgets every service and network (and volume, with `volumes`), so
+    /// the next plan does not compare against what no longer exists.
+    pub fn forget_stack(&self, volumes: bool) {
+        let mut state = self.state();
+        let keys: Vec<(String, String)> = state
+            .nodes
+            .values()
+            .filter(|r| {
+                matches!(r.kind.as_str(), "service" | "network") || (volumes && r.kind == "volume")
+            })
+            .map(|r| (r.kind.clone(), r.name.clone()))
+            .collect();
+        for (kind, name) in keys {
+            if let Err(e) = state.forget(&self.state_path, &kind, &name) {
+                tracing::warn!("cannot update the state store: {e}");
+            }
+        }
+    }
+
+    /// Remembers a node's fingerprint for the keys of its dependents.
+    pub fn note_fingerprint(&self, id: &NodeId, fp: String) {
+        self.fingerprints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), fp);
+    }
+
+    pub fn fingerprint_of(&self, id: &NodeId) -> Option<String> {
+        self.fingerprints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+    }
+
+    pub fn stat(&self) -> MutexGuard<'_, StatCache> {
+        self.stat.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn keep_test_output(&self, name: &str, output: String) {
+        self.test_outputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), TestOutput { output });
+    }
+
+    pub fn test_outputs(&self) -> BTreeMap<String, TestOutput> {
+        self.test_outputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Saves what must outlive the invocation: the stat cache, and the records written with
+    /// deferred durability (see [`crate::fsutil::write_atomic_deferred`]).
+    pub fn finish(&self) {
+        if let Err(e) = self.stat().save() {
+            tracing::warn!("cannot save the stat cache: {e}");
+        }
+        crate::fsutil::flush_deferred();
+    }
+}

@@ -1,0 +1,33 @@
+//! Removing what no node declares any more, or what `destroy` takes down: containers,
+//! networks, volumes and images found by the project's label. An object already gone is
+//! not an error; the node it realised is forgotten in the state store.
+
+use crate::engine::Walk;
+use crate::exec::{Failure, NodeCtx, Outcome};
+use crate::plan::{ObjectKind, Step, Subject};
+
+use super::engine_failure;
+
+pub async fn execute(walk: &Walk<'_>, step: &Step, _ctx: &NodeCtx) -> Result<Outcome, Failure> {
+    let Subject::Object { kind, name, node } = &step.subject else {
+        return Err(Failure::work(format!("{} is not an object", step.node)));
+    };
+    let session = walk.session;
+    let backend = session.backend().await.map_err(engine_failure)?;
+    let removed = match kind {
+        ObjectKind::Container => backend.remove_container(name, true).await,
+        ObjectKind::Network => backend.remove_network(name).await,
+        ObjectKind::Volume => backend.remove_volume(name).await,
+        ObjectKind::Image => backend.remove_image(name).await,
+    };
+    let outcome = match removed {
+        Ok(()) => Outcome::Ran(Some("deleted".into())),
+        Err(e) if e.is_not_found() => Outcome::UpToDate(Some("already gone".into())),
+        Err(e) => return Err(engine_failure(e)),
+    };
+    // What no longer exists is forgotten, so the next plan does not compare against it.
+    if let Some((k, n)) = node.as_deref().and_then(|n| n.split_once('.')) {
+        session.forget(k, n).map_err(Failure::infrastructure)?;
+    }
+    Ok(outcome)
+}

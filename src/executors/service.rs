@@ -1,0 +1,219 @@
+//! Services: a container per service, created, replaced, started or left alone as the
+//! decision says, then waited for — until healthy when it has a health check, until it exits
+//! when a dependent waits for it to complete. The waits give the walk's job slot back.
+
+use std::time::Instant;
+
+use crate::backend::{names, BackendError, ContainerState};
+use crate::engine::Walk;
+use crate::exec::{Failure, FailureClass, NodeCtx, Outcome};
+use crate::manifest::{Condition, ImageRef, Kind, NodeId, Service};
+use crate::plan::{decide, desired, Action, Case, Prepared};
+use crate::state::{NodeRecord, RecordResult};
+
+use super::{engine_failure, ready};
+
+/// What service `svc` wants now: the plan's container unless something upstream changed in
+/// this walk (its image was rebuilt), then computed again from the tag resolved in the walk.
+fn desired_now(
+    walk: &Walk<'_>,
+    i: usize,
+    svc: &Service,
+) -> Result<desired::DesiredContainer, Failure> {
+    if let Prepared::Service(d) = walk.prepared(i) {
+        if !walk.upstream_changed(i) {
+            return Ok((**d).clone());
+        }
+    }
+    let m = &walk.session.manifest;
+    let (tag, fp) = match &svc.image {
+        ImageRef::Declared(n) => match walk.tag_of(n) {
+            Some(t) => t,
+            None => {
+                let d = desired::image(m, n, &mut walk.session.stat())
+                    .map_err(|e| Failure::from_error(FailureClass::Infrastructure, &e))?;
+                (d.tag, d.fingerprint)
+            }
+        },
+        ImageRef::External(r) => (r.clone(), String::new()),
+    };
+    let fp = (!fp.is_empty()).then_some(fp);
+    desired::container(m, svc, &tag, fp.as_deref(), &walk.session.salt)
+        .map_err(|e| Failure::from_error(FailureClass::Work, &e))
+}
+
+/// Whether something waits for `svc` to exit successfully (`condition="completed"`).
+fn awaited_to_complete(walk: &Walk<'_>, svc: &str) -> bool {
+    let m = &walk.session.manifest;
+    m.services
+        .values()
+        .flat_map(|s| s.depends_on.iter())
+        .chain(m.tasks.values().flat_map(|t| t.depends_on.iter()))
+        .chain(m.tests.values().flat_map(|t| t.depends_on.iter()))
+        .chain(m.backups.values().flat_map(|b| b.depends_on.iter()))
+        .chain(m.syncs.values().flat_map(|s| s.depends_on.iter()))
+        .any(|d| {
+            d.node.kind == Kind::Service
+                && d.node.name == svc
+                && d.condition == Condition::Completed
+        })
+}
+
+pub async fn execute(
+    walk: &Walk<'_>,
+    i: usize,
+    id: &NodeId,
+    ctx: &NodeCtx,
+) -> Result<Outcome, Failure> {
+    let session = walk.session;
+    let m = &session.manifest;
+    let svc = &m.services[&id.name];
+    let d = desired_now(walk, i, svc)?;
+    let backend = session.backend().await.map_err(engine_failure)?;
+    let name = d.spec.name.clone();
+    if d.uses_default_network {
+        let _one_at_a_time = walk.default_network.lock().await;
+        let net = names::default_network(&m.project.name);
+        let labels = names::labels(&m.project.name, "network.default", None);
+        backend
+            .ensure_network(&net, &labels)
+            .await
+            .map_err(engine_failure)?;
+    }
+    let observed = backend
+        .inspect_container(&name)
+        .await
+        .map_err(engine_failure)?;
+    let record = session.record_of("service", &id.name);
+    let last = session
+        .cache
+        .last_success("service", &id.name)
+        .ok()
+        .flatten()
+        .map(|r| r.key);
+    let decision = decide(Case::Service {
+        desired: &d,
+        observed: observed.as_ref(),
+        record: record.as_ref(),
+        last: last.as_ref(),
+    });
+    walk.check_planned(i, &decision)?;
+    let detail = match decision.action {
+        Action::UpToDate => None,
+        Action::Blocked => {
+            return Err(Failure::conflict(
+                decision.reasons.first().cloned().unwrap_or_default(),
+            ))
+        }
+        Action::Start => {
+            if observed
+                .as_ref()
+                .is_some_and(|c| c.state == ContainerState::Paused)
+            {
+                backend
+                    .unpause_container(&name)
+                    .await
+                    .map_err(engine_failure)?;
+                Some("unpaused")
+            } else {
+                start(backend.as_ref(), &name, svc).await?;
+                Some("started")
+            }
+        }
+        Action::Replace => {
+            ctx.emit(&format!("replacing {name}"));
+            backend
+                .stop_container(&name, svc.stop_timeout.0)
+                .await
+                .map_err(engine_failure)?;
+            backend
+                .remove_container(&name, true)
+                .await
+                .map_err(engine_failure)?;
+            backend
+                .create_container(&d.spec)
+                .await
+                .map_err(engine_failure)?;
+            start(backend.as_ref(), &name, svc).await?;
+            Some("replaced")
+        }
+        _ => {
+            backend
+                .create_container(&d.spec)
+                .await
+                .map_err(engine_failure)?;
+            start(backend.as_ref(), &name, svc).await?;
+            Some("created")
+        }
+    };
+    // Apply reports success only for services that are ready: every service with a health
+    // check is waited for, not only those another node waits for.
+    if let Some(h) = &svc.health {
+        ctx.idle(ready::wait_ready(
+            backend.as_ref(),
+            &svc.name,
+            &name,
+            &h.test,
+            svc.ready_timeout.0,
+            &session.probes,
+            ctx.cancel(),
+        ))
+        .await
+        .map_err(|e| Failure::from_error(FailureClass::Infrastructure, &e))?;
+    }
+    if awaited_to_complete(walk, &svc.name) {
+        let deadline = Instant::now() + svc.ready_timeout.0;
+        let code = ctx
+            .idle(backend.wait_exit(&name, deadline))
+            .await
+            .map_err(engine_failure)?;
+        if code != 0 {
+            return Err(Failure::work(format!(
+                "service `{}` exited with code {code}; dependents wait for it to complete successfully",
+                svc.name
+            )));
+        }
+    }
+    let outcome = match detail {
+        Some(word) => Outcome::Ran(Some(word.to_string())),
+        None => Outcome::UpToDate(None),
+    };
+    session
+        .record(NodeRecord {
+            kind: "service".into(),
+            name: id.name.clone(),
+            fingerprint: d.fingerprint.clone(),
+            spec: d.public.clone(),
+            finished_at: chrono::Utc::now(),
+            result: if detail.is_some() {
+                RecordResult::Ran
+            } else {
+                RecordResult::UpToDate
+            },
+        })
+        .map_err(Failure::infrastructure)?;
+    // The key is what the next plan compares with to say what changed.
+    if last.as_ref().map(|k| k.fingerprint()).as_deref() != Some(&d.fingerprint) {
+        let _ = session.cache.record_success(&d.key);
+    }
+    Ok(outcome)
+}
+
+async fn start(
+    backend: &dyn crate::backend::Backend,
+    name: &str,
+    svc: &Service,
+) -> Result<(), Failure> {
+    match backend.start_container(name).await {
+        Ok(()) => Ok(()),
+        Err(BackendError::PortInUse { port, .. }) => {
+            // Leave no half-started container behind: the next apply creates it afresh.
+            let _ = backend.remove_container(name, true).await;
+            Err(Failure::infrastructure(format!(
+                "service `{}` cannot start: host port {port} is already in use by another process or container",
+                svc.name
+            )))
+        }
+        Err(e) => Err(engine_failure(e)),
+    }
+}

@@ -1,0 +1,73 @@
+//! Reading the stack for people: each service's container as the engine reports it
+//! (`status`), and their logs merged into one stream (`logs`). Read-only; found by name,
+//! as apply names them.
+
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+
+use crate::backend::{names, Backend, BackendError, ContainerInfo, LogLine};
+use crate::manifest::Manifest;
+
+/// One service and its container, if there is one.
+#[derive(Debug, Clone)]
+pub struct ServiceStatus {
+    pub service: String,
+    pub container: Option<ContainerInfo>,
+}
+
+/// Every service of the manifest, in manifest order, asked for at once.
+pub async fn services(
+    backend: &dyn Backend,
+    m: &Manifest,
+) -> Result<Vec<ServiceStatus>, BackendError> {
+    let names: Vec<(String, String)> = m
+        .services
+        .keys()
+        .map(|s| (s.clone(), names::container(&m.project.name, s)))
+        .collect();
+    let found =
+        futures_util::future::join_all(names.iter().map(|(_, c)| backend.inspect_container(c)))
+            .await;
+    names
+        .into_iter()
+        .zip(found)
+        .map(|((service, _), info)| {
+            Ok(ServiceStatus {
+                service,
+                container: info?,
+            })
+        })
+        .collect()
+}
+
+/// The containers of `services` that exist, as (service, container) pairs.
+pub async fn log_sources(
+    backend: &dyn Backend,
+    m: &Manifest,
+    services: &[String],
+) -> Result<Vec<(String, String)>, BackendError> {
+    let mut out = Vec::new();
+    for s in services {
+        let name = names::container(&m.project.name, s);
+        if backend.inspect_container(&name).await?.is_some() {
+            out.push((s.clone(), name));
+        }
+    }
+    Ok(out)
+}
+
+/// The log lines of `sources`, each tagged with its service, interleaved as they arrive.
+pub fn log_stream<'a>(
+    backend: &'a dyn Backend,
+    sources: &'a [(String, String)],
+    follow: bool,
+    tail: Option<usize>,
+) -> BoxStream<'a, (String, Result<LogLine, BackendError>)> {
+    let streams = sources.iter().map(|(service, name)| {
+        backend
+            .logs(name, follow, tail)
+            .map(move |l| (service.clone(), l))
+            .boxed()
+    });
+    futures_util::stream::select_all(streams).boxed()
+}
