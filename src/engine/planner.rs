@@ -249,7 +249,7 @@ fn node_step(
                 force: session.options.force,
             });
             step.fingerprint = fp;
-            prep = Prepared::Key(key);
+            prep = Prepared::Key(Box::new(key));
             decision
         }
         Kind::Test => {
@@ -294,7 +294,7 @@ fn node_step(
                 })
             };
             step.fingerprint = fp;
-            prep = Prepared::Key(key);
+            prep = Prepared::Key(Box::new(key));
             decision
         }
         Kind::Backup => {

@@ -106,7 +106,7 @@ pub async fn execute(
         return Ok(Outcome::UpToDate(None));
     }
     let key = match walk.prepared(i) {
-        Prepared::Key(k) if !fresh => k.clone(),
+        Prepared::Key(k) if !fresh => (**k).clone(),
         _ => key(session, id).map_err(Failure::work)?,
     };
     let fp = key.fingerprint();

@@ -149,7 +149,7 @@ pub async fn execute(
     // What the test needs was (re)started in this walk: it is keyed against the new
     // containers, and those are looked at now.
     let key = match walk.prepared(i) {
-        Prepared::Key(k) if !walk.upstream_changed(i) => k.clone(),
+        Prepared::Key(k) if !walk.upstream_changed(i) => (**k).clone(),
         _ => {
             let identities = if needed_services(t).is_empty() {
                 BTreeMap::new()

@@ -167,7 +167,7 @@ pub enum Prepared {
     Image(Box<desired::DesiredImage>),
     Service(Box<desired::DesiredContainer>),
     /// The key of a task or test, computed from its inputs as they were when planned.
-    Key(Key),
+    Key(Box<Key>),
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
