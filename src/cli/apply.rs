@@ -123,6 +123,9 @@ pub fn apply(ctx: &Context, args: ApplyArgs) -> Result<ExitCode> {
     let rt = engine::runtime()?;
     let json = ctx.json;
     rt.block_on(async {
+        // The lock comes first: an apply still under way elsewhere would otherwise look
+        // like a stack with nothing to do.
+        let _lock = session.lock(&format!("apply {}", m.project.name))?;
         let plan = crate::engine::plan(&session, &Selection::Apply { targets }).await?;
         if let (Some(saved), Some(path)) = (&saved, &saved_path) {
             if saved.manifest_sha256 != manifest_sha(&m) {
@@ -155,20 +158,7 @@ pub fn apply(ctx: &Context, args: ApplyArgs) -> Result<ExitCode> {
             println!("Nothing applied.");
             return Ok(ExitCode::Ok);
         }
-        let _lock = if plan.changes_the_stack() {
-            Some(session.lock(&format!("apply {}", m.project.name))?)
-        } else {
-            None
-        };
-        let cancel = engine::interrupt_token();
-        let summary = crate::engine::walk(
-            &session,
-            &plan,
-            saved.is_some(),
-            engine::reporter(json),
-            cancel.clone(),
-        )
-        .await?;
-        Ok(crate::engine::exit_code(&summary, &cancel))
+        let (_, code) = engine::walk(&session, &plan, saved.is_some(), true).await?;
+        Ok(code)
     })
 }

@@ -136,18 +136,10 @@ pub fn backup(ctx: &Context, args: BackupArgs) -> Result<ExitCode> {
     let session = engine::session(Arc::clone(&m), ctx.json, Options::default())?;
     let rt = engine::runtime()?;
     rt.block_on(async {
-        let plan = crate::engine::plan(&session, &Selection::Backups { targets }).await?;
         let _lock = session.lock("backup")?;
-        let cancel = engine::interrupt_token();
-        let summary = crate::engine::walk(
-            &session,
-            &plan,
-            false,
-            engine::reporter(ctx.json),
-            cancel.clone(),
-        )
-        .await?;
-        Ok(crate::engine::exit_code(&summary, &cancel))
+        let plan = crate::engine::plan(&session, &Selection::Backups { targets }).await?;
+        let (_, code) = engine::walk(&session, &plan, false, true).await?;
+        Ok(code)
     })
 }
 

@@ -47,7 +47,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
             }
             return outcome;
         }
-        let teardown = teardown(ctx, &session).await;
+        let teardown = teardown(&session).await;
         match (outcome, teardown) {
             (Ok(ExitCode::Ok), Err(e)) => Err(Error::Infrastructure(format!(
                 "the tests passed, but tearing the stack down failed: {e}"
@@ -64,7 +64,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
 
 /// The teardown walk: containers, networks, volumes (backed up and verified first where a
 /// backup node reads them) and images.
-async fn teardown(ctx: &Context, session: &crate::engine::Session) -> Result<()> {
+async fn teardown(session: &crate::engine::Session) -> Result<()> {
     let selection = Selection::Destroy {
         volumes: true,
         images: true,
@@ -76,17 +76,9 @@ async fn teardown(ctx: &Context, session: &crate::engine::Session) -> Result<()>
     let _lock = session.lock(&format!("ci teardown {}", session.manifest.project.name))?;
     // A first Ctrl-C interrupted the tests; the teardown still runs (a second one exits at
     // once, as everywhere).
-    let cancel = tokio_util::sync::CancellationToken::new();
-    let summary = crate::engine::walk(
-        session,
-        &plan,
-        false,
-        engine::reporter(ctx.json),
-        cancel.clone(),
-    )
-    .await?;
+    let (summary, code) = engine::walk(session, &plan, false, false).await?;
     session.forget_stack(true);
-    match crate::engine::exit_code(&summary, &cancel) {
+    match code {
         ExitCode::Ok => Ok(()),
         _ => {
             let failed: Vec<String> = summary

@@ -63,3 +63,31 @@ pub fn confirmed(question: &str, yes: bool, json: bool) -> Result<bool> {
         })?;
     Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES"))
 }
+
+/// Walks `plan` with the terminal's reporter and, unless `--json`, repeats each failure on
+/// stderr at the end, where scripts and people look for errors. Returns the summary and the
+/// exit code it implies. `interruptible`: Ctrl-C stops the walk (a teardown after an
+/// interruption is not).
+pub async fn walk(
+    session: &Session,
+    plan: &crate::plan::Plan,
+    strict: bool,
+    interruptible: bool,
+) -> Result<(crate::exec::Summary, crate::error::ExitCode)> {
+    let json = session.options.json;
+    let cancel = if interruptible {
+        interrupt_token()
+    } else {
+        CancellationToken::new()
+    };
+    let summary =
+        crate::engine::walk(session, plan, strict, reporter(json), cancel.clone()).await?;
+    if !json {
+        for n in summary.failed() {
+            let message = n.status.note().unwrap_or_default();
+            eprintln!("error: {}: {message}", n.label);
+        }
+    }
+    let code = crate::engine::exit_code(&summary, &cancel);
+    Ok((summary, code))
+}

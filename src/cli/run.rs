@@ -83,15 +83,7 @@ pub fn run_loaded(ctx: &Context, m: Manifest, args: Args) -> Result<ExitCode> {
         } else {
             None
         };
-        let cancel = engine::interrupt_token();
-        let summary = crate::engine::walk(
-            &session,
-            &plan,
-            false,
-            engine::reporter(ctx.json),
-            cancel.clone(),
-        )
-        .await?;
-        Ok(crate::engine::exit_code(&summary, &cancel))
+        let (_, code) = engine::walk(&session, &plan, false, true).await?;
+        Ok(code)
     })
 }

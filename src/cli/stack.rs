@@ -44,6 +44,7 @@ pub fn destroy(ctx: &Context, args: DestroyArgs) -> Result<ExitCode> {
     let rt = engine::runtime()?;
     let json = ctx.json;
     rt.block_on(async {
+        let _lock = session.lock(&format!("destroy {}", m.project.name))?;
         let selection = Selection::Destroy {
             volumes: args.volumes,
             images: false,
@@ -68,17 +69,7 @@ pub fn destroy(ctx: &Context, args: DestroyArgs) -> Result<ExitCode> {
             println!("Nothing destroyed.");
             return Ok(ExitCode::Ok);
         }
-        let _lock = session.lock(&format!("destroy {}", m.project.name))?;
-        let cancel = engine::interrupt_token();
-        let summary = crate::engine::walk(
-            &session,
-            &plan,
-            false,
-            engine::reporter(json),
-            cancel.clone(),
-        )
-        .await?;
-        let code = crate::engine::exit_code(&summary, &cancel);
+        let (_, code) = engine::walk(&session, &plan, false, true).await?;
         if code == ExitCode::Ok {
             session.forget_stack(args.volumes);
             if !json {

@@ -92,23 +92,14 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     let session = engine::session(Arc::clone(&m), ctx.json, options)?;
     let rt = engine::runtime()?;
     rt.block_on(async {
-        let plan = crate::engine::plan(&session, &Selection::Syncs { targets }).await?;
         // A dry run changes nothing and may run beside an apply.
         let _lock = if args.dry_run {
             None
         } else {
             Some(session.lock("sync")?)
         };
-        let cancel = engine::interrupt_token();
-        let summary = crate::engine::walk(
-            &session,
-            &plan,
-            false,
-            engine::reporter(ctx.json),
-            cancel.clone(),
-        )
-        .await?;
-        let code = crate::engine::exit_code(&summary, &cancel);
+        let plan = crate::engine::plan(&session, &Selection::Syncs { targets }).await?;
+        let (_, code) = engine::walk(&session, &plan, false, true).await?;
         if !args.watch || code == ExitCode::Interrupted {
             return Ok(code);
         }
@@ -125,7 +116,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
         let state_dir = m.project.state_dir.clone();
         if !prepared.is_empty() {
             let watched = &prepared;
-            let token = cancel.clone();
+            let token = engine::interrupt_token();
             // The watch loop blocks on file events: it runs on a thread of its own.
             tokio::task::block_in_place(|| watch(ctx, watched, &state_dir, &token));
         }

@@ -129,16 +129,7 @@ pub(super) async fn run_tests(
     } else {
         None
     };
-    let cancel = engine::interrupt_token();
-    let json = ctx.json;
-    let summary = crate::engine::walk(
-        session,
-        &plan,
-        false,
-        engine::reporter(json),
-        cancel.clone(),
-    )
-    .await?;
+    let (summary, code) = engine::walk(session, &plan, false, true).await?;
     let cases = tally::cases(&summary, &session.test_outputs());
     let counts = Tally::of(&cases);
     if let Some(path) = junit_path {
@@ -148,8 +139,7 @@ pub(super) async fn run_tests(
             source,
         })?;
     }
-    let code = crate::engine::exit_code(&summary, &cancel);
-    if json {
+    if ctx.json {
         let failures: Vec<_> = cases
             .iter()
             .filter_map(|c| match &c.status {

@@ -509,13 +509,23 @@ async fn teardown(session: &Session, volumes: bool, images: bool) -> Result<Plan
         s.waits_for = gone.iter().chain(&backups).copied().collect();
         steps.push(s);
     }
+    // Images go once nothing runs from them; the backups above may build the helper image
+    // they read volumes with, so it is removed by name after them even if absent now.
+    let helper = crate::backend::helper::helper_image(project);
+    let mut helper_listed = false;
     for i in &imgs {
         let node = names::node_of(&i.labels);
         let mut s = removal(ObjectKind::Image, &i.id, node);
         if let Some(tag) = i.tags.first() {
             s.node = format!("image {tag}");
         }
-        s.waits_for = gone.clone();
+        helper_listed |= i.tags.contains(&helper);
+        s.waits_for = gone.iter().chain(&backups).copied().collect();
+        steps.push(s);
+    }
+    if images && !helper_listed && !backups.is_empty() {
+        let mut s = removal(ObjectKind::Image, &helper, None);
+        s.waits_for = gone.iter().chain(&backups).copied().collect();
         steps.push(s);
     }
     let prepared = vec![Prepared::Nothing; steps.len()];

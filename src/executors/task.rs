@@ -102,7 +102,10 @@ pub async fn execute(
     let planned = &walk.plan.steps[i];
     let fresh = walk.upstream_changed(i);
     // Nothing this walk did can have changed the task's inputs: the plan's answer stands.
-    if !fresh && planned.action == Action::UpToDate {
+    // A task with outputs still has them checked against the cache below, so an output
+    // edited by hand comes back as the task made it.
+    let mut up_to_date = !fresh && planned.action == Action::UpToDate;
+    if up_to_date && task.outputs.is_empty() {
         return Ok(Outcome::UpToDate(None));
     }
     let key = match walk.prepared(i) {
@@ -124,7 +127,8 @@ pub async fn execute(
             missing_outputs: missing_outputs(m, task),
             force: session.options.force,
         });
-        if decision.action == Action::UpToDate {
+        up_to_date = decision.action == Action::UpToDate;
+        if up_to_date && task.outputs.is_empty() {
             return Ok(Outcome::UpToDate(None));
         }
     }
@@ -153,6 +157,8 @@ pub async fn execute(
                 return Ok(Outcome::Cached(Some(detail)));
             }
             Lookup::Hit(_) => {}
+            // The outputs are there and nothing changed; only the cache lost its copy.
+            Lookup::Miss(_) if up_to_date => return Ok(Outcome::UpToDate(None)),
             Lookup::Miss(m) => miss = Some(m),
             Lookup::Corrupt {
                 fingerprint,

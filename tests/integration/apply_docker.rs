@@ -257,7 +257,7 @@ fn voidcat_lifecycle() {
     let delta_line = plan.lines().find(|l| l.contains("service.delta")).unwrap();
     assert!(delta_line.contains("replace"), "{plan}");
     assert!(
-        plan.contains("env CLONE_ROLE: \"tester\" → \"qa\""),
+        plan.contains("env CLONE_ROLE changed: \"tester\" → \"qa\""),
         "{plan}"
     );
     assert!(plan.contains("Plan: 1 to replace"), "{plan}");
