@@ -41,6 +41,7 @@ pub async fn plan(session: &Session, selection: &Selection) -> Result<Plan> {
     let graph = Graph::from_manifest(m);
     let sub = selection.subgraph(m, &graph);
     let orphans = selection.removes_orphans();
+    let explicit_syncs = matches!(selection, Selection::Syncs { .. });
 
     // What the images want is known from their contexts alone; hash them before asking the
     // engine anything. A service selected without its image still needs the image's tag.
@@ -80,7 +81,7 @@ pub async fn plan(session: &Session, selection: &Selection) -> Result<Plan> {
     let mut step_of: BTreeMap<usize, usize> = BTreeMap::new();
     for i in order {
         let id = sub.node(i).clone();
-        let (step, prep) = node_step(session, &id, &images, &observed, &steps)?;
+        let (step, prep) = node_step(session, &id, &images, &observed, &steps, explicit_syncs)?;
         step_of.insert(i, steps.len());
         steps.push(step);
         prepared.push(prep);
@@ -94,6 +95,23 @@ pub async fn plan(session: &Session, selection: &Selection) -> Result<Plan> {
             .collect();
         waits.sort_unstable();
         steps[s].waits_for = waits;
+    }
+    // A sync pass into a service that is (re)created here, or a volume created here, has
+    // work to do whatever the host side says.
+    for i in 0..steps.len() {
+        let is_sync = matches!(steps[i].subject.node(), Some(n) if n.kind == Kind::Sync);
+        if !is_sync || steps[i].action.is_change() {
+            continue;
+        }
+        if let Some(dep) = steps[i]
+            .waits_for
+            .iter()
+            .find(|&&d| steps[d].action.is_change())
+        {
+            let why = format!("{} changes in this run", steps[*dep].node);
+            steps[i].action = Action::Run;
+            steps[i].reasons = vec![why];
+        }
     }
     if orphans {
         add_orphans(m, &observed, &mut steps, &mut prepared);
@@ -157,6 +175,7 @@ fn node_step(
     images: &BTreeMap<String, DesiredImage>,
     observed: &Observed,
     earlier: &[Step],
+    explicit_syncs: bool,
 ) -> Result<(Step, Prepared)> {
     let m = &session.manifest;
     let project = &m.project.name;
@@ -308,6 +327,23 @@ fn node_step(
                 action: Action::Run,
                 reasons: vec![what],
             })
+        }
+        Kind::Sync if !explicit_syncs => {
+            // Part of an apply: a pass when the host side has something to carry in (or a
+            // step it waits for changes, below); the container side is left to `sync`.
+            let s = &m.syncs[&id.name];
+            step.fingerprint = desired::sync_key(s).fingerprint();
+            let pending = crate::sync::target::host_pending(m, s).map_err(PlanError::Task)?;
+            match pending {
+                Some(reason) => decide(Case::Always {
+                    action: Action::Run,
+                    reasons: vec![reason],
+                }),
+                None => decide(Case::Always {
+                    action: Action::UpToDate,
+                    reasons: Vec::new(),
+                }),
+            }
         }
         Kind::Sync => {
             let s = &m.syncs[&id.name];

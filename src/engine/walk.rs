@@ -153,7 +153,7 @@ impl Executor<Step> for Walk<'_> {
                     Kind::Task => executors::task::execute(self, i, id, ctx).await,
                     Kind::Test => executors::test::execute(self, i, id, ctx).await,
                     Kind::Backup => executors::backup::execute(self, step, id, ctx).await,
-                    Kind::Sync => executors::sync::execute(self, id, ctx).await,
+                    Kind::Sync => executors::sync::execute(self, i, id, ctx).await,
                     Kind::Secret => Ok(Outcome::UpToDate(None)),
                 },
             };

@@ -10,8 +10,17 @@ use crate::sync::last_pass::{self, LastPass};
 use crate::sync::target;
 use crate::sync::{sync_pass, SyncError, SyncOptions};
 
-pub async fn execute(walk: &Walk<'_>, id: &NodeId, ctx: &NodeCtx) -> Result<Outcome, Failure> {
+pub async fn execute(
+    walk: &Walk<'_>,
+    i: usize,
+    id: &NodeId,
+    ctx: &NodeCtx,
+) -> Result<Outcome, Failure> {
     let session = walk.session;
+    // Apply found nothing for this rule to carry, and nothing it depends on changed since.
+    if walk.plan.steps[i].action == crate::plan::Action::UpToDate && !walk.upstream_changed(i) {
+        return Ok(Outcome::UpToDate(None));
+    }
     let m = &session.manifest;
     let rule = &m.syncs[&id.name];
     let backend = session.backend().await.map_err(super::engine_failure)?;

@@ -196,7 +196,7 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn build_ignore(patterns: &[String]) -> Result<Gitignore, SyncError> {
+pub(crate) fn build_ignore(patterns: &[String]) -> Result<Gitignore, SyncError> {
     let mut b = GitignoreBuilder::new("/");
     for p in patterns {
         b.add_line(None, p)

@@ -186,6 +186,46 @@ pub fn write_attrs(rule: &Sync) -> Result<WriteAttrs, SetupError> {
     })
 }
 
+/// Whether a rule's host side moved since its last pass, read from the host alone (no
+/// engine): `Some(reason)` when it did, when the rule never ran, or when its host root is
+/// gone; `None` when every host entry matches the base. Apply uses it to run an `on-apply`
+/// rule only when there is something to carry into the container.
+pub fn host_pending(manifest: &Manifest, rule: &Sync) -> Result<Option<String>, String> {
+    let store = base_store(&manifest.project.state_dir, &rule.name);
+    let base = store.load().map_err(|e| e.to_string())?;
+    if base.entries.is_empty() {
+        return Ok(Some("never synced".to_string()));
+    }
+    let opts = options(rule).map_err(|e| e.to_string())?;
+    let host: Box<dyn Side> = match base.root {
+        RootKind::Dir => Box::new(HostSide::new(&rule.host)),
+        RootKind::File => Box::new(
+            FileSide::host(&rule.host)
+                .ok_or_else(|| format!("host path {} names no file", rule.host.display()))?,
+        ),
+    };
+    if !host.root_exists().map_err(|e| e.to_string())? {
+        return Ok(Some(format!("{} is missing", host.describe())));
+    }
+    let ignore = crate::sync::engine::build_ignore(&opts.ignore).map_err(|e| e.to_string())?;
+    let mut cache = base.host_cache.clone();
+    let snap = host
+        .scan(&ignore, None, &mut cache)
+        .map_err(|e| e.to_string())?;
+    let changed = snap
+        .keys()
+        .chain(base.entries.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|p| !crate::sync::model::same_opt(base.entries.get(*p), snap.get(*p)))
+        .count();
+    Ok(match changed {
+        0 => None,
+        1 => Some("1 host entry changed since the last pass".to_string()),
+        n => Some(format!("{n} host entries changed since the last pass")),
+    })
+}
+
 /// The directory where a rule's base and last-pass record live.
 pub fn rule_dir(state_dir: &Path, name: &str) -> PathBuf {
     state_dir.join("sync").join(name)

@@ -10,17 +10,17 @@ use sanctuary::manifest::load_str;
 
 /// A fenced ```kdl block found in a Markdown file.
 #[derive(Debug, PartialEq)]
-struct Block {
+pub(crate) struct Block {
     /// 1-based line of the opening fence.
-    line: usize,
-    should_fail: bool,
-    text: String,
+    pub(crate) line: usize,
+    pub(crate) should_fail: bool,
+    pub(crate) text: String,
 }
 
 /// Finds the ```kdl blocks of a Markdown text. Fences of other languages are skipped whole, so
 /// KDL shown inside them is not taken for a block. An info string that starts with `kdl` but
 /// says anything other than `should-fail` is an error: blocks are never skipped.
-fn kdl_blocks(markdown: &str) -> Result<Vec<Block>, String> {
+pub(crate) fn kdl_blocks(markdown: &str) -> Result<Vec<Block>, String> {
     let mut blocks = Vec::new();
     let mut lines = markdown.lines().enumerate();
     while let Some((i, line)) = lines.next() {
@@ -71,7 +71,7 @@ fn kdl_blocks(markdown: &str) -> Result<Vec<Block>, String> {
     Ok(blocks)
 }
 
-fn doc_files() -> Vec<PathBuf> {
+pub(crate) fn doc_files() -> Vec<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("docs"))
         .unwrap()

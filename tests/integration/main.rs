@@ -10,6 +10,7 @@ mod backend_docker;
 mod backup_docker;
 mod backup_sftp;
 mod cli_basics;
+mod converge_docker;
 mod docs_kdl;
 mod manifest_errors;
 mod manifest_fuzz;
