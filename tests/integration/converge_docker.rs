@@ -464,6 +464,14 @@ fn drift_is_repaired_exactly() {
         assert!(line(s).contains("up to date"), "{plan}");
     }
 
+    // `why` explains a service as well as a task.
+    let why = text(&sanct(d, &env, &["why", "service.delta"]));
+    assert!(why.contains("service.delta would be replaced"), "{why}");
+    assert!(
+        why.contains("env CLONE_ROLE changed outside sanctuary"),
+        "{why}"
+    );
+
     let out = sanct(d, &env, &["apply", "-y"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     for (svc, old) in &before {
@@ -478,4 +486,19 @@ fn drift_is_repaired_exactly() {
     assert!(env_now.contains("CLONE_ROLE=tester"), "{env_now}");
     let plan = sanct(d, &env, &["plan", "--detailed-exitcode"]);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+
+    // A changed file of the build context: `why` names it, for the image and its services.
+    let script = d.join("docker/clone.sh");
+    let edited = format!("{}\n# edited\n", std::fs::read_to_string(&script).unwrap());
+    std::fs::write(&script, edited).unwrap();
+    let why = text(&sanct(d, &env, &["why", "service.omega"]));
+    assert!(why.contains("service.omega would be replaced"), "{why}");
+    assert!(
+        why.contains("image.clone changed: input clone.sh changed"),
+        "{why}"
+    );
+    let why = text(&sanct(d, &env, &["--json", "why", "image.clone"]));
+    let v: serde_json::Value = serde_json::from_str(why.lines().next().unwrap()).unwrap();
+    assert_eq!(v["action"], "build", "{v}");
+    assert_eq!(v["reasons"][0], "input clone.sh changed", "{v}");
 }

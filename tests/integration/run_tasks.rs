@@ -550,3 +550,76 @@ fn cache_gc_without_a_limit_is_a_usage_error() {
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("--max-size"), "{r:?}");
 }
+
+const DUMP_THEN_BACKUP: &str = r#"
+task "dump" {
+    run "mkdir -p count data && echo run >> count/dump && echo rows > data/dump.sql"
+    run "test ! -f fail"
+}
+backup "db" {
+    path "data"
+    depends-on "dump"
+    copy "primary" path="backups"
+}
+"#;
+
+#[test]
+fn a_backup_runs_the_task_it_depends_on_first() {
+    let p = Project::new(DUMP_THEN_BACKUP);
+    let r = p.run_ok(&["--json", "backup", "db"]);
+    let events = r.events();
+    let at = |event: &str, node: &str| {
+        events
+            .iter()
+            .position(|e| e["event"] == event && e["node"] == node)
+            .unwrap_or_else(|| panic!("no {event} of {node}: {r:?}"))
+    };
+    assert!(at("finished", "dump") < at("started", "backup.db"), "{r:?}");
+    let result = events
+        .iter()
+        .find(|e| e["event"] == "result" && e["node"] == "backup.db")
+        .unwrap_or_else(|| panic!("no result of backup.db: {r:?}"));
+    assert_eq!(result["result"]["outcome"], "created", "{result}");
+    assert_eq!(p.lines("count/dump"), 1);
+}
+
+#[test]
+fn a_failed_task_skips_the_backup_and_the_exit_code_says_why() {
+    let p = Project::new(DUMP_THEN_BACKUP);
+    p.write("fail", "");
+    let r = p.run(&["backup", "db"]);
+    assert_eq!(r.code, 1, "{r:?}");
+    assert!(r.stdout.contains("skipped because dump failed"), "{r:?}");
+    assert!(r.stderr.contains("error: dump: exit status 1"), "{r:?}");
+    assert!(!p.path("backups").exists(), "no snapshot was taken");
+}
+
+#[test]
+fn what_sanctuary_writes_is_never_a_task_input() {
+    let p = Project::new(
+        r#"
+task "pack" {
+    run "mkdir -p count && echo run >> count/pack"
+    inputs "."
+}
+backup "src" {
+    path "src"
+    copy "primary" path="snapshots"
+}
+"#,
+    );
+    // The task's own counter is ignored the way git ignores it.
+    p.write(".gitignore", "count/\n");
+    p.write("src/a.txt", "a");
+    p.run_ok(&["run", "pack"]);
+    // A backup copy inside the project and the state directory change; the task's inputs
+    // do not.
+    p.run_ok(&["backup", "src"]);
+    assert!(p.path("snapshots").is_dir());
+    let r = p.run_ok(&["run", "pack"]);
+    assert!(r.stdout.contains("pack (up to date)"), "{r:?}");
+    assert_eq!(p.lines("count/pack"), 1);
+    p.write("src/b.txt", "b");
+    p.run_ok(&["run", "pack"]);
+    assert_eq!(p.lines("count/pack"), 2, "a real input still counts");
+}

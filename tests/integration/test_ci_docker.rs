@@ -294,6 +294,23 @@ async fn test_forms_caching_tags_and_junit() {
         .code(0)
         .has("1 passed, 0 failed, 0 skipped, 0 cached");
 
+    // Tests of a live service run again once its container is new or restarted; tests of
+    // nothing live stay cached.
+    d.run(&["test", "--tag", "good"])
+        .code(0)
+        .has("1 passed, 0 failed, 0 skipped, 4 cached");
+    d.run(&["destroy", "-y"]).code(0);
+    d.run(&["test", "--tag", "good"])
+        .code(0)
+        .has("3 passed, 0 failed, 0 skipped, 2 cached");
+    docker_lines(&["restart", "-t", "1", &project.object("web")]);
+    d.run(&["test", "--tag", "good"])
+        .code(0)
+        .has("3 passed, 0 failed, 0 skipped, 2 cached");
+    d.run(&["test", "--tag", "good"])
+        .code(0)
+        .has("0 passed, 0 failed, 0 skipped, 5 cached");
+
     d.run(&["test", "hots-pass"]).code(2).has("host-pass");
     d.run(&["test", "--tag", "nope"])
         .code(2)
