@@ -11,6 +11,7 @@
 set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+"$root/scripts/ensure-bench-tools.sh" zstd python3
 dir=${1:-$(mktemp -d "${TMPDIR:-/tmp}/sanctuary-bench-backup.XXXXXX")}
 size_mb=${SIZE_MB:-1000}
 bin=${SANCTUARY:-}

@@ -21,9 +21,11 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 BIN="${SANCTUARY_BIN:-$ROOT/target/release/sanctuary}"
 COMPOSE="${COMPOSE:-docker-compose}"
 
-for tool in hyperfine "$COMPOSE" docker; do
-  command -v "$tool" >/dev/null || { echo "bench-compose: $tool is not installed" >&2; exit 2; }
-done
+"$ROOT/scripts/ensure-docker.sh"
+"$ROOT/scripts/ensure-bench-tools.sh" hyperfine python3
+if [[ $COMPOSE == docker-compose ]]; then
+  "$ROOT/scripts/ensure-bench-tools.sh" docker-compose
+fi
 if [[ ! -x "$BIN" ]]; then
   (cd "$ROOT" && cargo build --release --quiet)
 fi

@@ -5,10 +5,11 @@
 # identical trees, measured in the same run. Prints a markdown table with times, ratios and
 # the commands.
 #
-# usage: scripts/bench-sync.sh [FILES]   (needs hyperfine, rsync, unison, python3)
+# usage: scripts/bench-sync.sh [FILES]   (installs hyperfine, rsync and unison when missing)
 # SANCTUARY_BIN=path overrides the binary (default: a release build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/ensure-bench-tools.sh hyperfine rsync unison python3
 files=${1:-10000}
 if [ -z "${SANCTUARY_BIN:-}" ]; then
     cargo build --release --quiet

@@ -9,10 +9,11 @@
 #   (c) 100 independent trivial tasks (`true`) at -j 2, against the same 100 `sh -c true`
 #       from a shell loop.
 #
-# usage: scripts/bench-tasks.sh [FILES]   (default 10000; needs hyperfine, make, python3)
+# usage: scripts/bench-tasks.sh [FILES]   (default 10000; installs hyperfine and make when missing)
 # Prints a markdown table on stdout; hyperfine's progress goes to stderr.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/ensure-bench-tools.sh hyperfine make python3
 files=${1:-10000}
 cargo build --release --quiet
 bin=$PWD/target/release/sanctuary

@@ -2,9 +2,10 @@
 # Times `sanctuary validate` on a generated 500-node manifest, against `docker-compose config`
 # on the same 150 services written as a compose file (the reference, measured in the same run).
 #
-# usage: scripts/bench-validate.sh [NODES]   (needs hyperfine; docker-compose optional)
+# usage: scripts/bench-validate.sh [NODES]   (installs hyperfine and docker-compose when missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/ensure-bench-tools.sh hyperfine python3 docker-compose
 nodes=${1:-500}
 cargo build --release --quiet
 dir=$(mktemp -d)

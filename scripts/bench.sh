@@ -2,10 +2,14 @@
 # Runs every benchmark, each against its reference tool in the same run, and prints their
 # markdown tables: the figures recorded in docs/benchmarks.md come from this script.
 #
-# usage: scripts/bench.sh          (needs Docker for the compose comparison; hyperfine, make,
-#                                   rsync, unison, docker-compose, zstd from Debian's packages)
+# usage: scripts/bench.sh          (starts Docker and installs hyperfine, make, rsync, unison,
+#                                   docker-compose and zstd from Debian's packages when missing)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Everything the benchmarks compare against, installed the way the test script installs
+# Docker: nothing to set up by hand on a fresh machine.
+scripts/ensure-docker.sh
+scripts/ensure-bench-tools.sh
 cargo build --release --locked --quiet
 export SANCTUARY_BIN=$PWD/target/release/sanctuary SANCTUARY=$PWD/target/release/sanctuary
 run() {
