@@ -2,17 +2,18 @@
 # Benchmark: the voidcat stack (five health-gated busybox services, three volumes, one network)
 # brought up by docker-compose 1.29 and by `sanctuary apply -y` (release build).
 #
-# Three cases, each measured with hyperfine:
+# The cases, each measured with hyperfine:
 #   cold    from nothing (containers, network and volumes removed; the image already built)
-#   no-op   everything already up
+#   no-op   everything already up (also against `docker ps -q`, the engine round trip floor)
 #   change  one env value of one service flipped between runs (that service is replaced)
+#   scale   N = 5, 20, 50 health-gated services from nothing (SCALE overrides the list)
 #
 # Both tools run the same image tag, ports (in different ranges so the stacks cannot clash),
 # volumes, network, limits and health checks; compose gates the four clones on omega with
 # `depends_on: condition: service_healthy`. Note that `docker-compose up -d` returns once the
 # containers are started, while `sanctuary apply` also waits until every service is healthy.
 #
-# Usage: scripts/bench-compose.sh [RUNS]   (RUNS defaults to 5; the no-op case runs 4x that;
+# Usage: scripts/bench-compose.sh [RUNS]   (RUNS defaults to 5; the no-op case runs 8x that;
 # SANCTUARY_BIN overrides the release binary)
 set -euo pipefail
 
@@ -36,7 +37,7 @@ C_PROJECT="benchcompose$$"
 SANCT_DIR="$WORK/sanctuary"
 COMPOSE_DIR="$WORK/compose"
 cleanup() {
-  (cd "$SANCT_DIR" 2>/dev/null && "$BIN" destroy --volumes >/dev/null 2>&1) || true
+  (cd "$SANCT_DIR" 2>/dev/null && "$BIN" destroy -y --volumes >/dev/null 2>&1) || true
   (cd "$COMPOSE_DIR" 2>/dev/null && "$COMPOSE" -p "$C_PROJECT" down -v >/dev/null 2>&1) || true
   docker images -q --filter "label=sanctuary.project=$S_PROJECT" | xargs -r docker rmi -f >/dev/null 2>&1 || true
   rm -rf "$WORK"
@@ -110,29 +111,80 @@ HF=(hyperfine --style none --export-json)
 
 "${HF[@]}" "$WORK/cold.json" --runs "$RUNS" \
   -n compose --prepare "$C down -v >/dev/null 2>&1" "$C up -d >/dev/null 2>&1" \
-  -n sanctuary --prepare "$S destroy --volumes >/dev/null" "$S apply -y >/dev/null"
-# The cold runs leave both stacks up for the no-op case.
-"${HF[@]}" "$WORK/noop.json" --runs $((RUNS * 4)) --warmup 1 \
-  -n compose "$C up -d >/dev/null 2>&1" \
-  -n sanctuary "$S apply -y >/dev/null"
+  -n sanctuary --prepare "$S destroy -y --volumes >/dev/null" "$S apply -y >/dev/null"
+# The cold runs leave both stacks up for the no-op case; `docker ps -q` is the floor any
+# tool that asks the engine what runs pays.
+"${HF[@]}" "$WORK/noop.json" --runs $((RUNS * 8)) --warmup 2 -N \
+  -n compose "sh -c '$C up -d >/dev/null 2>&1'" \
+  -n sanctuary "$BIN -f $SANCT_DIR/Sanctuary.kdl apply -y" \
+  -n "docker ps -q" "docker ps -q"
 "${HF[@]}" "$WORK/change.json" --runs "$RUNS" \
   -n compose --prepare "$WORK/flip.sh" "$C up -d >/dev/null 2>&1" \
   -n sanctuary --prepare "$WORK/flip.sh" "$S apply -y >/dev/null"
 
-python3 - "$WORK" <<'EOF'
-import json, sys
-work = sys.argv[1]
-targets = {"cold": ("cold up", 0.8), "noop": ("no-op up", 1 / 20), "change": ("one env value changed", None)}
-print("| case | docker-compose 1.29 | sanctuary apply -y | sanctuary / compose | target |")
-print("|---|---|---|---|---|")
-for key, (label, target) in targets.items():
-    r = {x["command"]: x for x in json.load(open(f"{work}/{key}.json"))["results"]}
-    c, s = r["compose"]["mean"], r["sanctuary"]["mean"]
-    cs, ss = r["compose"]["stddev"] or 0, r["sanctuary"]["stddev"] or 0
-    ratio = s / c
+# Scale: N health-gated services (s2..sN wait for s1 to be healthy, 1 s health interval),
+# cold, for each N. `docker-compose up -d` returns once the containers started; sanctuary
+# returns once every service is healthy.
+scale_files() { # N DIR PROJECT
+  python3 - "$IMAGE" "$1" "$2" "$3" <<'EOF'
+import os, sys
+image, n, out, project = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+kdl = [f'project "{project}"\n']
+yml = ['version: "2.4"\nservices:\n']
+for i in range(1, n + 1):
+    dep = '' if i == 1 else '    depends-on "s1" condition="healthy"\n'
+    kdl.append(f'service "s{i}" {{\n    image "{image}"\n'
+               f'    env CLONE_NAME="s{i}" CLONE_ROLE="worker" CLONE_PORT=3000\n{dep}'
+               '    health {\n        cmd "wget" "-qO-" "http://127.0.0.1:3000/health"\n'
+               '        interval "1s"; timeout "1s"; retries 5; start-period "1s"\n    }\n}\n')
+    cdep = '' if i == 1 else '    depends_on:\n      s1:\n        condition: service_healthy\n'
+    yml.append(f'  s{i}:\n    image: {image}\n    environment:\n      CLONE_NAME: "s{i}"\n'
+               '      CLONE_ROLE: "worker"\n      CLONE_PORT: "3000"\n'
+               '    healthcheck:\n      test: ["CMD", "wget", "-qO-", "http://127.0.0.1:3000/health"]\n'
+               f'      interval: 1s\n      timeout: 1s\n      retries: 5\n      start_period: 1s\n{cdep}')
+os.makedirs(out + "/s", exist_ok=True)
+os.makedirs(out + "/c", exist_ok=True)
+open(out + "/s/Sanctuary.kdl", "w").write("".join(kdl))
+open(out + "/c/docker-compose.yml", "w").write("".join(yml))
+EOF
+}
+SCALE=${SCALE:-5 20 50}
+RUNS_SCALE=${RUNS_SCALE:-3}
+for n in $SCALE; do
+  d="$WORK/scale$n"
+  scale_files "$n" "$d" "${S_PROJECT}n$n"
+  SC="cd $d/c && $COMPOSE -p ${C_PROJECT}n$n"
+  SS="cd $d/s && $BIN"
+  "${HF[@]}" "$WORK/scale$n.json" --runs "$RUNS_SCALE" \
+    -n compose --prepare "$SC down -v >/dev/null 2>&1" "$SC up -d >/dev/null 2>&1" \
+    -n sanctuary --prepare "$SS destroy -y >/dev/null" "$SS apply -y >/dev/null"
+  (cd "$d/s" && "$BIN" destroy -y >/dev/null 2>&1) || true
+  (cd "$d/c" && $COMPOSE -p "${C_PROJECT}n$n" down -v >/dev/null 2>&1) || true
+done
+
+python3 - "$WORK" "$SCALE" <<'EOF'
+import json, statistics, sys
+work, scale = sys.argv[1], sys.argv[2].split()
+def load(key):
+    return {x["command"]: x for x in json.load(open(f"{work}/{key}.json"))["results"]}
+def row(label, c, s, target):
+    ratio = s["mean"] / c["mean"]
+    med = statistics.median(s["times"]) / statistics.median(c["times"])
     t = "-" if target is None else (f"≤ {target:.2f} " + ("met" if ratio <= target else "MISSED"))
-    print(f"| {label} | {c:.3f} s ± {cs:.3f} | {s:.3f} s ± {ss:.3f} | {ratio:.3f} | {t} |")
+    print(f"| {label} | {c['mean']:.3f} s ± {c['stddev'] or 0:.3f} | {s['mean']:.3f} s ± {s['stddev'] or 0:.3f} "
+          f"| {ratio:.3f} (median {med:.3f}) | {t} |")
+print("| case | reference | sanctuary apply -y | sanctuary / reference | target |")
+print("|---|---|---|---|---|")
+r = load("cold"); row("voidcat cold up, vs docker-compose up -d", r["compose"], r["sanctuary"], 0.8)
+r = load("noop")
+row("voidcat no-op, vs docker-compose up -d", r["compose"], r["sanctuary"], 1 / 20)
+row("voidcat no-op, vs docker ps -q", r["docker ps -q"], r["sanctuary"], 1.5)
+r = load("change"); row("voidcat one env value changed, vs compose", r["compose"], r["sanctuary"], None)
+for n in scale:
+    r = load(f"scale{n}")
+    row(f"{n} health-gated services cold, vs compose", r["compose"], r["sanctuary"], 0.8 if n == "50" else None)
 EOF
 echo
 echo "Commands: \`docker-compose -p P up -d\` (cold: after \`down -v\`) vs \`sanctuary apply -y\`"
-echo "(cold: after \`sanctuary destroy --volumes\`); image $IMAGE built beforehand for both."
+echo "(cold: after \`sanctuary destroy -y --volumes\`); image $IMAGE built beforehand for both;"
+echo "the scale cases run $RUNS_SCALE times each for N in $SCALE (SCALE, RUNS_SCALE override)."

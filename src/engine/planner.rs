@@ -13,7 +13,9 @@ use crate::executors::{task, test};
 use crate::graph::Graph;
 use crate::manifest::{BackupSource, ImageRef, Kind, Manifest, NodeId, SyncTarget};
 use crate::plan::desired::{self, DesiredImage};
-use crate::plan::{decide, Action, Case, ObjectKind, Plan, PlanError, Prepared, Step, Subject};
+use crate::plan::{
+    decide, Action, Case, Last, ObjectKind, Plan, PlanError, Prepared, Step, Subject,
+};
 
 /// What the engine holds, as far as the plan needs to know.
 #[derive(Default)]
@@ -42,6 +44,15 @@ pub async fn plan(session: &Session, selection: &Selection) -> Result<Plan> {
     let sub = selection.subgraph(m, &graph);
     let orphans = selection.removes_orphans();
     let explicit_syncs = matches!(selection, Selection::Syncs { .. });
+    let stack = sub.nodes().iter().any(|n| {
+        matches!(
+            n.kind,
+            Kind::Image | Kind::Volume | Kind::Network | Kind::Service
+        )
+    });
+    if stack || orphans {
+        session.preconnect();
+    }
 
     // What the images want is known from their contexts alone; hash them before asking the
     // engine anything. A service selected without its image still needs the image's tag.
@@ -62,12 +73,6 @@ pub async fn plan(session: &Session, selection: &Selection) -> Result<Plan> {
         images.insert(name.clone(), d);
     }
 
-    let stack = sub.nodes().iter().any(|n| {
-        matches!(
-            n.kind,
-            Kind::Image | Kind::Volume | Kind::Network | Kind::Service
-        )
-    });
     let observed = if stack || orphans {
         let backend = session.backend().await?;
         observe(backend.as_ref(), m, &sub, &images, orphans).await?
@@ -199,7 +204,7 @@ fn node_step(
             });
             // Say what changed in the context rather than only that the tag is new.
             if decision.action == Action::Build {
-                if let Some(last) = last_key(session, id) {
+                if let Some(last) = session.last_key(id) {
                     let changes: Vec<String> = crate::fingerprint::Key::diff(&last, &d.key)
                         .iter()
                         .map(|c| c.to_string())
@@ -239,7 +244,7 @@ fn node_step(
             let d = desired::container(m, svc, &tag, image_fp.as_deref(), &session.salt)
                 .map_err(PlanError::from)?;
             let record = session.record_of("service", &id.name);
-            let last = last_key(session, id);
+            let load = || session.last_key(id);
             let observed_c = observed
                 .containers
                 .get(&d.spec.name)
@@ -248,7 +253,10 @@ fn node_step(
                 desired: &d,
                 observed: observed_c,
                 record: record.as_ref(),
-                last: last.as_ref(),
+                last: Last {
+                    fingerprint: None,
+                    load: &load,
+                },
             });
             explain_dependencies(&mut decision.reasons, earlier);
             step.object = d.spec.name.clone();
@@ -260,10 +268,14 @@ fn node_step(
             let key = task::key(session, id).map_err(PlanError::Task)?;
             let fp = key.fingerprint();
             session.note_fingerprint(id, fp.clone());
-            let last = last_key(session, id);
+            let load = || session.last_key(id);
             let decision = decide(Case::Task {
                 key: &key,
-                last: last.as_ref(),
+                fingerprint: &fp,
+                last: Last {
+                    fingerprint: session.last_fingerprint(id),
+                    load: &load,
+                },
                 missing_outputs: task::missing_outputs(m, &m.tasks[&id.name]),
                 force: session.options.force,
             });
@@ -297,10 +309,14 @@ fn node_step(
             let fp = key.fingerprint();
             session.note_fingerprint(id, fp.clone());
             let decision = if changing.is_empty() {
-                let last = last_key(session, id);
+                let load = || session.last_key(id);
                 decide(Case::Test {
                     key: &key,
-                    last: last.as_ref(),
+                    fingerprint: &fp,
+                    last: Last {
+                        fingerprint: session.last_fingerprint(id),
+                        load: &load,
+                    },
                     no_cache: session.options.no_cache,
                 })
             } else {
@@ -370,16 +386,6 @@ fn node_step(
     step.action = decision.action;
     step.reasons = decision.reasons;
     Ok((step, prep))
-}
-
-/// The key of a node's last success, if it has one.
-fn last_key(session: &Session, id: &NodeId) -> Option<crate::fingerprint::Key> {
-    session
-        .cache
-        .last_success(id.kind.as_str(), &id.name)
-        .ok()
-        .flatten()
-        .map(|r| r.key)
 }
 
 /// A service replaced because its image changed says how the image changed, instead of the

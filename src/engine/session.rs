@@ -15,9 +15,17 @@ use crate::fingerprint::{Salt, StatCache};
 use crate::manifest::{Manifest, NodeId};
 use crate::state::{Lock, NodeRecord, StateFile};
 
+type Connected = std::result::Result<Arc<dyn Backend>, BackendError>;
+
 /// Readiness probes (an `exec` each) allowed in flight at once across every service, so a
 /// large stack coming up does not flood the engine with them.
 pub const PROBES_IN_FLIGHT: usize = 4;
+
+/// Steps whose work is the engine's (creating, starting, removing containers, volumes,
+/// networks) allowed at once. They do not take the walk's job slots: those bound the
+/// machine's own work (`-j`, the CPUs by default), while the engine works on requests in
+/// parallel — Compose sends up to 64 at once.
+pub const ENGINE_STEPS_IN_FLIGHT: usize = 16;
 
 /// How a command wants its walk done.
 #[derive(Debug, Clone, Default)]
@@ -57,7 +65,10 @@ pub struct Session {
     /// What each test printed, for failure reports and JUnit.
     pub test_outputs: Mutex<BTreeMap<String, TestOutput>>,
     pub probes: Semaphore,
+    pub engine_steps: Semaphore,
     backend: OnceCell<Arc<dyn Backend>>,
+    /// A connection started early, while planning does its own work.
+    connecting: Mutex<Option<tokio::task::JoinHandle<Connected>>>,
     state: Mutex<StateFile>,
     state_path: PathBuf,
 }
@@ -83,7 +94,9 @@ impl Session {
             fingerprints: Mutex::new(HashMap::new()),
             test_outputs: Mutex::new(BTreeMap::new()),
             probes: Semaphore::new(PROBES_IN_FLIGHT),
+            engine_steps: Semaphore::new(ENGINE_STEPS_IN_FLIGHT),
             backend: OnceCell::new(),
+            connecting: Mutex::new(None),
             state: Mutex::new(state),
             state_path,
             manifest,
@@ -96,9 +109,38 @@ impl Session {
         self
     }
 
+    /// Starts connecting to the engine in the background, so the first round trip
+    /// overlaps with hashing inputs; [`Session::backend`] then picks the connection up.
+    pub fn preconnect(&self) {
+        if self.backend.get().is_some() {
+            return;
+        }
+        let mut slot = self.connecting.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(tokio::spawn(super::connect()));
+        }
+    }
+
     /// The engine, connected on first use (`DOCKER_HOST` or the default socket).
     pub async fn backend(&self) -> std::result::Result<Arc<dyn Backend>, BackendError> {
-        self.backend.get_or_try_init(super::connect).await.cloned()
+        let early = self
+            .connecting
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        self.backend
+            .get_or_try_init(|| async {
+                match early {
+                    Some(handle) => match handle.await {
+                        Ok(connected) => connected,
+                        // The connecting task cannot panic short of a bug; connect again.
+                        Err(_) => super::connect().await,
+                    },
+                    None => super::connect().await,
+                }
+            })
+            .await
+            .cloned()
     }
 
     /// The engine when one is already connected.
@@ -173,6 +215,20 @@ impl Session {
             .unwrap_or_else(|e| e.into_inner())
             .get(id)
             .cloned()
+    }
+
+    /// The key of `id`'s last success, read in full.
+    pub fn last_key(&self, id: &NodeId) -> Option<crate::fingerprint::Key> {
+        self.cache
+            .last_success(id.kind.as_str(), &id.name)
+            .ok()
+            .flatten()
+            .map(|r| r.key)
+    }
+
+    /// Only the fingerprint of `id`'s last success: all a node that did not change needs.
+    pub fn last_fingerprint(&self, id: &NodeId) -> Option<String> {
+        self.cache.last_fingerprint(id.kind.as_str(), &id.name)
     }
 
     pub fn stat(&self) -> MutexGuard<'_, StatCache> {

@@ -102,6 +102,17 @@ impl<'s> Walk<'s> {
         )))
     }
 
+    /// Runs a step whose work is the engine's: outside the walk's job slots, under the
+    /// session's bound on such steps.
+    async fn on_engine<T>(&self, ctx: &NodeCtx, work: impl std::future::Future<Output = T>) -> T {
+        ctx.idle(async {
+            // The semaphore is never closed.
+            let _slot = self.session.engine_steps.acquire().await.ok();
+            work.await
+        })
+        .await
+    }
+
     fn mark_changed(&self, i: usize) {
         self.changed
             .lock()
@@ -143,13 +154,22 @@ impl Executor<Step> for Walk<'_> {
         async move {
             let i = ctx.index();
             let result = match &step.subject {
-                Subject::Object { .. } => executors::object::execute(self, step, ctx).await,
+                Subject::Object { .. } => {
+                    self.on_engine(ctx, executors::object::execute(self, step, ctx))
+                        .await
+                }
                 Subject::Node { id } => match id.kind {
                     Kind::Image => executors::image::execute(self, i, id, ctx).await,
                     Kind::Volume | Kind::Network => {
-                        executors::named::execute(self, i, id, ctx).await
+                        self.on_engine(ctx, executors::named::execute(self, i, id, ctx))
+                            .await
                     }
-                    Kind::Service => executors::service::execute(self, i, id, ctx).await,
+                    // A service holds an engine slot only while it changes its container;
+                    // its wait for health holds nothing (see the executor).
+                    Kind::Service => {
+                        ctx.idle(executors::service::execute(self, i, id, ctx))
+                            .await
+                    }
                     Kind::Task => executors::task::execute(self, i, id, ctx).await,
                     Kind::Test => executors::test::execute(self, i, id, ctx).await,
                     Kind::Backup => executors::backup::execute(self, step, id, ctx).await,

@@ -1,6 +1,8 @@
 //! Services: a container per service, created, replaced, started or left alone as the
 //! decision says, then waited for — until healthy when it has a health check, until it exits
-//! when a dependent waits for it to complete. The waits give the walk's job slot back.
+//! when a dependent waits for it to complete. All of it is the engine's work, so the walk
+//! runs it outside its job slots; changing the container takes one of the session's engine
+//! slots, waiting takes none.
 
 use std::time::Instant;
 
@@ -8,7 +10,7 @@ use crate::backend::{names, BackendError, ContainerState};
 use crate::engine::Walk;
 use crate::exec::{Failure, FailureClass, NodeCtx, Outcome};
 use crate::manifest::{Condition, ImageRef, Kind, NodeId, Service};
-use crate::plan::{decide, desired, Action, Case, Prepared};
+use crate::plan::{decide, desired, Action, Case, Last, Prepared};
 use crate::state::{NodeRecord, RecordResult};
 
 use super::{engine_failure, ready};
@@ -85,19 +87,20 @@ pub async fn execute(
         .await
         .map_err(engine_failure)?;
     let record = session.record_of("service", &id.name);
-    let last = session
-        .cache
-        .last_success("service", &id.name)
-        .ok()
-        .flatten()
-        .map(|r| r.key);
+    let load = || session.last_key(id);
     let decision = decide(Case::Service {
         desired: &d,
         observed: observed.as_ref(),
         record: record.as_ref(),
-        last: last.as_ref(),
+        last: Last {
+            fingerprint: None,
+            load: &load,
+        },
     });
     walk.check_planned(i, &decision)?;
+    // Changing the container is the engine's work, bounded across the walk; the wait for
+    // health below is not.
+    let engine_slot = session.engine_steps.acquire().await.ok();
     let detail = match decision.action {
         Action::UpToDate => None,
         Action::Blocked => {
@@ -146,6 +149,7 @@ pub async fn execute(
             Some("created")
         }
     };
+    drop(engine_slot);
     // Apply reports success only for services that are ready: every service with a health
     // check is waited for, not only those another node waits for.
     if let Some(h) = &svc.health {
@@ -193,7 +197,7 @@ pub async fn execute(
         })
         .map_err(Failure::infrastructure)?;
     // The key is what the next plan compares with to say what changed.
-    if last.as_ref().map(|k| k.fingerprint()).as_deref() != Some(&d.fingerprint) {
+    if session.last_fingerprint(id).as_deref() != Some(&d.fingerprint) {
         let _ = session.cache.record_success(&d.key);
     }
     Ok(outcome)

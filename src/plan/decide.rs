@@ -27,6 +27,32 @@ impl Decision {
     }
 }
 
+/// A node's last success: its fingerprint, cheap to read, and a way to load its whole key,
+/// which only a changed node needs (for its reasons) — a task's key may name ten thousand
+/// inputs.
+pub struct Last<'a> {
+    pub fingerprint: Option<String>,
+    pub load: &'a (dyn Fn() -> Option<Key> + Sync),
+}
+
+impl std::fmt::Debug for Last<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Last")
+            .field("fingerprint", &self.fingerprint)
+            .finish()
+    }
+}
+
+impl Last<'_> {
+    /// What changed from the last success to `new`, in words; never empty.
+    fn changes(&self, new: &Key) -> Vec<String> {
+        match (self.load)() {
+            Some(old) => changes(&old, new),
+            None => vec!["configuration changed".to_string()],
+        }
+    }
+}
+
 /// Everything one decision looks at, per kind of node.
 #[derive(Debug)]
 pub enum Case<'a> {
@@ -43,20 +69,23 @@ pub enum Case<'a> {
         desired: &'a DesiredContainer,
         observed: Option<&'a ContainerInfo>,
         record: Option<&'a NodeRecord>,
-        last: Option<&'a Key>,
+        last: Last<'a>,
     },
     /// A task: runs unless its key matches its last success; a match with missing outputs is
     /// a restore from the cache.
     Task {
         key: &'a Key,
-        last: Option<&'a Key>,
+        /// `key`'s fingerprint, computed once by the caller.
+        fingerprint: &'a str,
+        last: Last<'a>,
         missing_outputs: Vec<String>,
         force: bool,
     },
     /// A test: runs unless a passing run had the same key.
     Test {
         key: &'a Key,
-        last: Option<&'a Key>,
+        fingerprint: &'a str,
+        last: Last<'a>,
         no_cache: bool,
     },
     /// Work that runs whenever it is selected (a backup, a sync pass), or that was decided
@@ -90,36 +119,33 @@ pub fn decide(case: Case<'_>) -> Decision {
         } => service(desired, observed, record, last),
         Case::Task {
             key,
+            fingerprint,
             last,
             missing_outputs,
             force,
-        } => {
-            let fp = key.fingerprint();
-            match last {
-                _ if force => Decision::new(Action::Run, vec!["--force".to_string()]),
-                None => Decision::new(Action::Run, vec!["never ran".to_string()]),
-                Some(l) if l.fingerprint() == fp && missing_outputs.is_empty() => {
-                    Decision::up_to_date()
-                }
-                Some(l) if l.fingerprint() == fp => Decision::new(
-                    Action::Restore,
-                    missing_outputs
-                        .into_iter()
-                        .map(|o| format!("output {o} missing (restored from the cache)"))
-                        .collect(),
-                ),
-                Some(l) => Decision::new(Action::Run, changes(l, key)),
-            }
-        }
+        } => match last.fingerprint.as_deref() {
+            _ if force => Decision::new(Action::Run, vec!["--force".to_string()]),
+            None => Decision::new(Action::Run, vec!["never ran".to_string()]),
+            Some(fp) if fp == fingerprint && missing_outputs.is_empty() => Decision::up_to_date(),
+            Some(fp) if fp == fingerprint => Decision::new(
+                Action::Restore,
+                missing_outputs
+                    .into_iter()
+                    .map(|o| format!("output {o} missing (restored from the cache)"))
+                    .collect(),
+            ),
+            Some(_) => Decision::new(Action::Run, last.changes(key)),
+        },
         Case::Test {
             key,
+            fingerprint,
             last,
             no_cache,
-        } => match last {
+        } => match last.fingerprint.as_deref() {
             _ if no_cache => Decision::new(Action::Run, vec!["--no-cache".to_string()]),
             None => Decision::new(Action::Run, vec!["never passed".to_string()]),
-            Some(l) if l.fingerprint() == key.fingerprint() => Decision::up_to_date(),
-            Some(l) => Decision::new(Action::Run, changes(l, key)),
+            Some(fp) if fp == fingerprint => Decision::up_to_date(),
+            Some(_) => Decision::new(Action::Run, last.changes(key)),
         },
         Case::Always { action, reasons } => Decision::new(action, reasons),
     }
@@ -139,7 +165,7 @@ fn service(
     desired: &DesiredContainer,
     observed: Option<&ContainerInfo>,
     record: Option<&NodeRecord>,
-    last: Option<&Key>,
+    last: Last<'_>,
 ) -> Decision {
     let name = &desired.spec.name;
     let project = desired.spec.labels.get(names::LABEL_PROJECT);
@@ -163,11 +189,7 @@ fn service(
         );
     }
     if c.labels.get(names::LABEL_FINGERPRINT) != Some(&desired.fingerprint) {
-        let reasons = match last {
-            Some(old) => changes(old, &desired.key),
-            None => vec!["configuration changed".to_string()],
-        };
-        return Decision::new(Action::Replace, reasons);
+        return Decision::new(Action::Replace, last.changes(&desired.key));
     }
     let drift = drifted(c, desired);
     if !drift.is_empty() {

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::fingerprint::Key;
 use crate::manifest::{Kind, NodeId};
 
-pub use decide::{decide, Case, Decision};
+pub use decide::{decide, Case, Decision, Last};
 
 /// What a step will do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

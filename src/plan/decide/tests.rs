@@ -74,11 +74,15 @@ fn service(
     r: Option<&NodeRecord>,
     last: Option<&Key>,
 ) -> Decision {
+    let load = || last.cloned();
     decide(Case::Service {
         desired: d,
         observed: c,
         record: r,
-        last,
+        last: Last {
+            fingerprint: last.map(|k| k.fingerprint()),
+            load: &load,
+        },
     })
 }
 
@@ -192,10 +196,16 @@ fn tasks_run_restore_or_stay_up_to_date_by_key() {
     let key = Key::new("task", "build", Default::default());
     let mut changed = key.clone();
     changed.inputs.insert("src/a.rs".into(), "h2".into());
-    let task = |last, missing: Vec<String>, force| {
+    let fp = changed.fingerprint();
+    let task = |last: Option<&Key>, missing: Vec<String>, force| {
+        let load = || last.cloned();
         decide(Case::Task {
             key: &changed,
-            last,
+            fingerprint: &fp,
+            last: Last {
+                fingerprint: last.map(|k| k.fingerprint()),
+                load: &load,
+            },
             missing_outputs: missing,
             force,
         })
