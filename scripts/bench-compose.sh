@@ -124,7 +124,8 @@ HF=(hyperfine --style none --export-json)
 
 # Scale: N health-gated services (s2..sN wait for s1 to be healthy, 1 s health interval),
 # cold, for each N. `docker-compose up -d` returns once the containers started; sanctuary
-# returns once every service is healthy.
+# returns once every service is healthy. Both voidcat stacks are taken down first, so their
+# health checks do not load the engine during these runs.
 scale_files() { # N DIR PROJECT
   python3 - "$IMAGE" "$1" "$2" "$3" <<'EOF'
 import os, sys
@@ -148,6 +149,8 @@ open(out + "/s/Sanctuary.kdl", "w").write("".join(kdl))
 open(out + "/c/docker-compose.yml", "w").write("".join(yml))
 EOF
 }
+(cd "$SANCT_DIR" && "$BIN" destroy -y >/dev/null 2>&1) || true
+(cd "$COMPOSE_DIR" && "$COMPOSE" -p "$C_PROJECT" down >/dev/null 2>&1) || true
 SCALE=${SCALE:-5 20 50}
 RUNS_SCALE=${RUNS_SCALE:-3}
 for n in $SCALE; do
@@ -155,9 +158,15 @@ for n in $SCALE; do
   scale_files "$n" "$d" "${S_PROJECT}n$n"
   SC="cd $d/c && $COMPOSE -p ${C_PROJECT}n$n"
   SS="cd $d/s && $BIN"
+  # The engine's own floor: the same containers started by `docker run -d`, 16 at a time,
+  # without waiting for anything.
+  floor="seq $n | xargs -P 16 -I{} docker run -d -q --name ${S_PROJECT}f{} -e CLONE_NAME=x -e CLONE_ROLE=y -e CLONE_PORT=3000 --health-cmd 'wget -qO- http://127.0.0.1:3000/health' --health-interval 1s --health-retries 5 --health-start-period 1s $IMAGE >/dev/null"
+  unfloor="docker ps -aq --filter name=${S_PROJECT}f | xargs -r docker rm -f >/dev/null"
   "${HF[@]}" "$WORK/scale$n.json" --runs "$RUNS_SCALE" \
     -n compose --prepare "$SC down -v >/dev/null 2>&1" "$SC up -d >/dev/null 2>&1" \
-    -n sanctuary --prepare "$SS destroy -y >/dev/null" "$SS apply -y >/dev/null"
+    -n sanctuary --prepare "$SS destroy -y >/dev/null" "$SS apply -y >/dev/null" \
+    -n floor --prepare "$unfloor" "$floor"
+  sh -c "$unfloor"
   (cd "$d/s" && "$BIN" destroy -y >/dev/null 2>&1) || true
   (cd "$d/c" && $COMPOSE -p "${C_PROJECT}n$n" down -v >/dev/null 2>&1) || true
 done
@@ -183,6 +192,7 @@ r = load("change"); row("voidcat one env value changed, vs compose", r["compose"
 for n in scale:
     r = load(f"scale{n}")
     row(f"{n} health-gated services cold, vs compose", r["compose"], r["sanctuary"], 0.8 if n == "50" else None)
+    row(f"{n} services cold, vs `docker run -d` ×{n} (16 at a time, no wait)", r["floor"], r["sanctuary"], None)
 EOF
 echo
 echo "Commands: \`docker-compose -p P up -d\` (cold: after \`down -v\`) vs \`sanctuary apply -y\`"

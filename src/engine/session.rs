@@ -27,6 +27,12 @@ pub const PROBES_IN_FLIGHT: usize = 4;
 /// parallel — Compose sends up to 64 at once.
 pub const ENGINE_STEPS_IN_FLIGHT: usize = 16;
 
+/// Containers stopped and removed at once. Docker 20.10 removing many containers of one
+/// network at the same time sometimes keeps an endpoint of a removed container, and the
+/// network can then not be removed until the daemon restarts (seen at sixteen at a time,
+/// never at four in the same runs).
+pub const REMOVALS_IN_FLIGHT: usize = 4;
+
 /// How a command wants its walk done.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -66,6 +72,7 @@ pub struct Session {
     pub test_outputs: Mutex<BTreeMap<String, TestOutput>>,
     pub probes: Semaphore,
     pub engine_steps: Semaphore,
+    pub removals: Semaphore,
     backend: OnceCell<Arc<dyn Backend>>,
     /// A connection started early, while planning does its own work.
     connecting: Mutex<Option<tokio::task::JoinHandle<Connected>>>,
@@ -95,6 +102,7 @@ impl Session {
             test_outputs: Mutex::new(BTreeMap::new()),
             probes: Semaphore::new(PROBES_IN_FLIGHT),
             engine_steps: Semaphore::new(ENGINE_STEPS_IN_FLIGHT),
+            removals: Semaphore::new(REMOVALS_IN_FLIGHT),
             backend: OnceCell::new(),
             connecting: Mutex::new(None),
             state: Mutex::new(state),

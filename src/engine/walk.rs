@@ -26,9 +26,11 @@ pub struct Walk<'s> {
     changed: Mutex<HashSet<usize>>,
     /// Image name → (tag, fingerprint), as resolved in this walk.
     tags: Mutex<BTreeMap<String, (String, String)>>,
-    /// Serialises ensuring the project's default network: Docker allows two networks of one
-    /// name, so two concurrent check-then-create calls would make the name ambiguous.
-    pub default_network: tokio::sync::Mutex<()>,
+    /// The project's default network, ensured once per walk by the first service that needs
+    /// it: Docker allows two networks of one name, so concurrent check-then-create calls
+    /// would make the name ambiguous, and fifty services asking one after the other would
+    /// queue on it.
+    pub default_network: tokio::sync::OnceCell<()>,
 }
 
 impl<'s> Walk<'s> {
@@ -39,7 +41,7 @@ impl<'s> Walk<'s> {
             strict,
             changed: Mutex::new(HashSet::new()),
             tags: Mutex::new(BTreeMap::new()),
-            default_network: tokio::sync::Mutex::new(()),
+            default_network: tokio::sync::OnceCell::new(),
         }
     }
 

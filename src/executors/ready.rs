@@ -16,7 +16,7 @@ use crate::backend::{Backend, ContainerState, HealthState};
 /// The first pause between looks at a starting service.
 pub const FIRST_DELAY: Duration = Duration::from_millis(50);
 /// The longest pause between looks.
-pub const MAX_DELAY: Duration = Duration::from_millis(500);
+pub const MAX_DELAY: Duration = Duration::from_millis(1000);
 const LOG_LINES: usize = 20;
 
 /// Why a service did not become ready.

@@ -74,11 +74,12 @@ pub async fn execute(
     let backend = session.backend().await.map_err(engine_failure)?;
     let name = d.spec.name.clone();
     if d.uses_default_network {
-        let _one_at_a_time = walk.default_network.lock().await;
-        let net = names::default_network(&m.project.name);
-        let labels = names::labels(&m.project.name, "network.default", None);
-        backend
-            .ensure_network(&net, &labels)
+        walk.default_network
+            .get_or_try_init(|| async {
+                let net = names::default_network(&m.project.name);
+                let labels = names::labels(&m.project.name, "network.default", None);
+                backend.ensure_network(&net, &labels).await.map(|_| ())
+            })
             .await
             .map_err(engine_failure)?;
     }
@@ -125,14 +126,17 @@ pub async fn execute(
         }
         Action::Replace => {
             ctx.emit(&format!("replacing {name}"));
-            backend
-                .stop_container(&name, svc.stop_timeout.0)
-                .await
-                .map_err(engine_failure)?;
-            backend
-                .remove_container(&name, true)
-                .await
-                .map_err(engine_failure)?;
+            {
+                let _removal = session.removals.acquire().await.ok();
+                backend
+                    .stop_container(&name, svc.stop_timeout.0)
+                    .await
+                    .map_err(engine_failure)?;
+                backend
+                    .remove_container(&name, true)
+                    .await
+                    .map_err(engine_failure)?;
+            }
             backend
                 .create_container(&d.spec)
                 .await

@@ -4,7 +4,8 @@
 //! A missing file is an empty state (a fresh project). A file that cannot be parsed, or was
 //! written by a newer sanctuary, is an error naming the file: it is never silently replaced,
 //! because it is the only record of what exists. Every save goes through
-//! [`crate::fsutil::write_atomic`], so a crash leaves the old file or the new one.
+//! [`crate::fsutil::write_atomic_deferred`], so a killed process leaves the old file or the new
+//! one; the fsync that makes it durable is made when the command ends.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -147,7 +148,9 @@ impl StateFile {
                 source,
             })?;
         bytes.push(b'\n');
-        crate::fsutil::write_atomic(path, &bytes).map_err(|source| StateError::Write {
+        // Renamed into place complete at once, fsynced when the command ends: a killed run
+        // never leaves half a state file, and fifty services do not wait on fifty fsyncs.
+        crate::fsutil::write_atomic_deferred(path, &bytes).map_err(|source| StateError::Write {
             path: path.to_path_buf(),
             source,
         })
