@@ -109,11 +109,15 @@ C="cd $COMPOSE_DIR && $COMPOSE -p $C_PROJECT"
 S="cd $SANCT_DIR && $BIN"
 HF=(hyperfine --style none --export-json)
 
-"${HF[@]}" "$WORK/cold.json" --runs "$RUNS" \
-  -n compose --prepare "$C down -v >/dev/null 2>&1" "$C up -d >/dev/null 2>&1" \
-  -n sanctuary --prepare "$S destroy -y --volumes >/dev/null" "$S apply -y >/dev/null"
-# The cold runs leave both stacks up for the no-op case; `docker ps -q` is the floor any
-# tool that asks the engine what runs pays.
+# Each cold run starts with neither stack up, so one tool's health checks never load the
+# engine while the other is measured.
+both_down="$C down -v >/dev/null 2>&1; $S destroy -y --volumes >/dev/null 2>&1"
+"${HF[@]}" "$WORK/cold.json" --runs "$RUNS" --prepare "$both_down" \
+  -n compose "$C up -d >/dev/null 2>&1" \
+  -n sanctuary "$S apply -y >/dev/null"
+# Both stacks up for the no-op case; `docker ps -q` is the floor any tool that asks the
+# engine what runs pays.
+sh -c "$C up -d >/dev/null 2>&1; $S apply -y >/dev/null"
 "${HF[@]}" "$WORK/noop.json" --runs $((RUNS * 8)) --warmup 2 -N \
   -n compose "sh -c '$C up -d >/dev/null 2>&1'" \
   -n sanctuary "$BIN -f $SANCT_DIR/Sanctuary.kdl apply -y" \
@@ -162,13 +166,14 @@ for n in $SCALE; do
   # without waiting for anything.
   floor="seq $n | xargs -P 16 -I{} docker run -d -q --name ${S_PROJECT}f{} -e CLONE_NAME=x -e CLONE_ROLE=y -e CLONE_PORT=3000 --health-cmd 'wget -qO- http://127.0.0.1:3000/health' --health-interval 1s --health-retries 5 --health-start-period 1s $IMAGE >/dev/null"
   unfloor="docker ps -aq --filter name=${S_PROJECT}f | xargs -r docker rm -f >/dev/null"
-  "${HF[@]}" "$WORK/scale$n.json" --runs "$RUNS_SCALE" \
-    -n compose --prepare "$SC down -v >/dev/null 2>&1" "$SC up -d >/dev/null 2>&1" \
-    -n sanctuary --prepare "$SS destroy -y >/dev/null" "$SS apply -y >/dev/null" \
-    -n floor --prepare "$unfloor" "$floor"
-  sh -c "$unfloor"
-  (cd "$d/s" && "$BIN" destroy -y >/dev/null 2>&1) || true
-  (cd "$d/c" && $COMPOSE -p "${C_PROJECT}n$n" down -v >/dev/null 2>&1) || true
+  # Every run starts from an empty engine: whatever the previous run of any of the three
+  # left up would otherwise load the engine with its health checks.
+  clean="$SC down -v >/dev/null 2>&1; $SS destroy -y >/dev/null 2>&1; $unfloor"
+  "${HF[@]}" "$WORK/scale$n.json" --runs "$RUNS_SCALE" --prepare "$clean" \
+    -n compose "$SC up -d >/dev/null 2>&1" \
+    -n sanctuary "$SS apply -y >/dev/null" \
+    -n floor "$floor"
+  sh -c "$clean"
 done
 
 python3 - "$WORK" "$SCALE" <<'EOF'
