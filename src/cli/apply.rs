@@ -50,10 +50,11 @@ fn manifest_sha(m: &Manifest) -> String {
 }
 
 pub fn plan(ctx: &Context, args: PlanArgs) -> Result<ExitCode> {
+    let rt = engine::runtime()?;
+    let early = crate::engine::connect_early(&rt);
     let m = Arc::new(ctx.load()?.manifest);
     let targets = resolve_targets(&m, &args.targets)?;
-    let session = engine::session(Arc::clone(&m), ctx.json, Options::default())?;
-    let rt = engine::runtime()?;
+    let session = engine::session(Arc::clone(&m), ctx.json, Options::default())?.adopt(early);
     let plan = rt.block_on(crate::engine::plan(&session, &Selection::Apply { targets }))?;
     session.finish();
     if ctx.json {
@@ -106,6 +107,8 @@ pub fn apply(ctx: &Context, args: ApplyArgs) -> Result<ExitCode> {
         [one] if std::path::Path::new(one).is_file() => Some(PathBuf::from(one)),
         _ => None,
     };
+    let rt = engine::runtime()?;
+    let early = crate::engine::connect_early(&rt);
     let m = Arc::new(ctx.load()?.manifest);
     let saved = saved_path.as_deref().map(read_saved).transpose()?;
     let names = match &saved {
@@ -119,8 +122,7 @@ pub fn apply(ctx: &Context, args: ApplyArgs) -> Result<ExitCode> {
         force: args.opts.force,
         ..Options::default()
     };
-    let session = engine::session(Arc::clone(&m), ctx.json, options)?;
-    let rt = engine::runtime()?;
+    let session = engine::session(Arc::clone(&m), ctx.json, options)?.adopt(early);
     let json = ctx.json;
     rt.block_on(async {
         // The lock comes first: an apply still under way elsewhere would otherwise look

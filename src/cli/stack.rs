@@ -39,9 +39,10 @@ pub struct LogsArgs {
 }
 
 pub fn destroy(ctx: &Context, args: DestroyArgs) -> Result<ExitCode> {
-    let m = Arc::new(ctx.load()?.manifest);
-    let session = engine::session(Arc::clone(&m), ctx.json, Options::default())?;
     let rt = engine::runtime()?;
+    let early = crate::engine::connect_early(&rt);
+    let m = Arc::new(ctx.load()?.manifest);
+    let session = engine::session(Arc::clone(&m), ctx.json, Options::default())?.adopt(early);
     let json = ctx.json;
     rt.block_on(async {
         let _lock = session.lock(&format!("destroy {}", m.project.name))?;

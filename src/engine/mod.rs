@@ -29,6 +29,13 @@ pub async fn connect(
         .map(|d| std::sync::Arc::new(d) as std::sync::Arc<dyn crate::backend::Backend>)
 }
 
+/// Starts connecting on `rt` at once, for a command that will need the engine: the first
+/// round trip then overlaps with loading the manifest and the side stores. Hand the handle
+/// to [`Session::adopt`].
+pub fn connect_early(rt: &tokio::runtime::Runtime) -> tokio::task::JoinHandle<session::Connected> {
+    rt.spawn(connect())
+}
+
 /// The process exit code of a walk: 130 when interrupted; otherwise from the most serious
 /// failure (work 1, conflict 4, infrastructure 3); 0 when nothing failed.
 pub fn exit_code(summary: &Summary, cancel: &CancellationToken) -> ExitCode {

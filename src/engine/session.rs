@@ -15,7 +15,7 @@ use crate::fingerprint::{Salt, StatCache};
 use crate::manifest::{Manifest, NodeId};
 use crate::state::{Lock, NodeRecord, StateFile};
 
-type Connected = std::result::Result<Arc<dyn Backend>, BackendError>;
+pub type Connected = std::result::Result<Arc<dyn Backend>, BackendError>;
 
 /// Readiness probes (an `exec` each) allowed in flight at once across every service, so a
 /// large stack coming up does not flood the engine with them.
@@ -114,6 +114,13 @@ impl Session {
     /// Uses `backend` instead of connecting to Docker (tests use the fake engine).
     pub fn with_backend(self, backend: Arc<dyn Backend>) -> Self {
         let _ = self.backend.set(backend);
+        self
+    }
+
+    /// Takes over a connection started before the manifest was even loaded (see
+    /// [`super::connect_early`]).
+    pub fn adopt(self, early: tokio::task::JoinHandle<Connected>) -> Self {
+        *self.connecting.lock().unwrap_or_else(|e| e.into_inner()) = Some(early);
         self
     }
 
