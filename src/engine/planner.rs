@@ -244,7 +244,6 @@ fn node_step(
             let d = desired::container(m, svc, &tag, image_fp.as_deref(), &session.salt)
                 .map_err(PlanError::from)?;
             let record = session.record_of("service", &id.name);
-            let load = || session.last_key(id);
             let observed_c = observed
                 .containers
                 .get(&d.spec.name)
@@ -255,7 +254,7 @@ fn node_step(
                 record: record.as_ref(),
                 last: Last {
                     fingerprint: None,
-                    load: &load,
+                    load: Box::new(|| session.last_key(id)),
                 },
             });
             explain_dependencies(&mut decision.reasons, earlier);
@@ -268,14 +267,10 @@ fn node_step(
             let key = task::key(session, id).map_err(PlanError::Task)?;
             let fp = key.fingerprint();
             session.note_fingerprint(id, fp.clone());
-            let load = || session.last_key(id);
             let decision = decide(Case::Task {
                 key: &key,
                 fingerprint: &fp,
-                last: Last {
-                    fingerprint: session.last_fingerprint(id),
-                    load: &load,
-                },
+                last: session.last(id),
                 missing_outputs: task::missing_outputs(m, &m.tasks[&id.name]),
                 force: session.options.force,
             });
@@ -309,14 +304,10 @@ fn node_step(
             let fp = key.fingerprint();
             session.note_fingerprint(id, fp.clone());
             let decision = if changing.is_empty() {
-                let load = || session.last_key(id);
                 decide(Case::Test {
                     key: &key,
                     fingerprint: &fp,
-                    last: Last {
-                        fingerprint: session.last_fingerprint(id),
-                        load: &load,
-                    },
+                    last: session.last(id),
                     no_cache: session.options.no_cache,
                 })
             } else {

@@ -246,6 +246,15 @@ impl Session {
         self.cache.last_fingerprint(id.kind.as_str(), &id.name)
     }
 
+    /// `id`'s last success for a decision: its fingerprint now, its key when asked.
+    pub fn last(&self, id: &NodeId) -> crate::plan::Last<'_> {
+        let id = id.clone();
+        crate::plan::Last {
+            fingerprint: self.last_fingerprint(&id),
+            load: Box::new(move || self.last_key(&id)),
+        }
+    }
+
     pub fn stat(&self) -> MutexGuard<'_, StatCache> {
         self.stat.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -88,14 +88,13 @@ pub async fn execute(
         .await
         .map_err(engine_failure)?;
     let record = session.record_of("service", &id.name);
-    let load = || session.last_key(id);
     let decision = decide(Case::Service {
         desired: &d,
         observed: observed.as_ref(),
         record: record.as_ref(),
         last: Last {
             fingerprint: None,
-            load: &load,
+            load: Box::new(|| session.last_key(id)),
         },
     });
     walk.check_planned(i, &decision)?;

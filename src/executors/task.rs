@@ -13,7 +13,7 @@ use crate::exec::process::{run_host, HostCommand};
 use crate::exec::{Failure, FailureClass, NodeCtx, Outcome};
 use crate::fingerprint::{hash_inputs, Key, Spec};
 use crate::manifest::{Manifest, NodeId, Task};
-use crate::plan::{decide, Action, Case, Last, Prepared};
+use crate::plan::{decide, Action, Case, Prepared};
 
 /// `'it'\''s'`-style quoting so arguments reach the shell as single words.
 fn shell_quote(s: &str) -> String {
@@ -115,14 +115,10 @@ pub async fn execute(
     let fp = key.fingerprint();
     session.note_fingerprint(id, fp.clone());
     if fresh {
-        let load = || session.last_key(id);
         let decision = decide(Case::Task {
             key: &key,
             fingerprint: &fp,
-            last: Last {
-                fingerprint: session.last_fingerprint(id),
-                load: &load,
-            },
+            last: session.last(id),
             missing_outputs: missing_outputs(m, task),
             force: session.options.force,
         });

@@ -16,7 +16,7 @@ use crate::exec::process::{run_host, HostCommand};
 use crate::exec::{Failure, NodeCtx, Outcome};
 use crate::fingerprint::{hash_inputs, Key, Spec};
 use crate::manifest::{ImageRef, Kind, Manifest, NodeId, Test, TestCheck};
-use crate::plan::{decide, Action, Case, Last, Prepared};
+use crate::plan::{decide, Action, Case, Prepared};
 use crate::testing::probe::{http_probe, tcp_probe};
 
 /// The services a test needs running: `needs`, an `exec` target and services in
@@ -180,14 +180,10 @@ pub async fn execute(
     let fp = key.fingerprint();
     session.note_fingerprint(id, fp.clone());
     let up_to_date = if walk.upstream_changed(i) {
-        let load = || session.last_key(id);
         decide(Case::Test {
             key: &key,
             fingerprint: &fp,
-            last: Last {
-                fingerprint: session.last_fingerprint(id),
-                load: &load,
-            },
+            last: session.last(id),
             no_cache: session.options.no_cache,
         })
         .action

@@ -32,7 +32,7 @@ impl Decision {
 /// inputs.
 pub struct Last<'a> {
     pub fingerprint: Option<String>,
-    pub load: &'a (dyn Fn() -> Option<Key> + Sync),
+    pub load: Box<dyn Fn() -> Option<Key> + Sync + 'a>,
 }
 
 impl std::fmt::Debug for Last<'_> {

@@ -10,7 +10,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::docker_support::{
-    docker_inspect, docker_lines, docker_or_skip, write_busybox_context, TestProject, PROJECT_LABEL,
+    copy_dir, docker_inspect, docker_lines, docker_or_skip, write_busybox_context, TestProject,
+    PROJECT_LABEL,
 };
 
 /// Connects (or skips loudly, or fails under `SANCTUARY_REQUIRE_DOCKER=1`).
@@ -30,7 +31,7 @@ fn sanct(dir: &Path, args: &[&str]) -> Output {
     sanct_env(dir, args, &[])
 }
 
-fn sanct_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn sanct_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sanctuary"));
     cmd.args(args)
         .current_dir(dir)
@@ -42,7 +43,7 @@ fn sanct_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     cmd.output().unwrap()
 }
 
-fn text(out: &Output) -> String {
+pub(crate) fn text(out: &Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -143,19 +144,6 @@ fn voidcat_copy(project: &str) -> tempfile::TempDir {
     );
     std::fs::write(&clone, script).unwrap();
     dir
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 fn edit(path: &Path, from: &str, to: &str) {

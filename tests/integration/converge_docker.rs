@@ -13,11 +13,12 @@
 //! Host ports move to this process's range; paths the manifests bind or read are created.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Mutex;
 
-use crate::docker_support::{docker_inspect, docker_lines, docker_or_skip, TestProject};
+use crate::apply_docker::{sanct_env, text};
+use crate::docker_support::{copy_dir, docker_inspect, docker_lines, docker_or_skip, TestProject};
 use crate::docs_kdl::{doc_files, kdl_blocks};
 
 fn docker_available(test: &str) -> bool {
@@ -216,37 +217,9 @@ fn prepare(case: &Case, project: &str, dir: &Path) -> Vec<(String, String)> {
     ]
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 fn sanct(dir: &Path, env: &[(String, String)], args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sanctuary"));
-    cmd.args(args)
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .env("NO_COLOR", "1");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    sanct_env(dir, args, &env)
 }
 
 /// Applies the case twice; `Err` says what went wrong.

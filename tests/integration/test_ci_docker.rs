@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::docker_support::{docker_lines, docker_or_skip, write_busybox_context, TestProject};
+use crate::docker_support::{
+    copy_dir, docker_lines, docker_or_skip, write_busybox_context, TestProject,
+};
 
 /// One project directory that several commands run in, one after the other.
 struct Dir {
@@ -448,23 +450,6 @@ fn voidcat_copy(d: &Dir, project: &str) {
         text = text.replace(&p.to_string(), &free_port().to_string());
     }
     std::fs::write(&path, text).expect("write manifest");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read dir") {
-        let entry = entry.expect("entry");
-        let name = entry.file_name();
-        if name == ".sanctuary" || name == "busybox" {
-            continue;
-        }
-        let target = to.join(&name);
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -74,14 +74,13 @@ fn service(
     r: Option<&NodeRecord>,
     last: Option<&Key>,
 ) -> Decision {
-    let load = || last.cloned();
     decide(Case::Service {
         desired: d,
         observed: c,
         record: r,
         last: Last {
             fingerprint: last.map(|k| k.fingerprint()),
-            load: &load,
+            load: Box::new(move || last.cloned()),
         },
     })
 }
@@ -198,13 +197,12 @@ fn tasks_run_restore_or_stay_up_to_date_by_key() {
     changed.inputs.insert("src/a.rs".into(), "h2".into());
     let fp = changed.fingerprint();
     let task = |last: Option<&Key>, missing: Vec<String>, force| {
-        let load = || last.cloned();
         decide(Case::Task {
             key: &changed,
             fingerprint: &fp,
             last: Last {
                 fingerprint: last.map(|k| k.fingerprint()),
-                load: &load,
+                load: Box::new(move || last.cloned()),
             },
             missing_outputs: missing,
             force,
