@@ -42,9 +42,14 @@ pub async fn execute(walk: &Walk<'_>, step: &Step, _ctx: &NodeCtx) -> Result<Out
         Err(e) if e.is_not_found() => Outcome::UpToDate(Some("already gone".into())),
         Err(e) => return Err(engine_failure(e)),
     };
-    // What no longer exists is forgotten, so the next plan does not compare against it.
+    // What no longer exists is forgotten, so the next plan does not compare against it; a
+    // service's secret files go with its container.
     if let Some((k, n)) = node.as_deref().and_then(|n| n.split_once('.')) {
         session.forget(k, n).map_err(Failure::infrastructure)?;
+        if *kind == ObjectKind::Container && k == "service" {
+            let dir = crate::plan::desired::secret_dir(&session.manifest, n);
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
     Ok(outcome)
 }

@@ -136,6 +136,7 @@ pub async fn execute(
                     .await
                     .map_err(engine_failure)?;
             }
+            write_secrets(walk, svc, &d)?;
             backend
                 .create_container(&d.spec)
                 .await
@@ -144,6 +145,7 @@ pub async fn execute(
             Some("replaced")
         }
         _ => {
+            write_secrets(walk, svc, &d)?;
             backend
                 .create_container(&d.spec)
                 .await
@@ -204,6 +206,22 @@ pub async fn execute(
         let _ = session.cache.record_success(&d.key);
     }
     Ok(outcome)
+}
+
+/// Puts the service's secret files in place, just before its container is created.
+fn write_secrets(
+    walk: &Walk<'_>,
+    svc: &Service,
+    d: &desired::DesiredContainer,
+) -> Result<(), Failure> {
+    let dir = desired::secret_dir(&walk.session.manifest, &svc.name);
+    desired::write_secret_files(&dir, &d.secret_files).map_err(|e| {
+        Failure::work(format!(
+            "service `{}`: cannot write its secret files in {}: {e}",
+            svc.name,
+            dir.display()
+        ))
+    })
 }
 
 async fn start(

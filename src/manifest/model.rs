@@ -259,6 +259,10 @@ pub struct SecretFile {
     pub secret: String,
     /// Absolute path in the container (default `/run/secrets/<name>`).
     pub path: String,
+    /// The file's mode (default 0400).
+    pub mode: u32,
+    /// Numeric `uid:gid` owning the file; by default the service's numeric `user`, else root.
+    pub owner: Option<(u32, u32)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

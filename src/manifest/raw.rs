@@ -211,6 +211,10 @@ pub struct SecretFile {
     pub secret: Text,
     #[knuffel(property)]
     pub path: Option<String>,
+    #[knuffel(property)]
+    pub mode: Option<At<Scalar>>,
+    #[knuffel(property)]
+    pub owner: Option<Text>,
 }
 
 /// `port 3000 host=3000 protocol="udp" ip="127.0.0.1"` or `port "8080:80/tcp"`.

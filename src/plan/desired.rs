@@ -190,6 +190,30 @@ pub fn image_tag(r: &ImageRef, tags: &BTreeMap<String, String>) -> Option<String
     }
 }
 
+/// A secret the container reads from a file: written on the host, in a directory only the
+/// owner of the state directory can enter, and bind-mounted read-only at its path.
+#[derive(Clone)]
+pub struct SecretFileOnHost {
+    pub host: PathBuf,
+    pub value: String,
+    pub mode: u32,
+    pub owner: Option<(u32, u32)>,
+}
+
+impl std::fmt::Debug for SecretFileOnHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretFileOnHost")
+            .field("host", &self.host)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a service's secret files live on the host: `<state>/secrets/<service>`, 0700.
+pub fn secret_dir(m: &Manifest, service: &str) -> PathBuf {
+    m.project.state_dir.join("secrets").join(service)
+}
+
 /// A container as apply would create it.
 #[derive(Debug, Clone)]
 pub struct DesiredContainer {
@@ -203,6 +227,8 @@ pub struct DesiredContainer {
     pub fingerprint: String,
     /// Whether services without a `network` need the project's default network.
     pub uses_default_network: bool,
+    /// The secret files to write before the container is created.
+    pub secret_files: Vec<SecretFileOnHost>,
 }
 
 /// Builds a service's container spec. `image_tag` is the tag its image resolved to and
@@ -247,6 +273,28 @@ pub fn container(
             source,
             target: mnt.target.clone(),
             read_only: mnt.read_only,
+        });
+    }
+    // The file's name carries a keyed hash of the value, so a changed secret is a changed
+    // mount — a new container — and the value itself is in no spec, label or key.
+    let mut secret_files = Vec::new();
+    let mut file_keys = Vec::new();
+    for sf in &svc.secret_files {
+        let value = crate::secrets::resolve(m, &sf.secret)?;
+        let hash = salt.keyed_hash(value.as_bytes());
+        let host = secret_dir(m, &svc.name).join(format!("{}-{}", sf.secret, &hash[..12]));
+        mounts.push(backend::MountSpec {
+            source: backend::MountSource::Bind(host.clone()),
+            target: sf.path.clone(),
+            read_only: true,
+        });
+        secrets.insert(format!("file:{}", sf.path), format!("{}:{hash}", sf.secret));
+        file_keys.push(json!({ "path": sf.path, "mode": sf.mode, "owner": sf.owner }));
+        secret_files.push(SecretFileOnHost {
+            host,
+            value,
+            mode: sf.mode,
+            owner: sf.owner,
         });
     }
     let uses_default_network = svc.networks.is_empty();
@@ -325,6 +373,9 @@ pub fn container(
         o.remove("env");
         o.remove("command");
         o.remove("name");
+        if !file_keys.is_empty() {
+            o.insert("secret_files".into(), Value::Array(file_keys));
+        }
     }
     let mut key = Key::new(
         "service",
@@ -357,7 +408,41 @@ pub fn container(
         key,
         fingerprint,
         uses_default_network,
+        secret_files,
     })
+}
+
+/// Writes a container's secret files: the directory 0700, each file by rename with its mode
+/// and owner, and the files of earlier values removed.
+pub fn write_secret_files(dir: &Path, files: &[SecretFileOnHost]) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if files.is_empty() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    for f in files {
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        std::io::Write::write_all(&mut tmp, f.value.as_bytes())?;
+        tmp.as_file().sync_all()?;
+        tmp.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(f.mode))?;
+        if let Some((uid, gid)) = f.owner {
+            // Only root may give a file away; elsewhere the file stays the user's own.
+            match std::os::unix::fs::chown(tmp.path(), Some(uid), Some(gid)) {
+                Err(e) if e.kind() != std::io::ErrorKind::PermissionDenied => return Err(e),
+                _ => {}
+            }
+        }
+        tmp.persist(&f.host).map_err(|e| e.error)?;
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if !files.iter().any(|f| f.host == path) {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+    Ok(())
 }
 
 /// A volume's or network's key: its identity is its name, so only its options are in it.

@@ -467,3 +467,127 @@ fn an_unreachable_daemon_is_an_infrastructure_error_and_changes_nothing() {
     assert!(!lock_path(dir.path()).exists());
     assert!(labelled(&project, &["volume", "ls", "-q"]).is_empty());
 }
+
+#[test]
+fn a_secret_file_is_delivered_read_only_and_never_stored_in_the_clear() {
+    if !docker_available("secret_file") {
+        return;
+    }
+    let project = TestProject::new("secretfile");
+    let tmp = small_project(
+        &project,
+        r#"
+secret "tok" {
+    env "SANCT_TEST_TOKEN"
+}
+service "app" {
+    image "bb"
+    command "sleep" "1000"
+    secret-file "tok" path="/run/secrets/tok"
+}
+service "worker" {
+    image "bb"
+    command "sleep" "1000"
+    user "1000:1000"
+    secret-file "tok" path="/etc/tok" mode="0440"
+}
+"#,
+    );
+    let dir = tmp.path();
+    let value = "s3cr3t-v1 with $pecial [chars]";
+    let apply = |v: &str| sanct_env(dir, &["apply", "-y"], &[("SANCT_TEST_TOKEN", v)]);
+    let out = apply(value);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let exec = |svc: &str, cmd: &[&str]| {
+        let mut args = vec!["exec", "-u", "0"];
+        let name = project.object(svc);
+        args.push(&name);
+        args.extend_from_slice(cmd);
+        docker_lines(&args).join("\n")
+    };
+    assert_eq!(exec("app", &["cat", "/run/secrets/tok"]), value);
+    assert_eq!(
+        exec("app", &["stat", "-c", "%a", "/run/secrets/tok"]),
+        "400"
+    );
+    // The file belongs to the service's numeric user, who can read it.
+    let as_user = docker_lines(&["exec", &project.object("worker"), "cat", "/etc/tok"]);
+    assert_eq!(as_user.join("\n"), value);
+    assert_eq!(
+        exec("worker", &["stat", "-c", "%a %u", "/etc/tok"]),
+        "440 1000"
+    );
+    // Read-only in the container.
+    let write = Command::new("docker")
+        .args([
+            "exec",
+            &project.object("app"),
+            "sh",
+            "-c",
+            "echo x > /run/secrets/tok",
+        ])
+        .output()
+        .unwrap();
+    assert!(!write.status.success());
+    // Nowhere in what Docker or sanctuary keeps is the value in the clear.
+    let inspected = docker_inspect(&project.object("app")).to_string();
+    assert!(!inspected.contains("s3cr3t"), "{inspected}");
+    let state = std::fs::read_to_string(dir.join(".sanctuary/state.json")).unwrap();
+    assert!(!state.contains("s3cr3t"));
+    for entry in walk(&dir.join(".sanctuary/cache")) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("s3cr3t"),
+            "{}",
+            entry.display()
+        );
+    }
+    let secrets = dir.join(".sanctuary/secrets");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(secrets.join("app"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o700);
+
+    // A changed secret replaces the container, which then reads the new value.
+    let plan = text(&sanct_env(dir, &["plan"], &[("SANCT_TEST_TOKEN", "v2")]));
+    assert!(
+        plan.contains("service.app") && plan.contains("replace"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("secret file:/run/secrets/tok changed"),
+        "{plan}"
+    );
+    assert!(!plan.contains("s3cr3t") && !plan.contains("v2\""), "{plan}");
+    let out = apply("v2");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(exec("app", &["cat", "/run/secrets/tok"]), "v2");
+    assert_eq!(
+        std::fs::read_dir(secrets.join("app")).unwrap().count(),
+        1,
+        "old value removed"
+    );
+
+    // The files go with the containers.
+    let out = sanct_env(dir, &["destroy", "-y"], &[("SANCT_TEST_TOKEN", "v2")]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(!secrets.join("app").exists());
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}

@@ -508,6 +508,21 @@ service "web" {
     has = "image.app depends on service.web",
 );
 
+case!(
+    secret_file_owner_not_numeric,
+    6,
+    "expected \"uid:gid\"",
+    r#"project "demo"
+secret "tok" { env "TOK"; }
+service "app" {
+    image "busybox:1"
+    command "sleep" "1"
+    secret-file "tok" owner="node"
+}
+"#,
+    has = "secret-file owner `node` is not numeric",
+);
+
 #[test]
 fn two_services_publish_one_host_port() {
     let out = invalid(

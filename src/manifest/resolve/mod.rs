@@ -454,6 +454,35 @@ fn secret_envs(r: &mut Resolver, list: &[raw::SecretEnv]) -> Vec<SecretEnv> {
         .collect()
 }
 
+/// A file mode: a KDL number (`0o600`) is the mode itself; a string ("0600") is octal text.
+fn file_mode(r: &mut Resolver, fm: &raw::At<raw::Scalar>) -> Option<u32> {
+    let parsed = if fm.is_string {
+        u32::from_str_radix(fm.text.trim_start_matches("0o"), 8).ok()
+    } else {
+        fm.text.parse::<u32>().ok()
+    };
+    match parsed {
+        Some(v) if v <= 0o7777 => Some(v),
+        _ => {
+            r.err(
+                Diag::error(format!("invalid file mode `{}`", fm.text)).label(
+                    at(fm.span()),
+                    "expected an octal mode like \"0644\" or 0o644",
+                ),
+            );
+            None
+        }
+    }
+}
+
+/// A numeric `uid:gid` (or `uid`, meaning the same gid).
+fn numeric_owner(text: &str) -> Option<(u32, u32)> {
+    match text.split_once(':') {
+        Some((u, g)) => Some((u.parse().ok()?, g.parse().ok()?)),
+        None => text.parse().ok().map(|u| (u, u)),
+    }
+}
+
 fn container_path(r: &mut Resolver, p: &Text) -> String {
     if !p.starts_with('/') {
         r.err(

@@ -34,10 +34,32 @@ pub(super) fn resolve_service(
                     .label(at(&f.span), "must start with `/`"),
             );
         }
+        let mode = f
+            .mode
+            .as_ref()
+            .and_then(|m| file_mode(r, m))
+            .unwrap_or(0o400);
+        let owner = match &f.owner {
+            Some(o) => {
+                let parsed = numeric_owner(o);
+                if parsed.is_none() {
+                    r.err(
+                        Diag::error(format!("secret-file owner `{}` is not numeric", &**o))
+                            .label(at(o.span()), "expected \"uid:gid\", such as \"1000:1000\"")
+                            .help("the file is made on the host, where the container's user names mean nothing"),
+                    );
+                }
+                parsed
+            }
+            // A service that runs as a numeric user can read its own secrets.
+            None => s.user.as_deref().and_then(numeric_owner),
+        };
         if r.check_ref(Kind::Secret, &f.secret, &role) {
             secret_files.push(SecretFile {
                 secret: f.secret.to_string(),
                 path,
+                mode,
+                owner,
             });
         }
     }

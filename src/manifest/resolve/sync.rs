@@ -95,26 +95,7 @@ pub(super) fn resolve_sync(r: &mut Resolver, s: &raw::Sync) -> Option<Sync> {
         }
         rewrites.push((rw.from.to_string(), rw.to.to_string()));
     }
-    // A KDL number (`0o600`) is the mode itself; a string ("0600") is octal text.
-    let file_mode = s.file_mode.as_ref().and_then(|fm| {
-        let parsed = if fm.is_string {
-            u32::from_str_radix(fm.text.trim_start_matches("0o"), 8).ok()
-        } else {
-            fm.text.parse::<u32>().ok()
-        };
-        match parsed {
-            Some(v) if v <= 0o7777 => Some(v),
-            _ => {
-                r.err(
-                    Diag::error(format!("invalid file mode `{}`", fm.text)).label(
-                        at(fm.span()),
-                        "expected an octal mode like \"0644\" or 0o644",
-                    ),
-                );
-                None
-            }
-        }
-    });
+    let file_mode = s.file_mode.as_ref().and_then(|fm| file_mode(r, fm));
     Some(Sync {
         name,
         span: span(&s.name),
