@@ -197,8 +197,8 @@ fn report_error(e: &Error, json: bool) {
         let obj = serde_json::json!({
             "event": "error",
             "exit_code": e.exit_code().code(),
-            "message": e.to_string(),
-            "rendered": rendered,
+            "message": crate::secrets::mask(&e.to_string()),
+            "rendered": crate::secrets::mask(&rendered),
         });
         println!("{obj}");
     }

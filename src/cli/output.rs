@@ -32,5 +32,5 @@ pub fn render(diag: &dyn Diagnostic, color: bool) -> String {
 
 /// Prints a diagnostic to stderr.
 pub fn eprint_diag(diag: &dyn Diagnostic) {
-    eprint!("{}", render(diag, color_stderr()));
+    eprint!("{}", crate::secrets::mask(&render(diag, color_stderr())));
 }

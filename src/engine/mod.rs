@@ -4,6 +4,7 @@
 //! and `why` differ only in their [`Selection`] and in how they render the result; the exit
 //! code comes from the walk's summary, in one place ([`exit_code`]).
 
+pub mod masked;
 mod planner;
 pub mod selection;
 pub mod session;

@@ -259,7 +259,9 @@ impl Session {
         self.stat.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Keeps what a test printed, for the failure report and JUnit, with secrets masked.
     pub fn keep_test_output(&self, name: &str, output: String) {
+        let output = crate::secrets::mask(&output).into_owned();
         self.test_outputs
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -217,7 +217,9 @@ pub async fn walk(
         jobs: session.options.jobs.max(1),
         fail_fast: session.options.fail_fast,
     };
+    let reporter: Arc<dyn Reporter> = Arc::new(super::masked::Masked(reporter));
     let summary = exec::run(&dag, &walk, reporter, options, cancel).await;
     session.finish();
-    Ok(summary)
+    // Everything a caller prints or writes of the walk (stderr, JUnit) is masked too.
+    Ok(super::masked::summary(&summary))
 }

@@ -229,6 +229,8 @@ pub async fn execute(
             finished.log
         }
     };
+    // The log is kept in the cache entry: never with a secret in it.
+    let log = crate::secrets::mask(&log).into_owned();
     if let Some(miss) = miss {
         session
             .cache

@@ -483,11 +483,23 @@ secret "tok" {
 service "app" {
     image "bb"
     command "sleep" "1000"
+    stop-timeout "1s"
     secret-file "tok" path="/run/secrets/tok"
+}
+// An environment variable is visible to `docker inspect` by nature: only this one has it.
+service "echoer" {
+    image "bb"
+    command "sleep" "1000"
+    stop-timeout "1s"
+    secret-env "TOKEN" from="tok"
+}
+test "leaky" {
+    exec "echoer" "sh" "-c" "printf 'tok=%s\n' \"$TOKEN\"; exit 1"
 }
 service "worker" {
     image "bb"
     command "sleep" "1000"
+    stop-timeout "1s"
     user "1000:1000"
     secret-file "tok" path="/etc/tok" mode="0440"
 }
@@ -542,6 +554,21 @@ service "worker" {
             entry.display()
         );
     }
+    // A test that prints the value fails with it masked, in the report and in JUnit.
+    let junit = dir.join("j.xml");
+    let out = sanct_env(
+        dir,
+        &["test", "--junit", junit.to_str().unwrap()],
+        &[("SANCT_TEST_TOKEN", value)],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("tok=***") && !text(&out).contains("s3cr3t"),
+        "{}",
+        text(&out)
+    );
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("tok=***") && !xml.contains("s3cr3t"), "{xml}");
     let secrets = dir.join(".sanctuary/secrets");
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(secrets.join("app"))
@@ -590,4 +617,36 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn a_task_in_an_image_runs_with_run_and_its_outputs_are_cached() {
+    if !docker_available("image_task") {
+        return;
+    }
+    let project = TestProject::new("imagetask");
+    let tmp = small_project(
+        &project,
+        r#"
+task "gen" {
+    image "bb"
+    run "mkdir -p out count && echo run >> count/gen && busybox uname -s > out/kernel.txt"
+    outputs "out/kernel.txt"
+}
+"#,
+    );
+    let dir = tmp.path();
+    let out = sanct(dir, &["run", "gen"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(dir.join("out/kernel.txt")).unwrap(), "Linux\n");
+    let again = sanct(dir, &["run", "gen"]);
+    assert!(text(&again).contains("gen (cached"), "{}", text(&again));
+    std::fs::remove_file(dir.join("out/kernel.txt")).unwrap();
+    let restored = sanct(dir, &["run", "gen"]);
+    assert!(text(&restored).contains("restored out/kernel.txt"), "{}", text(&restored));
+    assert_eq!(std::fs::read_to_string(dir.join("out/kernel.txt")).unwrap(), "Linux\n");
+    let runs = std::fs::read_to_string(dir.join("count/gen")).unwrap();
+    assert_eq!(runs.lines().count(), 1, "the command ran once");
+    // Its one-off container is gone.
+    assert!(labelled(&project, &["ps", "-aq"]).is_empty());
 }

@@ -623,3 +623,68 @@ backup "src" {
     p.run_ok(&["run", "pack"]);
     assert_eq!(p.lines("count/pack"), 2, "a real input still counts");
 }
+
+/// A value with every kind of pattern syntax in it, so masking cannot be a regex. (Tasks
+/// print it with `printf %s`: `echo` in dash would turn its `\1` into another byte.)
+const SECRET: &str = "s3.cr*t+(x)[y]$^|{2}\\1";
+
+const LEAKY: &str = r#"
+secret "tok" {
+    env "SANCT_TEST_SECRET"
+}
+task "leak" {
+    run "printf 'token is %s\n' \"$TOKEN\""
+    secret-env "TOKEN" from="tok"
+    outputs "out.txt"
+    run "echo done > out.txt"
+}
+task "leak-and-fail" {
+    run "printf 'token is %s\n' \"$TOKEN\"; exit 3"
+    secret-env "TOKEN" from="tok"
+}
+"#;
+
+#[test]
+fn secret_values_are_masked_in_text_json_and_the_cache() {
+    let p = Project::new(LEAKY);
+    let run = |args: &[&str]| {
+        let out = p
+            .command(args)
+            .env("SANCT_TEST_SECRET", SECRET)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (code, text) = run(&["run", "leak"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("token is ***"), "{text}");
+    assert!(!text.contains("cr*t"), "{text}");
+    let (code, json) = run(&["--json", "run", "--force", "leak"]);
+    assert_eq!(code, Some(0), "{json}");
+    assert!(
+        json.contains("token is ***") && !json.contains("cr*t"),
+        "{json}"
+    );
+    let (code, failed) = run(&["run", "leak-and-fail"]);
+    assert_eq!(code, Some(1), "{failed}");
+    assert!(
+        failed.contains("token is ***") && !failed.contains("cr*t"),
+        "{failed}"
+    );
+    // The log kept with the cached outputs holds no value either.
+    for f in p.cache_files() {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("cr*t"),
+            "{}",
+            f.display()
+        );
+    }
+}
