@@ -638,13 +638,23 @@ task "gen" {
     let dir = tmp.path();
     let out = sanct(dir, &["run", "gen"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    assert_eq!(std::fs::read_to_string(dir.join("out/kernel.txt")).unwrap(), "Linux\n");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out/kernel.txt")).unwrap(),
+        "Linux\n"
+    );
     let again = sanct(dir, &["run", "gen"]);
     assert!(text(&again).contains("gen (cached"), "{}", text(&again));
     std::fs::remove_file(dir.join("out/kernel.txt")).unwrap();
     let restored = sanct(dir, &["run", "gen"]);
-    assert!(text(&restored).contains("restored out/kernel.txt"), "{}", text(&restored));
-    assert_eq!(std::fs::read_to_string(dir.join("out/kernel.txt")).unwrap(), "Linux\n");
+    assert!(
+        text(&restored).contains("restored out/kernel.txt"),
+        "{}",
+        text(&restored)
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out/kernel.txt")).unwrap(),
+        "Linux\n"
+    );
     let runs = std::fs::read_to_string(dir.join("count/gen")).unwrap();
     assert_eq!(runs.lines().count(), 1, "the command ran once");
     // Its one-off container is gone.
