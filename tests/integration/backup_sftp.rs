@@ -481,10 +481,7 @@ fn assert_remote_failure_is_reported(test: &str, env: Vec<(String, String)>, rea
     assert!(stdout.contains("local: created snapshot"), "{stdout}");
     assert_eq!(with_suffix(&local_files(&s.path("b1")), ".json").len(), 1);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("not every copy holds snapshot"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("not every copy holds snapshot"), "{stderr}");
 }
 
 #[test]
