@@ -14,5 +14,5 @@ bin=$PWD/target/release/sanctuary
 echo
 echo "The $example stack is up. Try:"
 echo "  $bin -f examples/$example/Sanctuary.kdl status"
-echo "  $bin -f examples/$example/Sanctuary.kdl logs -f"
-echo "  $bin -f examples/$example/Sanctuary.kdl destroy"
+echo "  $bin -f examples/$example/Sanctuary.kdl logs --follow"
+echo "  $bin -f examples/$example/Sanctuary.kdl destroy -y"
