@@ -158,11 +158,6 @@ impl Session {
             .cloned()
     }
 
-    /// The engine when one is already connected.
-    pub fn connected(&self) -> Option<Arc<dyn Backend>> {
-        self.backend.get().cloned()
-    }
-
     /// Takes the project's lock for `command`, then reads the state again: another run may
     /// have recorded something since this one started.
     pub fn lock(&self, command: &str) -> Result<Lock> {

@@ -57,13 +57,7 @@ fn stub_image() -> String {
         ("bin/redis-cli", "#!/bin/sh\necho PONG\n", 0o755),
         ("bin/pg_isready", "#!/bin/sh\nexit 0\n", 0o755),
     ];
-    for (rel, text, mode) in files {
-        let p = d.join("rootfs").join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, text).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-    }
+    write_files(&d.join("rootfs"), &files);
     std::fs::write(
         d.join("Dockerfile"),
         "FROM scratch\nCOPY busybox /bin/busybox\n\
@@ -84,6 +78,17 @@ fn stub_image() -> String {
     );
     *built = true;
     tag
+}
+
+/// Writes each `(path, text, mode)` under `root`, creating directories.
+fn write_files(root: &Path, files: &[(&str, &str, u32)]) {
+    use std::os::unix::fs::PermissionsExt;
+    for (rel, text, mode) in files {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(*mode)).unwrap();
+    }
 }
 
 /// A host port of this process's range, never the same twice.
@@ -194,22 +199,20 @@ fn prepare(case: &Case, project: &str, dir: &Path) -> Vec<(String, String)> {
     ] {
         std::fs::create_dir_all(dir.join(d)).unwrap();
     }
-    for (rel, body, mode) in [
-        ("web/app.js", "console.log('shop');\n", 0o644),
-        ("scripts/migrate.sh", "#!/bin/sh\nexit 0\n", 0o755),
-        ("scripts/fixtures.sh", "#!/bin/sh\nexit 0\n", 0o755),
-        (
-            "home/.claude/settings.json",
-            "{\"theme\": \"dark\"}\n",
-            0o644,
-        ),
-        ("home/.claude.json", "{\"mcpServers\": {}}\n", 0o644),
-    ] {
-        let p = dir.join(rel);
-        std::fs::write(&p, body).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
-    }
+    write_files(
+        dir,
+        &[
+            ("web/app.js", "console.log('shop');\n", 0o644),
+            ("scripts/migrate.sh", "#!/bin/sh\nexit 0\n", 0o755),
+            ("scripts/fixtures.sh", "#!/bin/sh\nexit 0\n", 0o755),
+            (
+                "home/.claude/settings.json",
+                "{\"theme\": \"dark\"}\n",
+                0o644,
+            ),
+            ("home/.claude.json", "{\"mcpServers\": {}}\n", 0o644),
+        ],
+    );
     vec![
         ("HOME".into(), home.display().to_string()),
         ("USER".into(), "alice".into()),
