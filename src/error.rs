@@ -3,7 +3,7 @@
 //! Exit codes (documented in `docs/exit-codes.md`):
 //! 0 success · 1 a task or test failed · 2 manifest or usage error · 3 infrastructure error
 //! (Docker unreachable, image build, health timeout) · 4 conflict (state lock held, stale plan)
-//! · 130 interrupted.
+//! · 130 interrupted by Ctrl-C (SIGINT), 143 by SIGTERM.
 
 use miette::Diagnostic;
 
@@ -22,8 +22,12 @@ pub enum ExitCode {
 }
 
 impl ExitCode {
+    /// The process exit code; an interruption reports the signal that caused it.
     pub fn code(self) -> i32 {
-        self as i32
+        match self {
+            ExitCode::Interrupted => crate::exec::signals::interrupted_code(),
+            other => other as i32,
+        }
     }
 }
 

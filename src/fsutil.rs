@@ -4,6 +4,9 @@
 //! to a temporary name in the same directory, fsynced, and renamed over the target, so a
 //! crash leaves either the old file or the new one, never half of either.
 //!
+//! Temporary names carry the writer's pid ([`crate::debris`]), so what a killed process
+//! left is recognised and swept by the next command.
+//!
 //! Records that are cheap to lose but written once per node — a task's last success — use
 //! [`write_atomic_deferred`]: the same temporary file and rename, so a killed process never
 //! leaves half of one, with the fsyncs made once for all of them by [`flush_deferred`] at the
@@ -23,7 +26,7 @@ static DEFERRED: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = parent_dir(path);
     fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let mut tmp = new_temp_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
@@ -36,7 +39,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
 pub fn write_atomic_deferred(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = parent_dir(path);
     fs::create_dir_all(dir)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+    let mut tmp = new_temp_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.persist(path).map_err(|e| e.error)?;
     DEFERRED
@@ -66,7 +69,21 @@ pub fn flush_deferred() {
 pub fn temp_beside(path: &Path) -> io::Result<tempfile::NamedTempFile> {
     let dir = parent_dir(path);
     fs::create_dir_all(dir)?;
-    tempfile::NamedTempFile::new_in(dir)
+    new_temp_in(dir)
+}
+
+/// A temporary file in `dir` named for this process (see [`crate::debris`]).
+pub fn new_temp_in(dir: &Path) -> io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(&crate::debris::own_prefix())
+        .tempfile_in(dir)
+}
+
+/// A temporary directory in `dir` named for this process (see [`crate::debris`]).
+pub fn new_temp_dir_in(dir: &Path) -> io::Result<tempfile::TempDir> {
+    tempfile::Builder::new()
+        .prefix(&crate::debris::own_prefix())
+        .tempdir_in(dir)
 }
 
 /// Fsyncs a streamed temporary file and renames it over `path`.

@@ -12,6 +12,7 @@ pub mod backend;
 pub mod backup;
 pub mod cache;
 pub mod cli;
+pub mod debris;
 pub mod engine;
 pub mod error;
 pub mod exec;

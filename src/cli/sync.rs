@@ -22,6 +22,7 @@ use crate::manifest::{Kind, Manifest, NodeId, Sync};
 use crate::sync::last_pass::{self, LastPass};
 use crate::sync::target::{self, Prepared};
 use crate::sync::{sync_pass, BaseStore, HostSide, Report, SyncError, SyncOptions};
+use tokio_util::sync::CancellationToken;
 
 /// How often `--watch` rescans the container side (whose changes raise no host event).
 const RESCAN: Duration = Duration::from_secs(2);
@@ -104,10 +105,17 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
             return Ok(code);
         }
         let backend = session.backend().await?;
+        let token = engine::interrupt_token();
         let mut prepared = Vec::new();
         for rule in &rules {
-            match target::prepare(backend.clone(), tokio::runtime::Handle::current(), &m, rule)
-                .await
+            match target::prepare(
+                backend.clone(),
+                tokio::runtime::Handle::current(),
+                &m,
+                rule,
+                token.clone(),
+            )
+            .await
             {
                 Ok(p) => prepared.push(p),
                 Err(e) => report_error(ctx, &rule.name, &error_chain(&e)),
@@ -116,7 +124,6 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
         let state_dir = m.project.state_dir.clone();
         if !prepared.is_empty() {
             let watched = &prepared;
-            let token = engine::interrupt_token();
             // The watch loop blocks on file events: it runs on a thread of its own.
             tokio::task::block_in_place(|| watch(ctx, watched, &state_dir, &token));
         }
@@ -138,7 +145,14 @@ fn show_statuses(ctx: &Context, m: &Arc<Manifest>, rules: &[&Sync]) -> Result<Ex
         let backend = crate::engine::connect().await?;
         let mut worst = ExitCode::Ok;
         for rule in rules {
-            match target::prepare(backend.clone(), tokio::runtime::Handle::current(), m, rule).await
+            match target::prepare(
+                backend.clone(),
+                tokio::runtime::Handle::current(),
+                m,
+                rule,
+                CancellationToken::new(),
+            )
+            .await
             {
                 Ok(p) => {
                     tokio::task::block_in_place(|| show_status(ctx, &p, &state_dir));

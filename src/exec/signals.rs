@@ -1,18 +1,40 @@
 //! Ctrl-C handling: SIGINT or SIGTERM cancels the run's token, so the scheduler stops
 //! starting work, running commands are interrupted, and the CLI can exit with
-//! [`EXIT_INTERRUPTED`]. A second signal means the user is done waiting: the process exits
-//! at once with the same code. That skips destructors, so a held run lock stays on disk;
-//! its pid is then dead and the next run takes it over.
+//! [`interrupted_code`]: 130 after SIGINT, 143 after SIGTERM, as shells report them. A second
+//! signal means the user is done waiting: the process exits at once with the same code. That
+//! skips destructors, so a held run lock stays on disk; its pid is then dead and the next run
+//! takes it over.
+
+use std::sync::atomic::{AtomicI32, Ordering};
 
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-/// The exit code of a run stopped by a signal (128 + SIGINT), as shells report it.
+/// The exit code of a run stopped by Ctrl-C (128 + SIGINT), as shells report it.
 pub const EXIT_INTERRUPTED: i32 = 130;
 
+/// The exit code of a run stopped by SIGTERM (128 + 15).
+pub const EXIT_TERMINATED: i32 = 143;
+
+/// The exit code the first signal received calls for (0: none yet).
+static RECEIVED: AtomicI32 = AtomicI32::new(0);
+
+/// The exit code of an interrupted run: [`EXIT_TERMINATED`] when SIGTERM stopped it, else
+/// [`EXIT_INTERRUPTED`].
+pub fn interrupted_code() -> i32 {
+    match RECEIVED.load(Ordering::SeqCst) {
+        0 => EXIT_INTERRUPTED,
+        code => code,
+    }
+}
+
+fn note(code: i32) {
+    let _ = RECEIVED.compare_exchange(0, code, Ordering::SeqCst, Ordering::SeqCst);
+}
+
 /// Starts listening for SIGINT and SIGTERM; the first one cancels `token`, a second one
-/// exits the process with [`EXIT_INTERRUPTED`]. The handlers are registered before this
+/// exits the process with [`interrupted_code`]. The handlers are registered before this
 /// returns, so a signal arriving right after is not lost. Must be called inside a tokio
 /// runtime.
 pub fn install(token: CancellationToken) -> std::io::Result<JoinHandle<()>> {
@@ -20,15 +42,15 @@ pub fn install(token: CancellationToken) -> std::io::Result<JoinHandle<()>> {
     let mut term = signal(SignalKind::terminate())?;
     Ok(tokio::spawn(async move {
         tokio::select! {
-            _ = int.recv() => {},
-            _ = term.recv() => {},
+            _ = int.recv() => note(EXIT_INTERRUPTED),
+            _ = term.recv() => note(EXIT_TERMINATED),
         }
         token.cancel();
         tokio::select! {
             _ = int.recv() => {},
             _ = term.recv() => {},
         }
-        std::process::exit(EXIT_INTERRUPTED);
+        std::process::exit(interrupted_code());
     }))
 }
 

@@ -24,9 +24,15 @@ pub async fn execute(
     let m = &session.manifest;
     let rule = &m.syncs[&id.name];
     let backend = session.backend().await.map_err(super::engine_failure)?;
-    let prepared = target::prepare(backend, tokio::runtime::Handle::current(), m, rule)
-        .await
-        .map_err(|e| Failure::new(FailureClass::Infrastructure, chain(&e)))?;
+    let prepared = target::prepare(
+        backend,
+        tokio::runtime::Handle::current(),
+        m,
+        rule,
+        ctx.cancel().clone(),
+    )
+    .await
+    .map_err(|e| Failure::new(FailureClass::Infrastructure, chain(&e)))?;
     let dry_run = session.options.dry_run;
     let rule_dir = target::rule_dir(&m.project.state_dir, &rule.name);
     let (prepared, result) = tokio::task::spawn_blocking(move || {
@@ -62,6 +68,21 @@ pub async fn execute(
         Err(_) => None,
     };
     let finished = prepared.finish().await;
+    // A stop request ends the pass at an action boundary (or cuts a transfer, whose staged
+    // part is removed); what was done is recorded, the next pass carries the rest.
+    if ctx.cancel().is_cancelled() {
+        for line in text.unwrap_or_default().lines() {
+            ctx.emit(line);
+        }
+        let done = result.as_ref().map_or(0, |r| r.applied.len());
+        return Err(Failure::new(
+            FailureClass::Interrupted,
+            format!(
+                "sync `{}` interrupted after {done} action(s); the next pass carries the rest",
+                rule.name
+            ),
+        ));
+    }
     let report = result.map_err(|e| {
         let class = match e {
             SyncError::Conflicts { .. } => FailureClass::Conflict,

@@ -11,7 +11,7 @@ use super::json_merge::merge3;
 use super::model::{Entry, EntryKind, RelPath, SideName, Snapshot};
 use super::reconcile::{Action, Op};
 use super::rewrite::{Direction, RewriteError, RuleSet};
-use super::side::{Side, SideError};
+use super::side::{Side, SideError, Stat};
 
 /// Why a single action did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +22,9 @@ pub(super) enum Hold {
     Side(#[from] SideError),
     #[error(transparent)]
     Rewrite(Box<RewriteError>),
+    /// A batch operation failed for every action in it (the message says how).
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl From<RewriteError> for Hold {
@@ -42,7 +45,7 @@ pub(super) struct Pair<'a> {
 }
 
 impl Pair<'_> {
-    fn side(&self, s: SideName) -> &dyn Side {
+    pub(super) fn side(&self, s: SideName) -> &dyn Side {
         match s {
             SideName::Host => self.host,
             SideName::Container => self.container,
@@ -93,7 +96,7 @@ impl Pair<'_> {
         Ok(target)
     }
 
-    fn to_side_form<'b>(
+    pub(super) fn to_side_form<'b>(
         &self,
         side: SideName,
         path: &RelPath,
@@ -108,7 +111,12 @@ impl Pair<'_> {
         })
     }
 
-    fn check_quiet(&self, side: SideName, path: &RelPath, entry: &Entry) -> Result<(), Hold> {
+    pub(super) fn check_quiet(
+        &self,
+        side: SideName,
+        path: &RelPath,
+        entry: &Entry,
+    ) -> Result<(), Hold> {
         if self.quiet_ms > 0 && self.now_ms - entry.mtime < self.quiet_ms {
             return Err(Hold::Defer(format!(
                 "{path} is still changing {}",
@@ -126,13 +134,7 @@ impl Pair<'_> {
         scanned: Option<&Entry>,
     ) -> Result<(), Hold> {
         let now = self.side(side).stat(path)?;
-        let same = match (now, scanned) {
-            (None, None) => true,
-            (Some(st), Some(e)) => {
-                st.kind == e.kind && (st.kind == EntryKind::Dir || st.mtime == e.mtime)
-            }
-            _ => false,
-        };
+        let same = unchanged(now, scanned);
         // An edit in the same mtime tick as the scan keeps the mtime: for recently modified
         // files, compare the content too.
         let recent = matches!((now, scanned), (Some(st), Some(_)) if st.kind == EntryKind::File
@@ -167,6 +169,18 @@ impl Pair<'_> {
         }
         self.side(side).write_file(path, &bytes, mode)?;
         Ok(())
+    }
+}
+
+/// Whether what is at a path now (`now`) still looks as the scan saw it: the same kind and,
+/// for files and links, the same mtime.
+pub(super) fn unchanged(now: Option<Stat>, scanned: Option<&Entry>) -> bool {
+    match (now, scanned) {
+        (None, None) => true,
+        (Some(st), Some(e)) => {
+            st.kind == e.kind && (st.kind == EntryKind::Dir || st.mtime == e.mtime)
+        }
+        _ => false,
     }
 }
 
@@ -218,7 +232,7 @@ pub(super) struct Snaps<'a> {
 }
 
 impl Snaps<'_> {
-    fn of(&self, side: SideName) -> &Snapshot {
+    pub(super) fn of(&self, side: SideName) -> &Snapshot {
         match side {
             SideName::Host => self.host,
             SideName::Container => self.container,
@@ -354,12 +368,12 @@ pub(super) fn apply_one(
 }
 
 /// True when the bytes are one whole JSON document.
-fn parses_as_json(bytes: &[u8]) -> bool {
+pub(super) fn parses_as_json(bytes: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(bytes).is_ok()
 }
 
 /// Keeps the agreed text of `.json` files as the ancestor for later merges.
-fn record_json(base: &mut BaseState, path: &RelPath, host_form: &[u8]) {
+pub(super) fn record_json(base: &mut BaseState, path: &RelPath, host_form: &[u8]) {
     if path.is_json() {
         match std::str::from_utf8(host_form) {
             Ok(t) => {

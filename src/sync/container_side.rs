@@ -16,18 +16,22 @@
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ignore::gitignore::Gitignore;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
 
-use super::container_tar::{self, Owner, TarItem};
+use super::container_listing::{self as listing, Listed, Record};
+use super::container_tar::{self, Owner, Staged, TarItem};
 use super::model::{Entry, EntryKind, RelPath, Snapshot};
 use super::rewrite::{Direction, RuleSet};
-use super::side::{CachedHash, HashCache, Side, SideError, Stat, RACY_WINDOW_MS};
+use super::side::{CachedHash, HashCache, Put, PutItem, Side, SideError, Stat, RACY_WINDOW_MS};
 use crate::backend::{Backend, BackendError};
+use crate::debris;
 
 /// How files written into the container are owned and permissioned.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -49,6 +53,14 @@ pub struct ContainerSide {
     /// Owners seen by the last scan, so a rewritten file keeps its owner.
     owners: Mutex<HashMap<RelPath, Owner>>,
     root_owner: Mutex<Owner>,
+    /// File content the last scan had to fetch anyway, kept for the pass's reads.
+    fetched: Mutex<HashMap<RelPath, TarItem>>,
+    /// Bytes of all files under the root at the last scan (decides how to fetch).
+    tree_bytes: AtomicU64,
+    /// Numbers this process's staging directories.
+    stages: AtomicU64,
+    /// Cancelled: every call in flight ends at once with an `Interrupted` error.
+    stop: Option<CancellationToken>,
 }
 
 /// The mode bits a file gets in the container.
@@ -145,6 +157,33 @@ impl ContainerSide {
             attrs,
             owners: Mutex::new(HashMap::new()),
             root_owner: Mutex::new(Owner::default()),
+            fetched: Mutex::new(HashMap::new()),
+            tree_bytes: AtomicU64::new(0),
+            stages: AtomicU64::new(0),
+            stop: None,
+        }
+    }
+
+    /// Makes every call end with an `Interrupted` error as soon as `stop` is cancelled,
+    /// even in the middle of a transfer.
+    pub fn with_stop(mut self, stop: CancellationToken) -> Self {
+        self.stop = Some(stop);
+        self
+    }
+
+    /// Runs `fut` on the runtime, giving up when the stop token is cancelled.
+    fn block<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, BackendError>>,
+    ) -> io::Result<T> {
+        match &self.stop {
+            None => self.handle.block_on(fut).map_err(backend_io),
+            Some(stop) => self.handle.block_on(async {
+                tokio::select! {
+                    r = fut => r.map_err(backend_io),
+                    _ = stop.cancelled() => Err(io::Error::new(io::ErrorKind::Interrupted, "interrupted")),
+                }
+            }),
         }
     }
 
@@ -175,6 +214,16 @@ impl ContainerSide {
         let mut cmd = vec!["sh".to_string(), "-c".into(), script.into(), "sh".into()];
         cmd.extend(args.iter().cloned());
         let env = BTreeMap::new();
+        let res = self.block(self.backend.exec(&self.container, &cmd, &env))?;
+        Ok((res.exit_code, res.output))
+    }
+
+    /// [`ContainerSide::sh`] that runs to its end even after a stop request: moving a
+    /// staged batch into place, or cleaning one up, must not be cut in half.
+    fn sh_unstoppable(&self, script: &str, args: &[String]) -> io::Result<(i64, String)> {
+        let mut cmd = vec!["sh".to_string(), "-c".into(), script.into(), "sh".into()];
+        cmd.extend(args.iter().cloned());
+        let env = BTreeMap::new();
         let res = self
             .handle
             .block_on(self.backend.exec(&self.container, &cmd, &env))
@@ -183,15 +232,11 @@ impl ContainerSide {
     }
 
     fn copy_out(&self, abs: &str) -> io::Result<Vec<u8>> {
-        self.handle
-            .block_on(self.backend.copy_out(&self.container, abs))
-            .map_err(backend_io)
+        self.block(self.backend.copy_out(&self.container, abs))
     }
 
     fn copy_in(&self, dir: &str, tar: Vec<u8>) -> io::Result<()> {
-        self.handle
-            .block_on(self.backend.copy_in(&self.container, dir, tar))
-            .map_err(backend_io)
+        self.block(self.backend.copy_in(&self.container, dir, tar))
     }
 
     fn parent_dir(&self, path: &RelPath) -> String {
@@ -360,31 +405,33 @@ fn hash_item(
     }
 }
 
-impl Side for ContainerSide {
-    fn describe(&self) -> String {
-        format!("container directory {}:{}", self.container, self.root())
-    }
+/// Below this many bytes per file fetched, one archive of the whole tree costs less than a
+/// round trip per file (about what Docker streams in the time of one round trip).
+const ROUND_TRIP_BYTES: u64 = 2 << 20;
+/// Files fetched at once when fetching one by one.
+const FETCH_CONCURRENCY: usize = 8;
+/// The most argument bytes one exec carries (Linux allows 128 KiB per argument and about
+/// 2 MiB in all).
+const MAX_EXEC_ARG_BYTES: usize = 256 << 10;
 
-    fn root_exists(&self) -> Result<bool, SideError> {
-        let (code, out) = self
-            .sh(
-                r#"if [ -d "$1" ]; then echo yes; else echo no; fi"#,
-                &[self.root().to_string()],
-            )
-            .map_err(|source| SideError::Stat {
-                path: self.describe(),
-                source,
-            })?;
-        if code != 0 {
-            return Err(SideError::Stat {
-                path: self.describe(),
-                source: other(out.trim()),
-            });
-        }
-        Ok(out.trim() == "yes")
-    }
+/// How a put that did not move into place is reported by the move script.
+enum Unmoved {
+    /// Inside (or as) the staged top directory `t<k>`.
+    Dir(usize),
+    /// The file `name` staged in group `g<k>`.
+    File(usize, String),
+}
 
-    fn scan(
+/// What the listing scripts found.
+struct Listing {
+    root_owner: Option<Owner>,
+    entries: Vec<(RelPath, Listed)>,
+    temps: Vec<String>,
+}
+
+impl ContainerSide {
+    /// A scan from one `copy_out` of the whole tree.
+    fn scan_archive(
         &self,
         ignore: &Gitignore,
         to_host: Option<&RuleSet>,
@@ -454,6 +501,339 @@ impl Side for ContainerSide {
             *m = owners;
         }
         Ok(snapshot)
+    }
+
+    /// The tree as `stat` lines; `None` when the container cannot list it that way.
+    fn list(&self) -> io::Result<Option<Listing>> {
+        let nonce = listing::nonce();
+        let (code, out) = self.sh(
+            listing::LIST_SCRIPT,
+            &[
+                self.root().to_string(),
+                listing::stat_format(&nonce),
+                listing::temp_format(&nonce),
+            ],
+        )?;
+        if code != 0 {
+            tracing::debug!(container = %self.container, code, "listing failed, reading an archive instead: {}", out.trim());
+            return Ok(None);
+        }
+        let records = match listing::parse_records(&out, &nonce) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(container = %self.container, "{e}; reading an archive instead");
+                return Ok(None);
+            }
+        };
+        let mut found = Listing {
+            root_owner: None,
+            entries: Vec::with_capacity(records.len()),
+            temps: Vec::new(),
+        };
+        for record in records {
+            match record {
+                Record::Temp(abs) => found.temps.push(abs),
+                Record::Stat(abs, Some(l)) if abs == self.root() => {
+                    found.root_owner = Some(l.owner);
+                }
+                Record::Stat(abs, Some(l)) => match listing::relative(&self.root, &abs) {
+                    Some(path) => found.entries.push((path, l)),
+                    None => tracing::warn!(name = %abs, "skipping an unusable container path"),
+                },
+                // Fifos, sockets and devices are not synced (as on the host side).
+                Record::Stat(_, None) => {}
+            }
+        }
+        Ok(Some(found))
+    }
+
+    /// Removes temporaries whose writer no longer runs (see [`crate::debris`]).
+    fn sweep(&self, temps: &[String]) {
+        let dead: Vec<String> = temps
+            .iter()
+            .filter(|abs| debris::is_orphan(abs.rsplit('/').next().unwrap_or(abs)))
+            .cloned()
+            .collect();
+        for chunk in arg_chunks(&dead) {
+            let mut args = vec!["-rf".to_string(), "--".to_string()];
+            args.extend(chunk.iter().cloned());
+            match self.sh(r#"rm "$@""#, &args) {
+                Ok((0, _)) => {
+                    tracing::info!(container = %self.container, count = chunk.len(), "removed temporaries left by an interrupted sync")
+                }
+                Ok((_, out)) => {
+                    tracing::warn!(container = %self.container, "cannot remove temporaries left by an interrupted sync: {}", out.trim())
+                }
+                Err(e) => {
+                    tracing::warn!(container = %self.container, "cannot remove temporaries left by an interrupted sync: {e}")
+                }
+            }
+        }
+    }
+
+    /// A scan from a listing: files whose size and mtime match the cache are not read; the
+    /// rest are fetched (see [`ContainerSide::fetch`]) and kept for this pass's reads.
+    fn scan_listed(
+        &self,
+        found: Listing,
+        ignore: &Gitignore,
+        to_host: Option<&RuleSet>,
+        cache: &mut HashCache,
+    ) -> Result<Snapshot, SideError> {
+        let started = now_ms();
+        if let (Some(o), Ok(mut r)) = (found.root_owner, self.root_owner.lock()) {
+            *r = o;
+        }
+        self.sweep(&found.temps);
+        let kept: Vec<(RelPath, Listed)> = found
+            .entries
+            .into_iter()
+            .filter(|(p, l)| {
+                !ignore
+                    .matched_path_or_any_parents(Path::new(p.as_str()), l.kind == EntryKind::Dir)
+                    .is_ignore()
+            })
+            .collect();
+        let tree_bytes: u64 = kept
+            .iter()
+            .filter(|(_, l)| l.kind == EntryKind::File)
+            .map(|(_, l)| l.size)
+            .sum();
+        self.tree_bytes.store(tree_bytes, Ordering::Relaxed);
+        let cached_of = |p: &RelPath, l: &Listed| {
+            cache
+                .get(p)
+                .filter(|c| c.size == l.size && c.mtime == l.mtime_ms && c.ino == 0)
+                .cloned()
+        };
+        let need: Vec<RelPath> = kept
+            .iter()
+            .filter(|(p, l)| l.kind != EntryKind::Dir && cached_of(p, l).is_none())
+            .map(|(p, _)| p.clone())
+            .collect();
+        let mut fetched = self.fetch(&need).map_err(|source| SideError::Scan {
+            path: self.describe(),
+            source,
+        })?;
+        let rows: Vec<(RelPath, Listed, Option<CachedHash>, Option<TarItem>)> = kept
+            .into_iter()
+            .filter_map(|(p, l)| {
+                let cached = cached_of(&p, &l);
+                let item = if l.kind == EntryKind::Dir || cached.is_some() {
+                    None
+                } else {
+                    // Gone since the listing: as if the listing had not seen it.
+                    Some(fetched.remove(&p)?)
+                };
+                Some((p, l, cached, item))
+            })
+            .collect();
+        let hashed: Vec<(RelPath, Entry, Option<CachedHash>, Owner, Option<TarItem>)> = rows
+            .into_par_iter()
+            .map(|(path, l, cached, item)| {
+                let (entry, record) = match &item {
+                    Some(item) => {
+                        let (hash, host_size) = hash_item(&path, item, to_host, None);
+                        let size = stored_size(item);
+                        let record = (item.kind != EntryKind::Dir
+                            && started - item.mtime_ms >= RACY_WINDOW_MS)
+                            .then(|| CachedHash {
+                                size,
+                                mtime: item.mtime_ms,
+                                ino: 0,
+                                hash: hash.clone(),
+                                host_size,
+                            });
+                        let entry = Entry {
+                            kind: item.kind,
+                            hash,
+                            size: host_size,
+                            mode: item.mode,
+                            mtime: item.mtime_ms,
+                        };
+                        (entry, record)
+                    }
+                    None => {
+                        let (hash, size) = cached
+                            .as_ref()
+                            .map_or((String::new(), 0), |c| (c.hash.clone(), c.host_size));
+                        let entry = Entry {
+                            kind: l.kind,
+                            hash,
+                            size,
+                            mode: l.mode,
+                            mtime: l.mtime_ms,
+                        };
+                        (entry, cached)
+                    }
+                };
+                let item = item.filter(|i| i.kind == EntryKind::File);
+                (path, entry, record, l.owner, item)
+            })
+            .collect();
+        let mut snapshot = Snapshot::new();
+        let mut new_cache = HashCache::new();
+        let mut owners = HashMap::with_capacity(hashed.len());
+        let mut kept_items = HashMap::new();
+        for (path, entry, record, owner, item) in hashed {
+            if let Some(r) = record {
+                new_cache.insert(path.clone(), r);
+            }
+            if let Some(item) = item {
+                kept_items.insert(path.clone(), item);
+            }
+            owners.insert(path.clone(), owner);
+            snapshot.insert(path, entry);
+        }
+        *cache = new_cache;
+        if let Ok(mut m) = self.owners.lock() {
+            *m = owners;
+        }
+        if let Ok(mut m) = self.fetched.lock() {
+            *m = kept_items;
+        }
+        Ok(snapshot)
+    }
+
+    /// The entries at `paths`, read from the container: one by one (a few at a time) when
+    /// they are few or small, else one archive of the whole tree from which they are taken.
+    /// A path that is gone is missing from the result.
+    fn fetch(&self, paths: &[RelPath]) -> io::Result<HashMap<RelPath, TarItem>> {
+        if paths.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let tree = self.tree_bytes.load(Ordering::Relaxed);
+        if paths.len() as u64 * ROUND_TRIP_BYTES < tree {
+            return self.fetch_each(paths);
+        }
+        let bytes = self.copy_out(&format!("{}/.", self.root))?;
+        let want: std::collections::HashSet<&RelPath> = paths.iter().collect();
+        Ok(container_tar::read_tree(&bytes)?
+            .items
+            .into_iter()
+            .filter(|(p, _)| want.contains(p))
+            .collect())
+    }
+
+    fn fetch_each(&self, paths: &[RelPath]) -> io::Result<HashMap<RelPath, TarItem>> {
+        use futures_util::stream::{self, StreamExt, TryStreamExt};
+        let backend = &self.backend;
+        let container = self.container.as_str();
+        let fut = stream::iter(paths.iter().map(|p| {
+            let abs = self.abs(p);
+            async move {
+                match backend.copy_out(container, &abs).await {
+                    Ok(bytes) => Ok(Some((p.clone(), bytes))),
+                    Err(BackendError::NotFound { .. }) => Ok(None),
+                    Err(e) => Err(e),
+                }
+            }
+        }))
+        .buffer_unordered(FETCH_CONCURRENCY)
+        .try_collect::<Vec<_>>();
+        let fetched = self.block(fut)?;
+        let mut out = HashMap::with_capacity(fetched.len());
+        for (p, bytes) in fetched.into_iter().flatten() {
+            if let Some(item) = container_tar::read_single(&bytes)? {
+                out.insert(p, item);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs a batch script whose arguments are `fixed` then `paths`, in as few execs as the
+    /// argument limit allows; the output of each.
+    fn sh_chunked(
+        &self,
+        script: &str,
+        fixed: &[String],
+        paths: &[String],
+    ) -> io::Result<Vec<(i64, String)>> {
+        let mut outs = Vec::new();
+        for chunk in arg_chunks(paths) {
+            let mut args = fixed.to_vec();
+            args.extend(chunk.iter().cloned());
+            outs.push(self.sh(script, &args)?);
+        }
+        Ok(outs)
+    }
+
+    fn next_stage(&self) -> String {
+        format!(
+            "{}{}-stage{}",
+            debris::MARK,
+            std::process::id(),
+            self.stages.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
+/// The size `stat` reports for an item (a symlink's is its target's length).
+fn stored_size(item: &TarItem) -> u64 {
+    match item.kind {
+        EntryKind::Symlink => item.link.len() as u64,
+        _ => item.content.len() as u64,
+    }
+}
+
+/// Splits arguments into runs that fit one exec.
+fn arg_chunks(args: &[String]) -> Vec<&[String]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, a) in args.iter().enumerate() {
+        if i > start && bytes + a.len() + 1 > MAX_EXEC_ARG_BYTES {
+            chunks.push(&args[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += a.len() + 1;
+    }
+    if start < args.len() {
+        chunks.push(&args[start..]);
+    }
+    chunks
+}
+
+impl Side for ContainerSide {
+    fn describe(&self) -> String {
+        format!("container directory {}:{}", self.container, self.root())
+    }
+
+    fn root_exists(&self) -> Result<bool, SideError> {
+        let (code, out) = self
+            .sh(
+                r#"if [ -d "$1" ]; then echo yes; else echo no; fi"#,
+                &[self.root().to_string()],
+            )
+            .map_err(|source| SideError::Stat {
+                path: self.describe(),
+                source,
+            })?;
+        if code != 0 {
+            return Err(SideError::Stat {
+                path: self.describe(),
+                source: other(out.trim()),
+            });
+        }
+        Ok(out.trim() == "yes")
+    }
+
+    fn scan(
+        &self,
+        ignore: &Gitignore,
+        to_host: Option<&RuleSet>,
+        cache: &mut HashCache,
+    ) -> Result<Snapshot, SideError> {
+        let scan_err = |source| SideError::Scan {
+            path: self.describe(),
+            source,
+        };
+        match self.list().map_err(scan_err)? {
+            Some(listing) => self.scan_listed(listing, ignore, to_host, cache),
+            // No `find` or `stat` that lists the tree (or a part could not be read): one
+            // archive of the whole tree, as Docker reads it.
+            None => self.scan_archive(ignore, to_host, cache),
+        }
     }
 
     fn stat(&self, path: &RelPath) -> Result<Option<Stat>, SideError> {
@@ -570,6 +950,336 @@ impl Side for ContainerSide {
         let archive = container_tar::symlink_archive(path.file_name(), target, owner, now_s())
             .map_err(err)?;
         self.copy_in(&self.parent_dir(path), archive).map_err(err)
+    }
+
+    fn stat_many(&self, paths: &[RelPath]) -> Result<Vec<Option<Stat>>, SideError> {
+        if paths.is_empty() {
+            return Ok(Vec::new());
+        }
+        let err = |source| SideError::Stat {
+            path: self.describe(),
+            source,
+        };
+        let nonce = listing::nonce();
+        let abs: Vec<String> = paths.iter().map(|p| self.abs(p)).collect();
+        let outs = self
+            .sh_chunked(
+                listing::STAT_MANY_SCRIPT,
+                &[listing::stat_format(&nonce)],
+                &abs,
+            )
+            .map_err(err)?;
+        let mut seen: HashMap<String, Stat> = HashMap::with_capacity(paths.len());
+        for (_, out) in outs {
+            for record in listing::parse_records(&out, &nonce).map_err(|e| err(other(e)))? {
+                if let Record::Stat(name, Some(l)) = record {
+                    seen.insert(
+                        name,
+                        Stat {
+                            kind: l.kind,
+                            size: l.size,
+                            mtime: l.mtime_ms,
+                        },
+                    );
+                }
+            }
+        }
+        Ok(abs.iter().map(|a| seen.get(a).copied()).collect())
+    }
+
+    fn read_many(&self, paths: &[RelPath]) -> Vec<Result<Vec<u8>, SideError>> {
+        // Content the scan fetched is the content it hashed; the engine has checked that
+        // the file's mtime did not move since. A file changed within the racy window might
+        // have changed in the same second: it is read again.
+        let now = now_ms();
+        let mut kept = self
+            .fetched
+            .lock()
+            .map(|mut m| {
+                paths
+                    .iter()
+                    .filter_map(|p| m.remove(p).map(|i| (p.clone(), i)))
+                    .filter(|(_, i)| now - i.mtime_ms >= RACY_WINDOW_MS)
+                    .collect::<HashMap<_, _>>()
+            })
+            .unwrap_or_default();
+        let missing: Vec<RelPath> = paths
+            .iter()
+            .filter(|p| !kept.contains_key(*p))
+            .cloned()
+            .collect();
+        match self.fetch(&missing) {
+            Ok(more) => kept.extend(more),
+            Err(e) => {
+                let message = e.to_string();
+                return paths
+                    .iter()
+                    .map(|p| {
+                        Err(SideError::Read {
+                            path: self.show(p),
+                            source: io::Error::new(e.kind(), message.clone()),
+                        })
+                    })
+                    .collect();
+            }
+        }
+        paths
+            .iter()
+            .map(|p| match kept.remove(p) {
+                Some(item) if item.kind == EntryKind::File => Ok(item.content),
+                Some(_) => Err(SideError::Read {
+                    path: self.show(p),
+                    source: other("not a regular file"),
+                }),
+                None => Err(SideError::Read {
+                    path: self.show(p),
+                    source: io::Error::new(io::ErrorKind::NotFound, "no longer there"),
+                }),
+            })
+            .collect()
+    }
+
+    fn put_many(&self, items: &[PutItem]) -> Vec<Result<(), SideError>> {
+        if items.is_empty() {
+            return Vec::new();
+        }
+        let write_err = |path: &RelPath, source: io::Error| SideError::Write {
+            path: self.show(path),
+            source,
+        };
+        let fail_all = |e: io::Error| -> Vec<Result<(), SideError>> {
+            let message = e.to_string();
+            items
+                .iter()
+                .map(|i| {
+                    Err(write_err(
+                        &i.path,
+                        io::Error::new(e.kind(), message.clone()),
+                    ))
+                })
+                .collect()
+        };
+        // Directories that are new move as a whole, with whatever is put inside them; files
+        // in directories that exist move into them, one group per directory.
+        let new_dirs: std::collections::HashSet<&RelPath> = items
+            .iter()
+            .filter(|i| matches!(i.put, Put::Dir { .. }))
+            .map(|i| &i.path)
+            .collect();
+        // The outermost new directory above `p`.
+        let inside_new = |p: &RelPath| {
+            let mut outer = None;
+            let mut a = p.parent();
+            while let Some(d) = a {
+                a = d.parent();
+                if new_dirs.contains(&d) {
+                    outer = Some(d);
+                }
+            }
+            outer
+        };
+        let mut tops: Vec<&RelPath> = Vec::new();
+        let mut groups: BTreeMap<Option<RelPath>, usize> = BTreeMap::new();
+        // Where each item sits in the stage, and the record that reports it.
+        let mut staged_as: Vec<(String, Unmoved)> = Vec::with_capacity(items.len());
+        for item in items {
+            match (inside_new(&item.path), &item.put) {
+                (Some(top), _) => {
+                    let k = tops.iter().position(|t| **t == top).unwrap_or_else(|| {
+                        tops.push(
+                            items
+                                .iter()
+                                .map(|i| &i.path)
+                                .find(|p| **p == top)
+                                .unwrap_or(&item.path),
+                        );
+                        tops.len() - 1
+                    });
+                    let rest = &item.path.as_str()[top.as_str().len() + 1..];
+                    staged_as.push((format!("t{k}/{rest}"), Unmoved::Dir(k)));
+                }
+                (None, Put::Dir { .. }) => {
+                    let k = tops
+                        .iter()
+                        .position(|t| **t == item.path)
+                        .unwrap_or_else(|| {
+                            tops.push(&item.path);
+                            tops.len() - 1
+                        });
+                    staged_as.push((format!("t{k}"), Unmoved::Dir(k)));
+                }
+                (None, Put::File { .. }) => {
+                    let n = groups.len();
+                    let k = *groups.entry(item.path.parent()).or_insert(n);
+                    staged_as.push((
+                        format!("g{k}/{}", item.path.file_name()),
+                        Unmoved::File(k, item.path.file_name().to_string()),
+                    ));
+                }
+            }
+        }
+        let mut entries: Vec<(&str, Staged<'_>, Owner)> =
+            Vec::with_capacity(items.len() + groups.len());
+        let stage_owner = self.root_owner.lock().map(|o| *o).unwrap_or_default();
+        let group_names: Vec<String> = (0..groups.len()).map(|k| format!("g{k}")).collect();
+        for name in &group_names {
+            entries.push((name.as_str(), Staged::Dir { mode: 0o700 }, stage_owner));
+        }
+        for (item, (name, _)) in items.iter().zip(&staged_as) {
+            let owner = self.owner_for(&item.path);
+            let staged = match &item.put {
+                Put::File { bytes, mode } => Staged::File {
+                    bytes,
+                    mode: container_mode(*mode, self.attrs.file_mode),
+                },
+                Put::Dir { mode } => Staged::Dir { mode: *mode },
+            };
+            entries.push((name.as_str(), staged, owner));
+        }
+        let stage = self.next_stage();
+        let archive = match container_tar::staged_archive(&stage, stage_owner, &entries, now_s()) {
+            Ok(a) => a,
+            Err(e) => return fail_all(e),
+        };
+        drop(entries);
+        let stage_abs = format!("{}/{stage}", self.root);
+        if let Err(e) = self.copy_in(self.root(), archive) {
+            // Whatever was unpacked is debris now; a later scan sweeps it if this fails too.
+            let _ = self.sh_unstoppable(r#"rm -rf "$1""#, &[stage_abs]);
+            return fail_all(e);
+        }
+        // Every directory something moves into must not be a symlink, up to the root.
+        let mut guard: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        for top in &tops {
+            guard.extend(listing::ancestors(&self.root, top.parent().as_ref()));
+        }
+        for dir in groups.keys() {
+            guard.extend(listing::ancestors(&self.root, dir.as_ref()));
+        }
+        let nonce = listing::nonce();
+        let mut args = vec![stage_abs.clone(), nonce.clone(), guard.len().to_string()];
+        args.extend(guard);
+        for (k, top) in tops.iter().enumerate() {
+            args.extend(["D".to_string(), k.to_string(), self.abs(top)]);
+        }
+        for (dir, k) in &groups {
+            let dest = match dir {
+                Some(d) => self.abs(d),
+                None => self.root().to_string(),
+            };
+            args.extend(["F".to_string(), k.to_string(), dest]);
+        }
+        let (code, out) = match self.sh_unstoppable(listing::MOVE_SCRIPT, &args) {
+            Ok(r) => r,
+            Err(e) => return fail_all(e),
+        };
+        let mut unmoved_dirs = std::collections::HashSet::new();
+        let mut unmoved_files = std::collections::HashSet::new();
+        let mut link = None;
+        for record in listing::split_records(&out, &nonce) {
+            if let Some(k) = record.strip_prefix("|D|") {
+                unmoved_dirs.insert(k.parse::<usize>().unwrap_or(usize::MAX));
+            } else if let Some(path) = record.strip_prefix("|F|") {
+                let rest = path.strip_prefix(&format!("{stage_abs}/g")).unwrap_or(path);
+                if let Some((k, name)) = rest.split_once('/') {
+                    unmoved_files
+                        .insert((k.parse::<usize>().unwrap_or(usize::MAX), name.to_string()));
+                }
+            } else if let Some(via) = record.strip_prefix("|link|") {
+                link = Some(via.to_string());
+            }
+        }
+        if code != 0 && link.is_none() {
+            return fail_all(other(format!(
+                "moving the batch into place failed: {}",
+                out.trim()
+            )));
+        }
+        items
+            .iter()
+            .zip(staged_as)
+            .map(|(item, (_, unmoved))| {
+                if let Some(via) = &link {
+                    return Err(SideError::ThroughSymlink {
+                        path: self.show(&item.path),
+                        via: via.clone(),
+                    });
+                }
+                let stuck = match &unmoved {
+                    Unmoved::Dir(k) => unmoved_dirs.contains(k),
+                    Unmoved::File(k, name) => unmoved_files.contains(&(*k, name.clone())),
+                };
+                if stuck {
+                    return Err(write_err(
+                        &item.path,
+                        other("could not be moved into place (something else is there now)"),
+                    ));
+                }
+                self.remember_owner(&item.path, self.owner_for(&item.path));
+                Ok(())
+            })
+            .collect()
+    }
+
+    fn delete_many(&self, paths: &[RelPath]) -> Vec<Result<(), SideError>> {
+        if paths.is_empty() {
+            return Vec::new();
+        }
+        let del_err = |path: &RelPath, source: io::Error| SideError::Delete {
+            path: self.show(path),
+            source,
+        };
+        let mut guard: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+        for p in paths {
+            guard.extend(listing::ancestors(&self.root, p.parent().as_ref()));
+        }
+        let abs: Vec<String> = paths.iter().map(|p| self.abs(p)).collect();
+        let nonce = listing::nonce();
+        let mut fixed = vec![nonce.clone(), guard.len().to_string()];
+        fixed.extend(guard);
+        let mut left = std::collections::HashSet::new();
+        let mut link = None;
+        // Chunks keep the order: a directory comes after its contents in the same or a
+        // later chunk.
+        let outs = match self.sh_chunked(listing::DELETE_MANY_SCRIPT, &fixed, &abs) {
+            Ok(o) => o,
+            Err(e) => {
+                let message = e.to_string();
+                return paths
+                    .iter()
+                    .map(|p| Err(del_err(p, io::Error::new(e.kind(), message.clone()))))
+                    .collect();
+            }
+        };
+        for (_, out) in outs {
+            for record in listing::split_records(&out, &nonce) {
+                match record.strip_prefix("|link|") {
+                    Some(via) => link = Some(via.to_string()),
+                    None => {
+                        left.insert(record.trim_start_matches('|').to_string());
+                    }
+                }
+            }
+        }
+        paths
+            .iter()
+            .zip(&abs)
+            .map(|(p, a)| {
+                if let Some(via) = &link {
+                    return Err(SideError::ThroughSymlink {
+                        path: self.show(p),
+                        via: via.clone(),
+                    });
+                }
+                if left.contains(a) {
+                    return Err(del_err(
+                        p,
+                        other("still there (a directory that is not empty?)"),
+                    ));
+                }
+                Ok(())
+            })
+            .collect()
     }
 }
 

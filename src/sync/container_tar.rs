@@ -185,6 +185,59 @@ pub fn symlink_archive(
     b.into_inner()
 }
 
+/// One entry of a staged batch archive.
+pub enum Staged<'a> {
+    /// A regular file.
+    File {
+        /// Content.
+        bytes: &'a [u8],
+        /// Permission bits.
+        mode: u32,
+    },
+    /// A directory.
+    Dir {
+        /// Permission bits.
+        mode: u32,
+    },
+}
+
+/// An archive of many entries, each `(name, entry, owner)`, below the directory `stage`
+/// (which the archive creates first, 0700 and owned by `stage_owner`, so nothing in the
+/// container reads a half-written batch, while whoever moves entries out of it may). Names
+/// are relative to `stage`, parents before their contents.
+pub fn staged_archive(
+    stage: &str,
+    stage_owner: Owner,
+    entries: &[(&str, Staged<'_>, Owner)],
+    mtime_s: u64,
+) -> io::Result<Vec<u8>> {
+    let total: usize = entries
+        .iter()
+        .map(|(_, e, _)| match e {
+            Staged::File { bytes, .. } => bytes.len() + 1024,
+            Staged::Dir { .. } => 512,
+        })
+        .sum();
+    let mut b = tar::Builder::new(Vec::with_capacity(total + 4096));
+    let mut h = header(tar::EntryType::Directory, 0o700, stage_owner, mtime_s);
+    b.append_data(&mut h, stage, io::empty())?;
+    for (name, entry, owner) in entries {
+        let path = format!("{stage}/{name}");
+        match entry {
+            Staged::File { bytes, mode } => {
+                let mut h = header(tar::EntryType::Regular, *mode, *owner, mtime_s);
+                h.set_size(bytes.len() as u64);
+                b.append_data(&mut h, &path, *bytes)?;
+            }
+            Staged::Dir { mode } => {
+                let mut h = header(tar::EntryType::Directory, *mode, *owner, mtime_s);
+                b.append_data(&mut h, &path, io::empty())?;
+            }
+        }
+    }
+    b.into_inner()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,6 +21,7 @@ use serde::Serialize;
 
 use super::apply::{apply_one, prepare_merge, Hold, Pair, Snaps};
 use super::base_store::{BaseStore, BaseStoreError};
+use super::batch::{apply_batch, batch_bytes, batch_group, MAX_BATCH_ACTIONS, MAX_BATCH_BYTES};
 use super::model::{ConflictPolicy, Mode, RelPath, RootKind, SideName};
 use super::reconcile::{
     conflict_name, keep_both_winner, reconcile, Action, Conflict, Op, Plan, Reason, Resolution,
@@ -66,6 +67,9 @@ pub struct SyncOptions {
     pub dry_run: bool,
     /// Whether the sides are directory trees or single files (see [`RootKind`]).
     pub root: RootKind,
+    /// When cancelled, the pass stops at the next action or batch boundary, records what it
+    /// did, and reports itself [`Report::interrupted`].
+    pub stop: Option<tokio_util::sync::CancellationToken>,
 }
 
 impl Default for SyncOptions {
@@ -79,6 +83,7 @@ impl Default for SyncOptions {
             delete_guard: DeleteGuard::default(),
             dry_run: false,
             root: RootKind::Dir,
+            stop: None,
         }
     }
 }
@@ -107,6 +112,9 @@ pub struct Report {
     pub merged: Vec<RelPath>,
     /// True when nothing was changed on purpose.
     pub dry_run: bool,
+    /// True when a stop request ended the pass before every action was tried; what was
+    /// carried out is recorded, the rest is left to the next pass.
+    pub interrupted: bool,
 }
 
 /// A pass that stopped before changing anything, or could not record its result.
@@ -439,34 +447,74 @@ pub fn sync_pass(
     new_base.host_cache = host_cache;
     new_base.container_cache = container_cache;
     new_base.rules_key = rules_key;
-    for action in ordered {
-        let snaps = Snaps {
-            host: &host_snap,
-            container: &container_snap,
-        };
-        let result = apply_one(&pair, action, &snaps, &merged_docs, &mut new_base);
-        match result {
-            Ok(()) => {
-                changed_base = true;
-                // A file rule's sides show only the file, so a conflict copy written beside it
-                // is left to the user rather than tracked (the next scan could not see it).
-                if let (RootKind::File, Op::KeepConflictCopy { to, .. }) = (opts.root, &action.op) {
-                    new_base.entries.remove(to);
-                    new_base.json.remove(to);
-                }
-                if action.op == Op::MergeJson {
-                    report.merged.push(action.path.clone());
-                }
-                report.applied.push(action.clone());
+    let snaps = Snaps {
+        host: &host_snap,
+        container: &container_snap,
+    };
+    let mut next = 0;
+    while next < ordered.len() {
+        if opts.stop.as_ref().is_some_and(|t| t.is_cancelled()) {
+            report.interrupted = true;
+            break;
+        }
+        // The longest run of batchable actions of one group from here, within the limits.
+        let group = batch_group(&pair, ordered[next], &snaps);
+        let mut end = next;
+        let mut bytes = 0;
+        if group.is_some() {
+            while end < ordered.len()
+                && end - next < MAX_BATCH_ACTIONS
+                && (end == next || bytes + batch_bytes(ordered[end]) <= MAX_BATCH_BYTES)
+                && batch_group(&pair, ordered[end], &snaps) == group
+            {
+                bytes += batch_bytes(ordered[end]);
+                end += 1;
             }
-            Err(Hold::Defer(why)) => report.deferred.push(Skipped {
-                action: action.clone(),
-                why,
-            }),
-            Err(e) => report.failed.push(Skipped {
-                action: action.clone(),
-                why: error_chain(&e),
-            }),
+        }
+        let (run, results) = if end > next {
+            let run = &ordered[next..end];
+            (run, apply_batch(&pair, run, &snaps, &mut new_base))
+        } else {
+            end = next + 1;
+            let run = &ordered[next..end];
+            let result = apply_one(&pair, run[0], &snaps, &merged_docs, &mut new_base);
+            (run, vec![result])
+        };
+        next = end;
+        let stopped = opts.stop.as_ref().is_some_and(|t| t.is_cancelled());
+        for (action, result) in run.iter().zip(results) {
+            match result {
+                Ok(()) => {
+                    changed_base = true;
+                    // A file rule's sides show only the file, so a conflict copy written
+                    // beside it is left to the user rather than tracked (the next scan could
+                    // not see it).
+                    if let (RootKind::File, Op::KeepConflictCopy { to, .. }) =
+                        (opts.root, &action.op)
+                    {
+                        new_base.entries.remove(to);
+                        new_base.json.remove(to);
+                    }
+                    if action.op == Op::MergeJson {
+                        report.merged.push(action.path.clone());
+                    }
+                    report.applied.push((*action).clone());
+                }
+                // An action cut short by a stop request is not a failure: the next pass
+                // carries it.
+                Err(_) if stopped => report.deferred.push(Skipped {
+                    action: (*action).clone(),
+                    why: "interrupted".into(),
+                }),
+                Err(Hold::Defer(why)) => report.deferred.push(Skipped {
+                    action: (*action).clone(),
+                    why,
+                }),
+                Err(e) => report.failed.push(Skipped {
+                    action: (*action).clone(),
+                    why: error_chain(&e),
+                }),
+            }
         }
     }
     if changed_base {
@@ -475,7 +523,7 @@ pub fn sync_pass(
     Ok(report)
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {

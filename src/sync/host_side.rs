@@ -17,7 +17,8 @@ use sha2::{Digest, Sha256};
 
 use super::model::{Entry, EntryKind, RelPath, Snapshot};
 use super::rewrite::{Direction, RuleSet};
-use super::side::{CachedHash, HashCache, Side, SideError, Stat, RACY_WINDOW_MS};
+use super::side::{CachedHash, HashCache, Put, PutItem, Side, SideError, Stat, RACY_WINDOW_MS};
+use crate::debris;
 use crate::fsutil;
 
 /// A sync side rooted at a local directory.
@@ -226,10 +227,31 @@ impl Side for HostSide {
                     continue;
                 };
                 let path = match &rel {
-                    None => RelPath::new(name),
+                    None => RelPath::new(name.clone()),
                     Some(r) => r.join(&name),
                 };
                 let Ok(path) = path else { continue };
+                // Temporaries are never content; one left by a process that is gone is
+                // removed (see crate::debris).
+                if debris::owner(&name).is_some() {
+                    if debris::is_orphan(&name) {
+                        let p = item.path();
+                        let removed = if item.file_type().is_ok_and(|t| t.is_dir()) {
+                            fs::remove_dir_all(&p)
+                        } else {
+                            fs::remove_file(&p)
+                        };
+                        match removed {
+                            Ok(()) => {
+                                tracing::info!(path = %p.display(), "removed a temporary left by an interrupted sync")
+                            }
+                            Err(e) => {
+                                tracing::warn!(path = %p.display(), "cannot remove a temporary left by an interrupted sync: {e}")
+                            }
+                        }
+                    }
+                    continue;
+                }
                 // symlink_metadata: a link is recorded as a link, never followed.
                 let md = fs::symlink_metadata(item.path()).map_err(|source| SideError::Scan {
                     path: item.path().display().to_string(),
@@ -368,6 +390,50 @@ impl Side for HostSide {
                 source,
             }
         })
+    }
+
+    /// Each file goes through a temporary name and a rename, as [`Side::write_file`]; the
+    /// fsyncs are one `syncfs` for the whole batch at the end, before the engine records the
+    /// base. A crash before that can lose a write whose base was not recorded yet: the next
+    /// pass then sees both sides changed and keeps both, so nothing is lost.
+    fn put_many(&self, items: &[PutItem]) -> Vec<Result<(), SideError>> {
+        let mut results: Vec<Result<(), SideError>> = items
+            .iter()
+            .map(|item| match &item.put {
+                Put::Dir { mode } => self.mkdir(&item.path, *mode),
+                Put::File { bytes, mode } => {
+                    self.check_ancestors(&item.path)?;
+                    let target = self.abs(&item.path);
+                    let err = |source| SideError::Write {
+                        path: self.show(&item.path),
+                        source,
+                    };
+                    let mut tmp = fsutil::temp_beside(&target).map_err(err)?;
+                    tmp.write_all(bytes).map_err(err)?;
+                    tmp.as_file()
+                        .set_permissions(fs::Permissions::from_mode(mode & 0o7777))
+                        .map_err(err)?;
+                    tmp.persist(&target).map_err(|e| err(e.error))?;
+                    Ok(())
+                }
+            })
+            .collect();
+        if results.iter().any(Result::is_ok) {
+            let synced = fs::File::open(&self.root)
+                .and_then(|d| nix::unistd::syncfs(&d).map_err(io::Error::from));
+            if let Err(e) = synced {
+                let message = format!("flushing the written files to disk: {e}");
+                for (r, item) in results.iter_mut().zip(items) {
+                    if r.is_ok() {
+                        *r = Err(SideError::Write {
+                            path: self.show(&item.path),
+                            source: io::Error::new(e.kind(), message.clone()),
+                        });
+                    }
+                }
+            }
+        }
+        results
     }
 }
 

@@ -38,9 +38,11 @@
 //!   file; files modified within the last two seconds are always re-read.
 
 mod apply;
+mod batch;
 mod json_strings;
 
 pub mod base_store;
+pub mod container_listing;
 pub mod container_side;
 pub mod container_tar;
 pub mod engine;

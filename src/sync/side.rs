@@ -114,8 +114,38 @@ pub enum SideError {
     },
 }
 
+/// What [`Side::put_many`] creates at one path, in the side's own form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Put {
+    /// A file with these bytes and permission bits; replaces a file already there.
+    File {
+        /// Content.
+        bytes: Vec<u8>,
+        /// Permission bits.
+        mode: u32,
+    },
+    /// A new directory (nothing is at the path yet).
+    Dir {
+        /// Permission bits.
+        mode: u32,
+    },
+}
+
+/// One entry of a [`Side::put_many`] batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutItem {
+    /// Where.
+    pub path: RelPath,
+    /// What.
+    pub put: Put,
+}
+
 /// One end of a sync. Paths are relative to the side's root; content crosses this interface
 /// in the side's own form (the engine does the rewriting).
+///
+/// The `*_many` methods do the same work as their single forms for a whole batch; a side
+/// where each call is a round trip (a container) does each batch in a constant number of
+/// them. Their default implementations call the single forms in order.
 pub trait Side: Send + Sync {
     /// A short description for messages (`host directory /Users/alice/.claude`).
     fn describe(&self) -> String;
@@ -155,4 +185,32 @@ pub trait Side: Send + Sync {
 
     /// Creates a symlink to `target`.
     fn symlink(&self, path: &RelPath, target: &str) -> Result<(), SideError>;
+
+    /// [`Side::stat`] of every path, in order.
+    fn stat_many(&self, paths: &[RelPath]) -> Result<Vec<Option<Stat>>, SideError> {
+        paths.iter().map(|p| self.stat(p)).collect()
+    }
+
+    /// [`Side::read`] of every path, in order.
+    fn read_many(&self, paths: &[RelPath]) -> Vec<Result<Vec<u8>, SideError>> {
+        paths.iter().map(|p| self.read(p)).collect()
+    }
+
+    /// Creates every item, in order (parents come before their contents): a file as
+    /// [`Side::write_file`] does, atomically; a directory as [`Side::mkdir`]. The results are
+    /// in the order of `items`.
+    fn put_many(&self, items: &[PutItem]) -> Vec<Result<(), SideError>> {
+        items
+            .iter()
+            .map(|item| match &item.put {
+                Put::File { bytes, mode } => self.write_file(&item.path, bytes, *mode),
+                Put::Dir { mode } => self.mkdir(&item.path, *mode),
+            })
+            .collect()
+    }
+
+    /// [`Side::delete`] of every path, in order (contents before their directory).
+    fn delete_many(&self, paths: &[RelPath]) -> Vec<Result<(), SideError>> {
+        paths.iter().map(|p| self.delete(p)).collect()
+    }
 }

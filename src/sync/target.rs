@@ -20,6 +20,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
 
 use super::base_store::{BaseState, BaseStore, BaseStoreError};
 use super::container_side::{ContainerSide, WriteAttrs};
@@ -474,6 +475,7 @@ pub async fn prepare(
     handle: tokio::runtime::Handle,
     manifest: &Manifest,
     rule: &Sync,
+    stop: CancellationToken,
 ) -> Result<Prepared, SetupError> {
     let name = rule.name.as_str();
     let project = manifest.project.name.as_str();
@@ -527,7 +529,16 @@ pub async fn prepare(
             (container.clone(), path, Some(container))
         }
     };
-    let sides = make_sides(&backend, handle, rule, decided, &container, &path, attrs);
+    opts.stop = Some(stop.clone());
+    let sides = make_sides(
+        &backend,
+        (handle, stop),
+        rule,
+        decided,
+        &container,
+        &path,
+        attrs,
+    );
     let (host, container_side, root, watch) = match sides.await {
         Ok(s) => s,
         Err(e) => {
@@ -555,7 +566,7 @@ type Sides = (Box<dyn Side>, Box<dyn Side>, RootKind, HostWatch);
 
 async fn make_sides(
     backend_arc: &Arc<dyn Backend>,
-    handle: tokio::runtime::Handle,
+    (handle, stop): (tokio::runtime::Handle, CancellationToken),
     rule: &Sync,
     decided: Option<RootKind>,
     container: &str,
@@ -577,7 +588,8 @@ async fn make_sides(
                 mkdir_p(backend, name, container, path).await?;
             }
             let host = HostSide::new(&rule.host);
-            let side = ContainerSide::new(backend_arc.clone(), handle, container, path, attrs);
+            let side = ContainerSide::new(backend_arc.clone(), handle, container, path, attrs)
+                .with_stop(stop);
             let watch = HostWatch {
                 dir: rule.host.clone(),
                 recursive: true,
@@ -613,7 +625,8 @@ async fn make_sides(
                 container,
                 parent.clone(),
                 attrs,
-            );
+            )
+            .with_stop(stop);
             let describe = format!("container file {container}:{path}");
             let shared = host.shared_name().clone();
             let side = FileSide::new(inner, shared, local, describe);
