@@ -42,6 +42,16 @@ pub struct BaseState {
     pub container_cache: HashCache,
 }
 
+impl BaseState {
+    /// The hash cache of one side.
+    pub fn cache_mut(&mut self, side: super::model::SideName) -> &mut HashCache {
+        match side {
+            super::model::SideName::Host => &mut self.host_cache,
+            super::model::SideName::Container => &mut self.container_cache,
+        }
+    }
+}
+
 /// Loading or saving the base failed.
 #[derive(Debug, thiserror::Error)]
 pub enum BaseStoreError {

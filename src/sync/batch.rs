@@ -15,7 +15,7 @@ use super::base_store::BaseState;
 use super::model::{Entry, EntryKind, RelPath, SideName};
 use super::reconcile::{Action, Op};
 use super::rewrite::Direction;
-use super::side::{Put, PutItem, RACY_WINDOW_MS};
+use super::side::{CachedHash, Put, PutItem, RACY_WINDOW_MS};
 
 /// The most bytes of file content one batch carries (bounds memory).
 pub(super) const MAX_BATCH_BYTES: u64 = 128 << 20;
@@ -212,6 +212,7 @@ fn copy_to(
                     put: Put::File {
                         bytes,
                         mode: entry.mode,
+                        mtime_ms: entry.mtime,
                     },
                 });
                 // Only `.json` files keep their text in the base.
@@ -226,10 +227,27 @@ fn copy_to(
     let items: Vec<PutItem> = order.iter().map(|&k| items[k].clone()).collect();
     let carried: Vec<(usize, Option<Vec<u8>>)> =
         order.iter().map(|&k| carried[k].clone()).collect();
-    for ((i, host_form), result) in carried.into_iter().zip(pair.side(to).put_many(&items)) {
+    let written = pair.side(to).put_many(&items);
+    for (((i, host_form), result), item) in carried.into_iter().zip(written).zip(&items) {
         if result.is_ok() {
             let path = &actions[i].path;
-            new_base.entries.insert(path.clone(), entry_of(i).clone());
+            let entry = entry_of(i);
+            // The file carries its source's mtime; when that is old enough to trust, the
+            // write seeds the target's hash cache, so the next scan does not read it back.
+            if let Put::File { bytes, mtime_ms, .. } = &item.put {
+                let seen = pair.side(to).written(path, bytes.len() as u64, *mtime_ms);
+                if let Some((size, mtime, ino)) = seen.filter(|s| pair.now_ms - s.1 >= RACY_WINDOW_MS) {
+                    let record = CachedHash {
+                        size,
+                        mtime,
+                        ino,
+                        hash: entry.hash.clone(),
+                        host_size: entry.size,
+                    };
+                    new_base.cache_mut(to).insert(path.clone(), record);
+                }
+            }
+            new_base.entries.insert(path.clone(), entry.clone());
             if let Some(text) = host_form {
                 record_json(new_base, path, &text);
             }

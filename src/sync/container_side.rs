@@ -1128,9 +1128,14 @@ impl Side for ContainerSide {
         for (item, (name, _)) in items.iter().zip(&staged_as) {
             let owner = self.owner_for(&item.path);
             let staged = match &item.put {
-                Put::File { bytes, mode } => Staged::File {
+                Put::File {
+                    bytes,
+                    mode,
+                    mtime_ms,
+                } => Staged::File {
                     bytes,
                     mode: container_mode(*mode, self.attrs.file_mode),
+                    mtime_s: u64::try_from(mtime_ms / 1000).unwrap_or(0),
                 },
                 Put::Dir { mode } => Staged::Dir { mode: *mode },
             };
@@ -1219,6 +1224,11 @@ impl Side for ContainerSide {
                 Ok(())
             })
             .collect()
+    }
+
+    fn written(&self, _path: &RelPath, bytes: u64, mtime_ms: i64) -> Option<(u64, i64, u64)> {
+        // The archive header set the mtime, in whole seconds.
+        Some((bytes, (mtime_ms / 1000) * 1000, 0))
     }
 
     fn delete_many(&self, paths: &[RelPath]) -> Vec<Result<(), SideError>> {

@@ -193,6 +193,8 @@ pub enum Staged<'a> {
         bytes: &'a [u8],
         /// Permission bits.
         mode: u32,
+        /// Modification time, seconds since the Unix epoch.
+        mtime_s: u64,
     },
     /// A directory.
     Dir {
@@ -224,8 +226,12 @@ pub fn staged_archive(
     for (name, entry, owner) in entries {
         let path = format!("{stage}/{name}");
         match entry {
-            Staged::File { bytes, mode } => {
-                let mut h = header(tar::EntryType::Regular, *mode, *owner, mtime_s);
+            Staged::File {
+                bytes,
+                mode,
+                mtime_s,
+            } => {
+                let mut h = header(tar::EntryType::Regular, *mode, *owner, *mtime_s);
                 h.set_size(bytes.len() as u64);
                 b.append_data(&mut h, &path, *bytes)?;
             }

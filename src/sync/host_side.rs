@@ -392,6 +392,11 @@ impl Side for HostSide {
         })
     }
 
+    fn written(&self, path: &RelPath, bytes: u64, mtime: i64) -> Option<(u64, i64, u64)> {
+        let md = fs::symlink_metadata(self.abs(path)).ok()?;
+        (md.len() == bytes && mtime_ms(&md) == mtime).then(|| (md.len(), mtime, md.ino()))
+    }
+
     /// Each file goes through a temporary name and a rename, as [`Side::write_file`]; the
     /// fsyncs are one `syncfs` for the whole batch at the end, before the engine records the
     /// base. A crash before that can lose a write whose base was not recorded yet: the next
@@ -401,7 +406,11 @@ impl Side for HostSide {
             .iter()
             .map(|item| match &item.put {
                 Put::Dir { mode } => self.mkdir(&item.path, *mode),
-                Put::File { bytes, mode } => {
+                Put::File {
+                    bytes,
+                    mode,
+                    mtime_ms,
+                } => {
                     self.check_ancestors(&item.path)?;
                     let target = self.abs(&item.path);
                     let err = |source| SideError::Write {
@@ -413,6 +422,9 @@ impl Side for HostSide {
                     tmp.as_file()
                         .set_permissions(fs::Permissions::from_mode(mode & 0o7777))
                         .map_err(err)?;
+                    let mtime = UNIX_EPOCH
+                        + std::time::Duration::from_millis(u64::try_from(*mtime_ms).unwrap_or(0));
+                    tmp.as_file().set_modified(mtime).map_err(err)?;
                     tmp.persist(&target).map_err(|e| err(e.error))?;
                     Ok(())
                 }

@@ -123,6 +123,8 @@ pub enum Put {
         bytes: Vec<u8>,
         /// Permission bits.
         mode: u32,
+        /// Modification time to give it (the source's), milliseconds since the Unix epoch.
+        mtime_ms: i64,
     },
     /// A new directory (nothing is at the path yet).
     Dir {
@@ -203,10 +205,18 @@ pub trait Side: Send + Sync {
         items
             .iter()
             .map(|item| match &item.put {
-                Put::File { bytes, mode } => self.write_file(&item.path, bytes, *mode),
+                Put::File { bytes, mode, .. } => self.write_file(&item.path, bytes, *mode),
                 Put::Dir { mode } => self.mkdir(&item.path, *mode),
             })
             .collect()
+    }
+
+    /// What a scan would see of a file [`Side::put_many`] just wrote with `bytes` bytes and
+    /// `mtime_ms`: its size, mtime and identity, so the write can seed the hash cache and
+    /// the next scan need not read the file back. `None` when not known.
+    fn written(&self, path: &RelPath, bytes: u64, mtime_ms: i64) -> Option<(u64, i64, u64)> {
+        let _ = (path, bytes, mtime_ms);
+        None
     }
 
     /// [`Side::delete`] of every path, in order (contents before their directory).
