@@ -689,7 +689,7 @@ fn escaping_archives_are_refused_and_write_nothing() {
         let target = work.join("target");
         fs::create_dir_all(&target).unwrap();
         fs::write(target.join("precious"), b"data").unwrap();
-        let err = restore_foreign_archive(&archive, &target).unwrap_err();
+        let err = restore_foreign_archive(&archive, &target, SpecialBits::Clear).unwrap_err();
         assert!(
             matches!(err, BackupError::ForeignArchiveRejected { .. }),
             "{what}: {err}"
@@ -742,7 +742,7 @@ fn archive_made_by_gnu_tar_restores_unverified() {
         .unwrap();
     assert!(status.success());
     let target = tmp.path().join("restored");
-    let report = restore_foreign_archive(&archive, &target).unwrap();
+    let report = restore_foreign_archive(&archive, &target, SpecialBits::Clear).unwrap();
     assert!(!report.verified);
     assert_eq!(report.snapshot, None);
     // Our own manifest of the source describes the restored tree.
@@ -753,7 +753,8 @@ fn archive_made_by_gnu_tar_restores_unverified() {
     let broken = tmp.path().join("broken.tar.zst");
     let bytes = fs::read(&archive).unwrap();
     fs::write(&broken, &bytes[..bytes.len() / 2]).unwrap();
-    let err = restore_foreign_archive(&broken, &tmp.path().join("other")).unwrap_err();
+    let err = restore_foreign_archive(&broken, &tmp.path().join("other"), SpecialBits::Clear)
+        .unwrap_err();
     assert!(
         matches!(err, BackupError::ForeignArchiveRejected { .. }),
         "{err}"

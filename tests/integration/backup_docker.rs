@@ -245,7 +245,12 @@ fn a_gnu_tar_archive_restores_through_the_library() {
         .unwrap();
     assert!(st.success());
     let target = dir.path().join("restored");
-    let report = sanctuary::backup::restore_foreign_archive(&archive, &target).unwrap();
+    let report = sanctuary::backup::restore_foreign_archive(
+        &archive,
+        &target,
+        sanctuary::backup::SpecialBits::Clear,
+    )
+    .unwrap();
     assert!(!report.verified);
     assert_eq!(
         std::fs::read_to_string(target.join("d/f.txt")).unwrap(),
