@@ -749,15 +749,23 @@ fn spool_stream(
                         e.sha256.clone_from(&t.sha256);
                         Content::Spool { offset: *offset }
                     }
-                    _ => {
-                        return Err(BackupError::BadSourceEntry {
-                            path,
-                            reason: format!(
-                                "hard link to {}, which is not an earlier file",
-                                display_name(&target)
-                            ),
-                        })
-                    }
+                    // A second name of a skipped fifo or device node is skipped with it.
+                    _ => match skipped.iter().rev().find(|s| s.path == target) {
+                        Some(s) => {
+                            let kind = s.kind;
+                            skipped.push(Skipped { path, kind });
+                            continue;
+                        }
+                        None => {
+                            return Err(BackupError::BadSourceEntry {
+                                path,
+                                reason: format!(
+                                    "hard link to {}, which is not an earlier file",
+                                    display_name(&target)
+                                ),
+                            })
+                        }
+                    },
                 }
             }
             // Extension headers the tar reader has already applied to the next entry.
