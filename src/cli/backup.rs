@@ -64,12 +64,13 @@ pub struct RestoreArgs {
     #[arg(long, conflicts_with_all = ["name", "snapshot", "to", "archive"])]
     all: bool,
     /// Restore this `.tar.zst` made by another tool (e.g. `tar --zstd -cf`) instead of a
-    /// snapshot; it is checked for unsafe entries first, but has no manifest to verify.
+    /// snapshot; it is checked for unsafe entries first, but has no manifest to verify. Its
+    /// fifos and device nodes are skipped and listed.
     #[arg(long, value_name = "FILE", conflicts_with = "snapshot")]
     archive: Option<std::path::PathBuf>,
     /// Keep the setuid and setgid bits of files in the --archive. Without this they are
-    /// cleared, since nothing vouches for the archive; a snapshot always keeps the bits its
-    /// backup recorded.
+    /// cleared and the files listed, since nothing vouches for the archive; a snapshot always
+    /// keeps the bits its backup recorded.
     #[arg(long, requires = "archive")]
     keep_special_bits: bool,
 }
