@@ -1,6 +1,7 @@
 //! Backups against a real Docker engine, through the real binary: quiescing a live service,
 //! unchanged sources, archives that GNU tar reads, corruption caught and survived, a killed
-//! backup, retention, and a whole disaster-recovery drill.
+//! backup, retention, archives made by other tools restored into volumes, and a whole
+//! disaster-recovery drill.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -258,163 +259,20 @@ fn a_gnu_tar_archive_restores_through_the_library() {
     );
 }
 
-/// A `.tar.zst` as another tool might make it: `fifos` fifos (`pipe-00`, …), a character
-/// device `dev/null`, a setuid `bin/tool` and a plain `readme`. Written header by header, so
-/// no root is needed for the device.
-fn foreign_archive(path: &Path, fifos: usize) {
-    let mut b = tar::Builder::new(Vec::new());
-    let mut add = |kind: tar::EntryType, name: &str, mode: u32, data: &[u8]| {
-        let mut h = tar::Header::new_gnu();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_size(data.len() as u64);
-        h.set_mtime(1_600_000_000);
-        h.set_uid(0);
-        h.set_gid(0);
-        b.append_data(&mut h, name, data).unwrap();
-    };
-    add(tar::EntryType::Directory, "bin", 0o755, b"");
-    add(tar::EntryType::Regular, "bin/tool", 0o4755, b"#!/bin/sh\n");
-    add(tar::EntryType::Regular, "readme", 0o644, b"hello\n");
-    for i in 0..fifos {
-        add(tar::EntryType::Fifo, &format!("pipe-{i:02}"), 0o644, b"");
-    }
-    add(tar::EntryType::Char, "dev/null", 0o666, b"");
-    let tar = b.into_inner().unwrap();
-    std::fs::write(path, zstd::encode_all(&tar[..], 3).unwrap()).unwrap();
-}
-
-/// A project whose backup `files` is the host path `./src`, holding [`foreign_archive`]
-/// with 22 fifos as `foreign.tar.zst`.
-fn foreign_archive_project() -> crate::support::Test {
-    let t = crate::support::Test::manifest(
-        r#"project "foreign"
-backup "files" {
-    path "./src"
-    copy "one" path="./b1"
-}
-"#,
-    )
-    .dir("src");
-    foreign_archive(&t.path().join("foreign.tar.zst"), 22);
-    t
-}
-
-fn mode_of(path: &Path) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::symlink_metadata(path)
-        .unwrap()
-        .permissions()
-        .mode()
-        & 0o7777
-}
-
-#[test]
-fn restore_of_a_foreign_archive_lists_what_it_skipped_and_cleared() {
-    let t = foreign_archive_project().args(&["restore", "files", "--archive", "foreign.tar.zst"]);
-    let src = t.path().join("src");
-    let out = t.run();
-    out.code(0).no_panic();
-    let text = &out.stdout;
-    let lines: Vec<&str> = text.lines().collect();
-    let at = |needle: &str| {
-        lines
-            .iter()
-            .position(|l| *l == needle)
-            .unwrap_or_else(|| panic!("no line {needle:?} in:\n{text}"))
-    };
-    // The count line, the first 20 paths in archive order, then how many more.
-    let head = at("  skipped 23 entries: 22 fifo, 1 character device");
-    for (i, line) in lines[head + 1..head + 21].iter().enumerate() {
-        assert_eq!(*line, format!("    pipe-{i:02} (fifo)"), "{text}");
-    }
-    assert_eq!(lines[head + 21], "    and 3 more", "{text}");
-    let cleared = at("  cleared setuid/setgid bits of 1 file (--keep-special-bits keeps them)");
-    assert_eq!(lines[cleared + 1], "    bin/tool", "{text}");
-    assert!(lines[0].contains("no manifest, so unverified"), "{text}");
-    assert_eq!(mode_of(&src.join("bin/tool")), 0o755);
-    assert_eq!(
-        std::fs::read_to_string(src.join("readme")).unwrap(),
-        "hello\n"
-    );
-    assert!(!src.join("pipe-00").exists() && !src.join("dev").exists());
-}
-
-#[test]
-fn restore_json_of_a_foreign_archive_has_every_skipped_entry_and_the_counts() {
-    let t = foreign_archive_project().args(&[
-        "--json",
-        "restore",
-        "files",
-        "--archive",
-        "foreign.tar.zst",
-    ]);
-    let out = t.run();
-    out.code(0).no_panic();
-    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
-    assert_eq!(v["event"], "restore");
-    assert_eq!(v["verified"], false);
-    let skipped = &v["skipped"];
-    assert_eq!(skipped["count"], 23, "{v}");
-    assert_eq!(
-        skipped["by_kind"],
-        serde_json::json!({ "fifo": 22, "char_device": 1 }),
-        "{v}"
-    );
-    let entries = skipped["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), 23, "the full list, not the first 20: {v}");
-    assert_eq!(
-        entries[22],
-        serde_json::json!({ "path": "dev/null", "kind": "char_device" })
-    );
-    assert_eq!(
-        v["special_bits_cleared"],
-        serde_json::json!({ "count": 1, "paths": ["bin/tool"] }),
-        "{v}"
-    );
-}
-
-#[test]
-fn keep_special_bits_keeps_setuid_from_a_foreign_archive() {
-    let t = foreign_archive_project().args(&[
-        "restore",
-        "files",
-        "--archive",
-        "foreign.tar.zst",
-        "--keep-special-bits",
-    ]);
-    let src = t.path().join("src");
-    let out = t.run();
-    out.code(0).no_panic();
-    assert!(!out.stdout.contains("cleared"), "{}", out.stdout);
-    out.stdout_has("  skipped 23 entries: 22 fifo, 1 character device");
-    assert_eq!(mode_of(&src.join("bin/tool")), 0o4755);
-
-    // Only an archive has bits to keep or clear: a snapshot keeps what its backup recorded.
-    crate::support::Test::manifest("project \"p\"\n")
-        .args(&["restore", "files", "--keep-special-bits"])
-        .run()
-        .code(2)
-        .stderr_has("--archive");
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_foreign_archive_restored_into_a_volume_has_no_fifo_or_setuid_bit() {
-    if docker_or_skip("foreign_archive_into_volume")
-        .await
-        .is_none()
-    {
+    if docker_or_skip("foreign_into_volume").await.is_none() {
         return;
     }
     let s = Stack::new(
-        "bk-foreign",
+        "bk-foreign-special",
         r#"backup "data" {
     volume "data"
     copy "one" path="./b1"
 }"#,
     );
     s.up();
-    foreign_archive(&s.path("foreign.tar.zst"), 2);
+    crate::support::foreign_archive(&s.path("foreign.tar.zst"), 2);
     let out = s.ok(&["restore", "data", "--archive", "foreign.tar.zst"]);
     assert!(
         out.contains("  skipped 3 entries: 2 fifo, 1 character device"),
