@@ -20,9 +20,10 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::entry::{check_symlink_target, normalize_path, Entry, EntryKind};
-use super::error::BackupError;
+use super::error::{display_name, BackupError};
 use super::hashing::{HashingReader, HashingWriter};
 use super::manifest::snapshot_id;
+use super::skipped::{Skipped, SkippedKind};
 use crate::fingerprint::statcache::{self, StatCache};
 use rayon::prelude::*;
 
@@ -95,8 +96,8 @@ pub struct ArchiveSummary {
     pub sha256: String,
     /// Size of the compressed archive.
     pub size: u64,
-    /// Objects that were not archived (sockets, devices, fifos) and why.
-    pub skipped: Vec<String>,
+    /// Objects that were not archived (sockets, devices, fifos).
+    pub skipped: Vec<Skipped>,
     /// Entries that restore will refuse (symlinks pointing out of the root).
     pub warnings: Vec<String>,
 }
@@ -121,7 +122,7 @@ struct Item {
 pub struct Prepared {
     items: BTreeMap<String, Item>,
     spool: Option<File>,
-    skipped: Vec<String>,
+    skipped: Vec<Skipped>,
     warnings: Vec<String>,
 }
 
@@ -146,7 +147,12 @@ pub fn prepare(source: Source, opts: &ArchiveOptions) -> Result<Prepared, Backup
             let target = i.entry.target.as_deref().unwrap_or("");
             check_symlink_target(&i.entry.path, target)
                 .err()
-                .map(|why| format!("{}: {why}; restore will refuse it", i.entry.path))
+                .map(|why| {
+                    format!(
+                        "{}: {why}; restore will refuse it",
+                        display_name(&i.entry.path)
+                    )
+                })
         })
         .collect();
     Ok(Prepared {
@@ -222,8 +228,8 @@ impl Prepared {
             .then(|| snapshot_id(&entries))
     }
 
-    /// Objects that will not be archived (sockets, devices, fifos) and why.
-    pub fn skipped(&self) -> &[String] {
+    /// Objects that will not be archived (sockets, devices, fifos).
+    pub fn skipped(&self) -> &[Skipped] {
         &self.skipped
     }
 
@@ -555,7 +561,7 @@ impl<R: Read> Read for Exact<R> {
 
 fn collect_dir(
     root: &Path,
-    skipped: &mut Vec<String>,
+    skipped: &mut Vec<Skipped>,
 ) -> Result<BTreeMap<String, Item>, BackupError> {
     let mut items = BTreeMap::new();
     let meta = fs::metadata(root).map_err(|source| BackupError::ReadSource {
@@ -633,7 +639,10 @@ fn collect_dir(
                 entry.size = m.len();
                 Content::Path(path, Box::new(m))
             } else {
-                skipped.push(format!("{rel_path}: not a file, directory or symlink"));
+                skipped.push(Skipped {
+                    path: rel_path,
+                    kind: SkippedKind::of_special_file(ft),
+                });
                 continue;
             };
             items.insert(rel_path, Item { entry, content });
@@ -646,7 +655,7 @@ fn spool_stream(
     reader: Box<dyn Read + Send>,
     strip: usize,
     opts: &ArchiveOptions,
-    skipped: &mut Vec<String>,
+    skipped: &mut Vec<Skipped>,
 ) -> Result<(BTreeMap<String, Item>, File), BackupError> {
     let dir = opts.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
     let spool = tempfile::tempfile_in(&dir).map_err(|source| BackupError::Spool {
@@ -687,6 +696,10 @@ fn spool_stream(
             continue;
         };
         let h = entry.header();
+        if let Some(kind) = SkippedKind::of_tar(h.entry_type()) {
+            skipped.push(Skipped { path, kind });
+            continue;
+        }
         let mut e = Entry {
             path: path.clone(),
             kind: EntryKind::File,
@@ -736,21 +749,27 @@ fn spool_stream(
                         e.sha256.clone_from(&t.sha256);
                         Content::Spool { offset: *offset }
                     }
-                    _ => {
-                        return Err(BackupError::BadSourceEntry {
-                            path,
-                            reason: format!(
-                                "hard link to {target:?}, which is not an earlier file"
-                            ),
-                        })
-                    }
+                    // A second name of a skipped fifo or device node is skipped with it.
+                    _ => match skipped.iter().rev().find(|s| s.path == target) {
+                        Some(s) => {
+                            let kind = s.kind;
+                            skipped.push(Skipped { path, kind });
+                            continue;
+                        }
+                        None => {
+                            return Err(BackupError::BadSourceEntry {
+                                path,
+                                reason: format!(
+                                    "hard link to {}, which is not an earlier file",
+                                    display_name(&target)
+                                ),
+                            })
+                        }
+                    },
                 }
             }
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => continue,
-            other => {
-                skipped.push(format!("{path}: unsupported entry type {other:?}"));
-                continue;
-            }
+            // Extension headers the tar reader has already applied to the next entry.
+            _ => continue,
         };
         items.insert(path, Item { entry: e, content });
     }

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::error::display_name;
+
 /// What kind of object an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -69,7 +71,10 @@ pub fn normalize_path(raw: &str) -> Result<Option<String>, String> {
 /// climb from wherever symlink `a` points, which a lexical check cannot see.
 pub fn check_symlink_target(path: &str, target: &str) -> Result<(), String> {
     if target.starts_with('/') {
-        return Err(format!("symlink target {target:?} is absolute"));
+        return Err(format!(
+            "symlink target {} is absolute",
+            display_name(target)
+        ));
     }
     if target.is_empty() {
         return Err("symlink target is empty".into());
@@ -82,11 +87,17 @@ pub fn check_symlink_target(path: &str, target: &str) -> Result<(), String> {
             "" | "." => {}
             ".." => {
                 if descended {
-                    return Err(format!("symlink target {target:?} climbs after descending"));
+                    return Err(format!(
+                        "symlink target {} climbs after descending",
+                        display_name(target)
+                    ));
                 }
                 depth -= 1;
                 if depth < 0 {
-                    return Err(format!("symlink target {target:?} points out of the root"));
+                    return Err(format!(
+                        "symlink target {} points out of the root",
+                        display_name(target)
+                    ));
                 }
             }
             _ => {

@@ -7,7 +7,10 @@
 //!
 //! Decisions worth knowing:
 //! - The source root itself is not an entry: a restore gives the target the mode of the tree
-//!   it replaces (0755 for a new one). Sockets, devices and fifos are skipped and reported.
+//!   it replaces (0755 for a new one). Sockets, devices and fifos are skipped and reported
+//!   ([`skipped`]), by a backup and by a restore of an archive made by another tool.
+//! - Setuid and setgid bits are restored from a verified snapshot and cleared from the
+//!   files of an archive made by another tool unless asked for ([`special_bits`]).
 //! - Hard links in a tar-stream source are stored as plain files, so every entry restores on
 //!   its own; hard links in archives made by other tools are restored as hard links.
 //! - Symlinks must stay inside the root: absolute targets and targets that climb out are
@@ -33,11 +36,14 @@ pub mod naming;
 pub mod quiesce;
 pub mod rclone;
 pub mod restore;
+mod retar;
 pub mod retention;
 pub mod run_error;
 pub mod runner;
 pub mod scan;
+pub mod skipped;
 pub mod snapshot;
+pub mod special_bits;
 pub mod store;
 pub mod targets;
 pub mod verify;
@@ -56,7 +62,9 @@ pub use restore::{
 };
 pub use retention::{prune, select_keep, Candidate, KeepDecision, KeepPolicy, PruneReport};
 pub use scan::Problem;
+pub use skipped::{Skipped, SkippedKind};
 pub use snapshot::{create_snapshot, BackupOutcome, BackupReport};
+pub use special_bits::SpecialBits;
 pub use store::{DirStore, Store, StoredFile};
 pub use verify::{verify_all, verify_snapshot, VerifyReport};
 

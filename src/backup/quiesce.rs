@@ -38,6 +38,23 @@ impl Quiesced {
     }
 }
 
+impl std::fmt::Display for Quiesced {
+    /// `stopped a, b; paused c; post command in d`, the parts that are not empty.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if !self.stopped.is_empty() {
+            parts.push(format!("stopped {}", self.stopped.join(", ")));
+        }
+        if !self.paused.is_empty() {
+            parts.push(format!("paused {}", self.paused.join(", ")));
+        }
+        if let Some((container, _)) = &self.post {
+            parts.push(format!("post command in {container}"));
+        }
+        f.write_str(&parts.join("; "))
+    }
+}
+
 /// The record of what a backup or restore of one node has quiesced and not yet resumed.
 #[derive(Debug, Clone)]
 pub struct Journal {

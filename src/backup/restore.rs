@@ -9,10 +9,18 @@
 //! system supports it, else rename old aside, rename staging in) and the old tree removed.
 //!
 //! Archives made by other tools (`tar --zstd -cf`) have no manifest: they restore after the
-//! same safety checks, and the report says they are unverified.
+//! same safety checks, and the report says they are unverified. Their setuid and setgid
+//! bits are cleared unless the caller keeps them ([`SpecialBits`]); a snapshot's are
+//! restored as its manifest records them.
+//!
+//! Fifos, device nodes and unknown entry types are never restored. In an archive made by
+//! another tool they are skipped and the report lists each with its kind
+//! ([`RestoreReport::skipped`]); a snapshot holding one fails verification, as our backups
+//! never store them. The tar stream of such an archive for a volume is written anew from the
+//! checked entries, so the engine that unpacks it sees none of them either.
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Seek, SeekFrom};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -22,7 +30,10 @@ use super::catalog::{list_snapshots, read_manifest, SnapshotInfo};
 use super::error::BackupError;
 use super::extract::Extractor;
 use super::manifest::SnapshotManifest;
-use super::scan::{scan, Discard, ScanResult};
+use super::retar::Retar;
+use super::scan::{scan, Discard, EntrySink, ScanResult};
+use super::skipped::Skipped;
+use super::special_bits::{ClearSetid, SpecialBits};
 use super::store::Store;
 
 /// Which snapshot of a backup to restore.
@@ -55,19 +66,23 @@ pub struct RestoreReport {
     pub entries: usize,
     /// Whether file owners were restored (needs root).
     pub ownership_restored: bool,
-    /// Entries not restored (devices, fifos in foreign archives).
-    pub skipped: Vec<String>,
+    /// Entries not restored (fifos, devices, unknown entry types), in archive order.
+    pub skipped: Vec<Skipped>,
+    /// Files whose setuid/setgid bits were cleared (archives without a manifest, unless
+    /// [`SpecialBits::Keep`]), in archive order.
+    pub special_bits_cleared: Vec<String>,
     /// The old tree, if it could not be removed after the swap.
     pub leftover: Option<PathBuf>,
 }
 
 impl RestoreReport {
-    /// The report of a restore from `from` that read the entries in `result`; verified
-    /// against a manifest exactly when it restored a `snapshot`.
+    /// The report of a restore from `from` that read the entries in `result` and cleared
+    /// the bits of `cleared`; verified against a manifest exactly when it restored a
+    /// `snapshot`.
     fn new(
         snapshot: Option<&str>,
         from: String,
-        result: ScanResult,
+        (result, cleared): (ScanResult, Vec<String>),
         ownership_restored: bool,
         leftover: Option<PathBuf>,
     ) -> Self {
@@ -80,6 +95,7 @@ impl RestoreReport {
             entries: result.entries.len(),
             ownership_restored,
             skipped: result.skipped,
+            special_bits_cleared: cleared,
             leftover,
         }
     }
@@ -133,18 +149,19 @@ fn restore_one_into_dir(
                 continue;
             }
         };
-        let staged = extract_to_staging(reader, Some(&manifest), target)?;
+        // A verified snapshot's bits are what our own backup recorded.
+        let staged = extract_to_staging(reader, Some(&manifest), target, SpecialBits::Keep)?;
         match staged {
             Err(problems) => {
                 rejected.push(format!("{}: {}", store.describe(), problems.join("; ")));
             }
-            Ok((staging, result, owners)) => {
-                let leftover = swap_into_place(&staging, target)?;
+            Ok(staged) => {
+                let leftover = swap_into_place(&staged.dir, target)?;
                 return Ok(Some(RestoreReport::new(
                     Some(id),
                     store.describe(),
-                    result,
-                    owners,
+                    (staged.result, staged.cleared),
+                    staged.owners,
                     leftover,
                 )));
             }
@@ -153,70 +170,105 @@ fn restore_one_into_dir(
     Ok(None)
 }
 
+fn open_foreign(archive: &Path) -> Result<BufReader<File>, BackupError> {
+    File::open(archive)
+        .map(BufReader::new)
+        .map_err(|source| BackupError::ReadCopy {
+            copy: archive.display().to_string(),
+            name: archive.display().to_string(),
+            source,
+        })
+}
+
 /// Restores a `.tar.zst` made by another tool (no manifest of ours) into `target`. It must be
-/// readable to the end and pass the path-safety checks; the report marks it unverified.
+/// readable to the end and pass the path-safety checks; `bits` says whether setuid and
+/// setgid bits on its files survive. The report marks it unverified.
 pub fn restore_foreign_archive(
     archive: &Path,
     target: &Path,
+    bits: SpecialBits,
 ) -> Result<RestoreReport, BackupError> {
-    let f = File::open(archive).map_err(|source| BackupError::ReadCopy {
-        copy: archive.display().to_string(),
-        name: archive.display().to_string(),
-        source,
-    })?;
-    match extract_to_staging(Box::new(BufReader::new(f)), None, target)? {
+    let reader = open_foreign(archive)?;
+    match extract_to_staging(Box::new(reader), None, target, bits)? {
         Err(problems) => Err(BackupError::ForeignArchiveRejected {
             path: archive.to_path_buf(),
             problems,
         }),
-        Ok((staging, result, owners)) => {
-            let leftover = swap_into_place(&staging, target)?;
+        Ok(staged) => {
+            let leftover = swap_into_place(&staged.dir, target)?;
             Ok(RestoreReport::new(
                 None,
                 archive.display().to_string(),
-                result,
-                owners,
+                (staged.result, staged.cleared),
+                staged.owners,
                 leftover,
             ))
         }
     }
 }
 
-/// A decompressed tar stream of a `.tar.zst` made by another tool, after it was read to the
-/// end and passed the path-safety checks (for copying into a container). The report marks
-/// it unverified: there is no manifest to check it against.
+/// A decompressed tar stream of a `.tar.zst` made by another tool (for copying into a
+/// container), once it was read to the end and passed the path-safety checks. The stream is
+/// not the archive itself but a copy written from its checked entries into a spool file in
+/// `spool_dir`: without the entries the scan skipped, with the bits `bits` leaves, and
+/// immune to the archive changing after the check. The report marks it unverified: there is
+/// no manifest to check it against.
 pub fn foreign_tar_stream(
     archive: &Path,
+    spool_dir: &Path,
+    bits: SpecialBits,
 ) -> Result<(VerifiedTarStream, RestoreReport), BackupError> {
-    let open = || {
-        File::open(archive).map_err(|source| BackupError::ReadCopy {
-            copy: archive.display().to_string(),
-            name: archive.display().to_string(),
-            source,
-        })
+    let spool_err = |source| BackupError::Spool {
+        dir: spool_dir.to_path_buf(),
+        source,
     };
-    let result = scan(BufReader::new(open()?), None, &mut Discard, true)?;
-    if !result.problems.is_empty() {
+    let spool = tempfile::tempfile_in(spool_dir).map_err(spool_err)?;
+    // Compressed like the archive, so the spool takes about the archive's room; level 1,
+    // since it is read once, soon.
+    let encoder = zstd::stream::write::Encoder::new(spool, 1).map_err(spool_err)?;
+    // zstd wants large writes, tar makes 512-byte ones.
+    let mut retar = Retar::new(BufWriter::with_capacity(1 << 20, encoder), spool_dir);
+    let scanned = scan_through(open_foreign(archive)?, None, &mut retar, bits)?;
+    if !scanned.0.problems.is_empty() {
         return Err(BackupError::ForeignArchiveRejected {
             path: archive.to_path_buf(),
-            problems: result.problems.iter().map(|p| p.to_string()).collect(),
+            problems: scanned.0.problems.iter().map(|p| p.to_string()).collect(),
         });
     }
+    let encoder = retar
+        .finish()?
+        .into_inner()
+        .map_err(|e| spool_err(e.into_error()))?;
+    let mut spool = encoder.finish().map_err(spool_err)?;
+    spool.seek(SeekFrom::Start(0)).map_err(spool_err)?;
     let decoder =
-        zstd::stream::read::Decoder::with_buffer(BufReader::new(open()?)).map_err(|source| {
-            BackupError::ReadCopy {
-                copy: archive.display().to_string(),
-                name: archive.display().to_string(),
-                source,
-            }
-        })?;
-    let report = RestoreReport::new(None, archive.display().to_string(), result, true, None);
+        zstd::stream::read::Decoder::with_buffer(BufReader::new(spool)).map_err(spool_err)?;
+    let report = RestoreReport::new(None, archive.display().to_string(), scanned, true, None);
     Ok((VerifiedTarStream { decoder }, report))
 }
 
-/// A decompressed tar stream of a snapshot that was fully verified before the first byte is
-/// handed out. It reads from a private spooled copy, so the stored archive cannot change
-/// between verification and use.
+/// Scans `reader` into `sink`, stopping at the first problem, with the setuid and setgid
+/// bits of files cleared on the way unless `bits` keeps them; returns the scan result and
+/// the files whose bits were cleared.
+fn scan_through(
+    reader: impl Read,
+    manifest: Option<&SnapshotManifest>,
+    sink: &mut dyn EntrySink,
+    bits: SpecialBits,
+) -> Result<(ScanResult, Vec<String>), BackupError> {
+    match bits {
+        SpecialBits::Keep => Ok((scan(reader, manifest, sink, true)?, Vec::new())),
+        SpecialBits::Clear => {
+            let mut clearing = ClearSetid::new(sink);
+            let result = scan(reader, manifest, &mut clearing, true)?;
+            Ok((result, clearing.cleared))
+        }
+    }
+}
+
+/// A decompressed tar stream that was checked in full before the first byte is handed out:
+/// a verified snapshot, or the checked entries of a foreign archive. It reads from a private
+/// spooled copy, so the stored archive cannot change between the check and use.
 pub struct VerifiedTarStream {
     decoder: zstd::stream::read::Decoder<'static, BufReader<File>>,
 }
@@ -294,7 +346,8 @@ fn spool_one(
         spool.seek(SeekFrom::Start(0)).map_err(spool_err)?;
         let decoder =
             zstd::stream::read::Decoder::with_buffer(BufReader::new(spool)).map_err(spool_err)?;
-        let report = RestoreReport::new(Some(id), store.describe(), result, true, None);
+        let report =
+            RestoreReport::new(Some(id), store.describe(), (result, Vec::new()), true, None);
         return Ok(Some((VerifiedTarStream { decoder }, report)));
     }
     Ok(None)
@@ -393,15 +446,24 @@ fn join(result: &ScanResult) -> String {
         .join("; ")
 }
 
-/// The staging directory, its scan result, and whether owners were restored.
-type Staged = (PathBuf, ScanResult, bool);
+/// A tree extracted into a staging directory, not yet swapped in.
+struct Staged {
+    dir: PathBuf,
+    result: ScanResult,
+    /// Files whose setuid/setgid bits were cleared.
+    cleared: Vec<String>,
+    /// Whether owners were restored.
+    owners: bool,
+}
 
-/// Extracts into a new staging directory beside `target`. On problems the staging directory
-/// is removed and the problems returned as `Ok(Err(..))`; I/O failures are errors.
+/// Extracts into a new staging directory beside `target`, clearing setuid and setgid bits
+/// unless `bits` keeps them. On problems the staging directory is removed and the problems
+/// returned as `Ok(Err(..))`; I/O failures are errors.
 fn extract_to_staging(
     reader: Box<dyn Read + Send>,
     manifest: Option<&SnapshotManifest>,
     target: &Path,
+    bits: SpecialBits,
 ) -> Result<Result<Staged, Vec<String>>, BackupError> {
     let parent = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -432,7 +494,7 @@ fn extract_to_staging(
             path: target.to_path_buf(),
         })?;
     let mut extractor = Extractor::new(staging.path());
-    let result = scan(reader, manifest, &mut extractor, true)?;
+    let (result, cleared) = scan_through(reader, manifest, &mut extractor, bits)?;
     if !result.problems.is_empty() {
         // Dropping `staging` removes everything written so far.
         return Ok(Err(result.problems.iter().map(|p| p.to_string()).collect()));
@@ -449,7 +511,12 @@ fn extract_to_staging(
             source,
         }
     })?;
-    Ok(Ok((staging.keep(), result, owners)))
+    Ok(Ok(Staged {
+        dir: staging.keep(),
+        result,
+        cleared,
+        owners,
+    }))
 }
 
 /// Puts `staging` where `target` is; returns the old tree's path if it could not be removed.

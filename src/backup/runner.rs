@@ -29,6 +29,7 @@ use super::restore::{
 use super::retention::{prune, PruneReport};
 use super::run_error::RunError;
 use super::snapshot::{create_snapshot, BackupOutcome, BackupReport};
+use super::special_bits::SpecialBits;
 use super::store::Store;
 use super::targets::{consumers, copy_targets, keep_policy, primary_dir};
 use super::verify::{verify_all, verify_snapshot, VerifyReport};
@@ -174,8 +175,7 @@ impl Runner {
         let left = journal.load();
         if !left.is_empty() {
             tracing::warn!(
-                "backup {backup}: an interrupted run left services quiesced; they are brought back after this one: {:?}",
-                left
+                "backup {backup}: an interrupted run left services quiesced; they are brought back after this one: {left}"
             );
         }
         let (done, failed) =
@@ -346,12 +346,7 @@ impl Runner {
             Target::Path(p) => restore_into_dir(&stores, &b.name, which, &p, now)
                 .map_err(lib(&b.name, format!("restoring into {}", p.display()))),
             Target::Volume { name, declared } => {
-                // Spool beside the first copy when it is local: the system temp dir may be
-                // small.
-                let spool = primary_dir(b)
-                    .map(|d| d.root().to_path_buf())
-                    .filter(|p| p.is_dir())
-                    .unwrap_or_else(std::env::temp_dir);
+                let spool = spool_dir(b);
                 let (stream, report) = restore_tar_stream(&stores, &b.name, which, &spool, now)
                     .map_err(lib(&b.name, "verifying the snapshot"))?;
                 self.restore_volume(b, &name, declared.as_deref(), stream)?;
@@ -362,18 +357,23 @@ impl Runner {
 
     /// Restores a `.tar.zst` made by another tool (`tar --zstd -cf`) to `to`, as a restore of
     /// `b` would: read to the end and checked for entries escaping the target first, then
-    /// swapped in the same way. There is no manifest, so the report says it is unverified.
+    /// swapped in the same way; `bits` says whether setuid and setgid bits survive. There is
+    /// no manifest, so the report says it is unverified.
     pub fn restore_archive(
         &self,
         b: &manifest::Backup,
         archive: &Path,
         to: &RestoreTo,
+        bits: SpecialBits,
     ) -> Result<RestoreReport, RunError> {
         let step = format!("restoring {}", archive.display());
         match self.restore_target(b, to) {
-            Target::Path(p) => restore_foreign_archive(archive, &p).map_err(lib(&b.name, step)),
+            Target::Path(p) => {
+                restore_foreign_archive(archive, &p, bits).map_err(lib(&b.name, step))
+            }
             Target::Volume { name, declared } => {
-                let (stream, report) = foreign_tar_stream(archive).map_err(lib(&b.name, step))?;
+                let (stream, report) =
+                    foreign_tar_stream(archive, &spool_dir(b), bits).map_err(lib(&b.name, step))?;
                 self.restore_volume(b, &name, declared.as_deref(), stream)?;
                 Ok(report)
             }
@@ -451,6 +451,15 @@ impl Runner {
         }
         result
     }
+}
+
+/// Where a restore of `b` into a volume spools its tar stream: beside the first copy when it
+/// is local, since the system temp dir may be small.
+fn spool_dir(b: &manifest::Backup) -> PathBuf {
+    primary_dir(b)
+        .map(|d| d.root().to_path_buf())
+        .filter(|p| p.is_dir())
+        .unwrap_or_else(std::env::temp_dir)
 }
 
 /// Each copy's catalog (or why it could not be listed), in copy order.

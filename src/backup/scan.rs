@@ -3,15 +3,22 @@
 //! path safety (no absolute paths, no `..`, no symlink pointing out of the root, nothing
 //! written through a symlink, no duplicates). Verification reads into a discarding sink;
 //! restore reads into an extracting one, so both apply the very same checks.
+//!
+//! Fifos, devices and entry types we do not know reach no sink: they are listed in
+//! [`ScanResult::skipped`] with their kind, for the restore report, and so is a hard link to
+//! one of them. Checked against a manifest, such an entry is a problem instead: our backups
+//! never store one, so a snapshot holding one is not what was backed up. Paths in problems
+//! are shown through [`display_name`], so a hostile name cannot flood a message.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::io::{self, Read};
 
 use super::entry::{check_symlink_target, normalize_path, Entry, EntryKind};
-use super::error::BackupError;
+use super::error::{display_name, BackupError};
 use super::hashing::HashingReader;
 use super::manifest::SnapshotManifest;
+use super::skipped::{Skipped, SkippedKind};
 
 /// One thing wrong with an archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,17 +49,24 @@ impl fmt::Display for Problem {
                 write!(f, "archive sha256 is {actual}, manifest says {expected}")
             }
             Problem::Unreadable { detail } => write!(f, "archive unreadable: {detail}"),
-            Problem::EntryMismatch { path, fields } => {
-                write!(f, "{path}: {} differ from the manifest", fields.join(", "))
-            }
+            Problem::EntryMismatch { path, fields } => write!(
+                f,
+                "{}: {} differ from the manifest",
+                display_name(path),
+                fields.join(", ")
+            ),
             Problem::Missing { paths } => write!(
                 f,
                 "{} manifest entries missing from the archive (first: {})",
                 paths.len(),
-                paths.first().map(String::as_str).unwrap_or("")
+                display_name(paths.first().map(String::as_str).unwrap_or(""))
             ),
-            Problem::Unexpected { path } => write!(f, "{path}: not in the manifest"),
-            Problem::Unsafe { path, reason } => write!(f, "{path:?} refused: {reason}"),
+            Problem::Unexpected { path } => {
+                write!(f, "{}: not in the manifest", display_name(path))
+            }
+            Problem::Unsafe { path, reason } => {
+                write!(f, "{}: refused: {reason}", display_name(path))
+            }
         }
     }
 }
@@ -61,7 +75,8 @@ impl fmt::Display for Problem {
 pub(crate) trait EntrySink {
     /// A directory.
     fn dir(&mut self, e: &Entry) -> Result<(), BackupError>;
-    /// A regular file; `data` yields its content.
+    /// A regular file; `data` yields its content, `e.size` bytes as the archive's header
+    /// declares them (a shorter content is reported as damage once read).
     fn file(&mut self, e: &Entry, data: &mut dyn Read) -> Result<(), BackupError>;
     /// A symlink (target checked).
     fn symlink(&mut self, e: &Entry) -> Result<(), BackupError>;
@@ -94,8 +109,8 @@ pub struct ScanResult {
     pub problems: Vec<Problem>,
     /// Entries as read, in order.
     pub entries: Vec<Entry>,
-    /// Entry types that were not restored (devices, fifos) in foreign archives.
-    pub skipped: Vec<String>,
+    /// Entries that reached no sink (fifos, devices, unknown types), in archive order.
+    pub skipped: Vec<Skipped>,
 }
 
 /// Reads a compressed archive from `reader`, checks it (against `expected` when given) and
@@ -181,6 +196,8 @@ pub(crate) fn scan(
 #[derive(Default)]
 struct Guard {
     kinds: HashMap<String, EntryKind>,
+    /// Entries that were skipped, which a hard link may name.
+    skipped: HashMap<String, SkippedKind>,
 }
 
 impl Guard {
@@ -197,10 +214,16 @@ impl Guard {
             prefix.push_str(part);
             match self.kinds.get(&prefix) {
                 Some(EntryKind::Symlink) => {
-                    return Err(format!("would be written through symlink {prefix:?}"))
+                    return Err(format!(
+                        "would be written through symlink {}",
+                        display_name(&prefix)
+                    ))
                 }
                 Some(EntryKind::File) | Some(EntryKind::Hardlink) => {
-                    return Err(format!("parent {prefix:?} is not a directory"))
+                    return Err(format!(
+                        "parent {} is not a directory",
+                        display_name(&prefix)
+                    ))
                 }
                 _ => {}
             }
@@ -211,7 +234,10 @@ impl Guard {
                 let t = e.target.as_deref().unwrap_or("");
                 match self.kinds.get(t) {
                     Some(EntryKind::File) => Ok(()),
-                    _ => Err(format!("hard link to {t:?}, which is not an earlier file")),
+                    _ => Err(format!(
+                        "hard link to {}, which is not an earlier file",
+                        display_name(t)
+                    )),
                 }
             }
             _ => Ok(()),
@@ -240,39 +266,64 @@ fn scan_entry<R: Read>(
         Ok(m) => m,
         Err(e) => {
             return Ok(Err(Problem::Unreadable {
-                detail: format!("{path}: {e}"),
+                detail: format!("{}: {e}", display_name(&path)),
             }))
         }
     };
     let link = entry
         .link_name_bytes()
         .map(|b| String::from_utf8_lossy(&b).into_owned());
+    if let Some(kind) = SkippedKind::of_tar(h.entry_type()) {
+        // Our own backups never store these, so in a snapshot one is not what was backed up.
+        if expected.is_some() {
+            return Ok(Err(Problem::Unexpected { path }));
+        }
+        guard.skipped.insert(path.clone(), kind);
+        result.skipped.push(Skipped { path, kind });
+        return Ok(Ok(()));
+    }
     let kind = match h.entry_type() {
         tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
         tar::EntryType::Directory => EntryKind::Dir,
         tar::EntryType::Symlink => EntryKind::Symlink,
         tar::EntryType::Link => EntryKind::Hardlink,
-        tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => return Ok(Ok(())),
-        other => {
-            result
-                .skipped
-                .push(format!("{path}: entry type {other:?} not restored"));
-            return Ok(Ok(()));
-        }
+        // Extension headers the tar reader has already applied to the next entry.
+        _ => return Ok(Ok(())),
     };
     let target = match kind {
-        EntryKind::Hardlink => match link.as_deref().map(normalize_path) {
-            Some(Ok(Some(t))) => Some(t),
-            _ => {
-                return Ok(Err(Problem::Unsafe {
-                    path,
-                    reason: format!("hard link target {link:?} escapes the root"),
+        EntryKind::Hardlink => {
+            let refused = |reason: String| {
+                Ok(Err(Problem::Unsafe {
+                    path: path.clone(),
+                    reason,
                 }))
+            };
+            match link.as_deref().map(|t| (t, normalize_path(t))) {
+                Some((_, Ok(Some(t)))) => Some(t),
+                Some((_, Ok(None))) => return refused("hard link to the root directory".into()),
+                Some((t, Err(why))) => {
+                    return refused(format!("hard link target {}: {why}", display_name(t)))
+                }
+                None => return refused("hard link without a target".into()),
             }
-        },
+        }
         EntryKind::Symlink => link,
         _ => None,
     };
+    // A second name of a fifo or device node is skipped with it, not refused as a link to
+    // nothing.
+    let skipped_target = match kind {
+        EntryKind::Hardlink => target
+            .as_deref()
+            .and_then(|t| guard.skipped.get(t))
+            .copied(),
+        _ => None,
+    };
+    if let Some(kind) = skipped_target {
+        guard.skipped.insert(path.clone(), kind);
+        result.skipped.push(Skipped { path, kind });
+        return Ok(Ok(()));
+    }
     let mut e = Entry {
         path: path.clone(),
         kind,
@@ -280,7 +331,12 @@ fn scan_entry<R: Read>(
         uid,
         gid,
         mtime,
-        size: 0,
+        // What the header declares, checked against what is read.
+        size: if kind == EntryKind::File {
+            entry.size()
+        } else {
+            0
+        },
         sha256: None,
         target,
     };
@@ -302,17 +358,25 @@ fn scan_entry<R: Read>(
             // A read failure is damage in the archive, whatever the sink made of it.
             if let Some(detail) = data.failed.take() {
                 return Ok(Err(Problem::Unreadable {
-                    detail: format!("{path}: {detail}"),
+                    detail: format!("{}: {detail}", display_name(&path)),
                 }));
             }
             sunk?;
             if let Err(err) = drained {
                 return Ok(Err(Problem::Unreadable {
-                    detail: format!("{path}: {err}"),
+                    detail: format!("{}: {err}", display_name(&path)),
                 }));
             }
             let (sha, n) = data.inner.finish();
-            e.size = n;
+            if n != e.size {
+                return Ok(Err(Problem::Unreadable {
+                    detail: format!(
+                        "{}: {n} bytes of content, the header says {}",
+                        display_name(&path),
+                        e.size
+                    ),
+                }));
+            }
             e.sha256 = Some(sha);
         }
     }
@@ -336,7 +400,7 @@ fn scan_entry<R: Read>(
 fn differing_fields(want: &Entry, got: &Entry) -> Vec<String> {
     let mut d = Vec::new();
     if want.path != got.path {
-        d.push(format!("path (manifest has {:?})", want.path));
+        d.push(format!("path (manifest has {})", display_name(&want.path)));
     }
     if want.kind != got.kind {
         d.push("kind".into());

@@ -18,6 +18,7 @@ use super::catalog::{list_snapshots, SnapshotInfo};
 use super::error::BackupError;
 use super::manifest::{snapshot_id, ArchiveInfo, SnapshotManifest, MANIFEST_FORMAT};
 use super::naming::{validate_backup_name, FileRole, SnapshotStem};
+use super::skipped::Skipped;
 use super::store::DirStore;
 use super::store::Store;
 use crate::fingerprint::StatCache;
@@ -38,7 +39,7 @@ pub struct BackupReport {
     /// Created or unchanged.
     pub outcome: BackupOutcome,
     /// Objects not archived (devices, sockets, fifos).
-    pub skipped: Vec<String>,
+    pub skipped: Vec<Skipped>,
     /// Entries a restore would refuse (symlinks pointing out of the root).
     pub warnings: Vec<String>,
     /// Whether the source was compressed into an archive (kept or dropped). False when the

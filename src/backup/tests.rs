@@ -689,7 +689,7 @@ fn escaping_archives_are_refused_and_write_nothing() {
         let target = work.join("target");
         fs::create_dir_all(&target).unwrap();
         fs::write(target.join("precious"), b"data").unwrap();
-        let err = restore_foreign_archive(&archive, &target).unwrap_err();
+        let err = restore_foreign_archive(&archive, &target, SpecialBits::Clear).unwrap_err();
         assert!(
             matches!(err, BackupError::ForeignArchiveRejected { .. }),
             "{what}: {err}"
@@ -742,7 +742,7 @@ fn archive_made_by_gnu_tar_restores_unverified() {
         .unwrap();
     assert!(status.success());
     let target = tmp.path().join("restored");
-    let report = restore_foreign_archive(&archive, &target).unwrap();
+    let report = restore_foreign_archive(&archive, &target, SpecialBits::Clear).unwrap();
     assert!(!report.verified);
     assert_eq!(report.snapshot, None);
     // Our own manifest of the source describes the restored tree.
@@ -753,7 +753,8 @@ fn archive_made_by_gnu_tar_restores_unverified() {
     let broken = tmp.path().join("broken.tar.zst");
     let bytes = fs::read(&archive).unwrap();
     fs::write(&broken, &bytes[..bytes.len() / 2]).unwrap();
-    let err = restore_foreign_archive(&broken, &tmp.path().join("other")).unwrap_err();
+    let err = restore_foreign_archive(&broken, &tmp.path().join("other"), SpecialBits::Clear)
+        .unwrap_err();
     assert!(
         matches!(err, BackupError::ForeignArchiveRejected { .. }),
         "{err}"
@@ -1223,4 +1224,343 @@ fn newest_good_passes_over_a_snapshot_damaged_in_every_copy() {
     let mut tar = Vec::new();
     std::io::Read::read_to_end(&mut stream, &mut tar).unwrap();
     assert!(!tar.is_empty());
+}
+
+/// A tar stream written header by header, for archives no well-behaved tool would make:
+/// device nodes without root, setuid files, unsafe and very long names (as GNU long-name
+/// entries, which the tar crate's safe setters would refuse to write for such names).
+#[derive(Default)]
+struct RawTar {
+    bytes: Vec<u8>,
+}
+
+impl RawTar {
+    fn raw(&mut self, kind: tar::EntryType, name: &str, link: &str, mode: u32, data: &[u8]) {
+        if name.len() >= 100 {
+            let mut body = name.as_bytes().to_vec();
+            body.push(0);
+            self.raw(
+                tar::EntryType::GNULongName,
+                "././@LongLink",
+                "",
+                0o644,
+                &body,
+            );
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        let n = name.len().min(99);
+        h.as_old_mut().name[..n].copy_from_slice(&name.as_bytes()[..n]);
+        h.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+        h.set_mode(mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_600_000_000);
+        h.set_size(data.len() as u64);
+        if matches!(kind, tar::EntryType::Char | tar::EntryType::Block) {
+            h.set_device_major(1).unwrap();
+            h.set_device_minor(3).unwrap();
+        }
+        h.set_cksum();
+        self.bytes.extend_from_slice(h.as_bytes());
+        self.bytes.extend_from_slice(data);
+        self.bytes.resize(self.bytes.len().div_ceil(512) * 512, 0);
+    }
+
+    fn dir(mut self, name: &str, mode: u32) -> Self {
+        self.raw(tar::EntryType::Directory, name, "", mode, b"");
+        self
+    }
+
+    fn file(mut self, name: &str, mode: u32) -> Self {
+        self.raw(tar::EntryType::Regular, name, "", mode, name.as_bytes());
+        self
+    }
+
+    fn special(mut self, kind: tar::EntryType, name: &str) -> Self {
+        self.raw(kind, name, "", 0o644, b"");
+        self
+    }
+
+    fn hardlink(mut self, name: &str, target: &str) -> Self {
+        self.raw(tar::EntryType::Link, name, target, 0o644, b"");
+        self
+    }
+
+    /// Ends the stream and writes it compressed to `path`.
+    fn write(mut self, path: &Path) {
+        self.bytes.resize(self.bytes.len() + 1024, 0);
+        zstd_file(path, &self.bytes);
+    }
+}
+
+/// A foreign archive with every kind of entry a restore skips, a hard link to one of them,
+/// setuid and setgid files, and a sticky directory.
+fn special_archive(path: &Path) {
+    RawTar::default()
+        .dir("shared", 0o1777)
+        .file("shared/tool", 0o4755)
+        .file("group-tool", 0o2750)
+        .file("plain", 0o644)
+        .special(tar::EntryType::Fifo, "pipe")
+        .special(tar::EntryType::Char, "dev/null")
+        .special(tar::EntryType::Fifo, "shared/pipe2")
+        .special(tar::EntryType::Block, "dev/sda")
+        .hardlink("pipe-again", "pipe")
+        .write(path);
+}
+
+fn mode_of(path: &Path) -> u32 {
+    fs::symlink_metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+fn skipped_paths(report: &RestoreReport) -> Vec<(&str, SkippedKind)> {
+    report
+        .skipped
+        .iter()
+        .map(|s| (s.path.as_str(), s.kind))
+        .collect()
+}
+
+#[test]
+fn foreign_archive_skips_fifos_and_devices_and_clears_setid_bits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("special.tar.zst");
+    special_archive(&archive);
+
+    let target = tmp.path().join("cleared");
+    let report = restore_foreign_archive(&archive, &target, SpecialBits::Clear).unwrap();
+    assert_eq!(
+        skipped_paths(&report),
+        vec![
+            ("pipe", SkippedKind::Fifo),
+            ("dev/null", SkippedKind::CharDevice),
+            ("shared/pipe2", SkippedKind::Fifo),
+            ("dev/sda", SkippedKind::BlockDevice),
+            ("pipe-again", SkippedKind::Fifo),
+        ]
+    );
+    assert_eq!(
+        skipped::summary(&report.skipped).unwrap(),
+        "skipped 5 entries: 3 fifo, 1 character device, 1 block device"
+    );
+    for gone in ["pipe", "dev/null", "shared/pipe2", "dev/sda", "pipe-again"] {
+        assert!(
+            fs::symlink_metadata(target.join(gone)).is_err(),
+            "{gone} is not restored"
+        );
+    }
+    assert_eq!(report.entries, 4, "the dir and three files");
+    assert_eq!(
+        report.special_bits_cleared,
+        vec!["shared/tool", "group-tool"]
+    );
+    assert_eq!(mode_of(&target.join("shared/tool")), 0o755);
+    assert_eq!(mode_of(&target.join("group-tool")), 0o750);
+    assert_eq!(mode_of(&target.join("plain")), 0o644);
+    assert_eq!(mode_of(&target.join("shared")), 0o1777, "sticky bit kept");
+
+    let target = tmp.path().join("kept");
+    let report = restore_foreign_archive(&archive, &target, SpecialBits::Keep).unwrap();
+    assert!(report.special_bits_cleared.is_empty());
+    assert_eq!(report.skipped.len(), 5);
+    assert_eq!(mode_of(&target.join("shared/tool")), 0o4755);
+    assert_eq!(mode_of(&target.join("group-tool")), 0o2750);
+}
+
+/// Path, type and mode of every entry of an uncompressed tar stream.
+fn tar_listing(stream: impl Read) -> Vec<(String, tar::EntryType, u32)> {
+    let mut archive = tar::Archive::new(stream);
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let path = e.path().unwrap().to_string_lossy().into_owned();
+            (path, e.header().entry_type(), e.header().mode().unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn foreign_tar_stream_for_a_volume_holds_only_what_a_restore_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("special.tar.zst");
+    special_archive(&archive);
+    let spool = tempfile::tempdir().unwrap();
+
+    let (stream, report) =
+        restore::foreign_tar_stream(&archive, spool.path(), SpecialBits::Clear).unwrap();
+    assert!(!report.verified);
+    assert_eq!(report.skipped.len(), 5);
+    assert_eq!(
+        report.special_bits_cleared,
+        vec!["shared/tool", "group-tool"]
+    );
+    use tar::EntryType as T;
+    assert_eq!(
+        tar_listing(stream),
+        vec![
+            ("shared".to_string(), T::Directory, 0o1777),
+            ("shared/tool".to_string(), T::Regular, 0o755),
+            ("group-tool".to_string(), T::Regular, 0o750),
+            ("plain".to_string(), T::Regular, 0o644),
+        ]
+    );
+
+    let (stream, report) =
+        restore::foreign_tar_stream(&archive, spool.path(), SpecialBits::Keep).unwrap();
+    assert!(report.special_bits_cleared.is_empty());
+    let modes: Vec<u32> = tar_listing(stream).into_iter().map(|(_, _, m)| m).collect();
+    assert_eq!(modes, vec![0o1777, 0o4755, 0o2750, 0o644]);
+}
+
+#[test]
+fn verified_snapshot_keeps_the_setid_bits_its_backup_recorded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir_all(src.join("shared")).unwrap();
+    for (rel, mode) in [("shared/tool", 0o4755), ("group-tool", 0o2750)] {
+        fs::write(src.join(rel), rel).unwrap();
+        fs::set_permissions(src.join(rel), fs::Permissions::from_mode(mode)).unwrap();
+    }
+    fs::set_permissions(src.join("shared"), fs::Permissions::from_mode(0o1777)).unwrap();
+    // The owner may set setgid only for a group it is in: the file's own group is.
+    assert_eq!(mode_of(&src.join("group-tool")), 0o2750, "test setup");
+    let primary = DirStore::new(tmp.path().join("backups"));
+    let m = created(&snapshot(&primary, "data", &src, t(0, 0))).clone();
+    let recorded = |p: &str| m.entries.iter().find(|e| e.path == p).unwrap().mode;
+    assert_eq!(recorded("shared/tool"), 0o4755);
+
+    let target = tmp.path().join("restored");
+    let report =
+        restore_into_dir(&[&primary], "data", &Selector::Latest, &target, t(0, 1)).unwrap();
+    assert!(report.verified);
+    assert!(report.special_bits_cleared.is_empty());
+    assert!(report.skipped.is_empty());
+    assert_eq!(mode_of(&target.join("shared/tool")), 0o4755);
+    assert_eq!(mode_of(&target.join("group-tool")), 0o2750);
+    assert_eq!(mode_of(&target.join("shared")), 0o1777);
+
+    let spool = tempfile::tempdir().unwrap();
+    let (stream, _) = restore_tar_stream(
+        &[&primary],
+        "data",
+        &Selector::Latest,
+        spool.path(),
+        t(0, 1),
+    )
+    .unwrap();
+    let tool = tar_listing(stream)
+        .into_iter()
+        .find(|(p, _, _)| p == "shared/tool")
+        .unwrap();
+    assert_eq!(tool.2, 0o4755);
+}
+
+#[test]
+fn a_fifo_in_an_archive_checked_against_a_manifest_is_a_problem() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let primary = DirStore::new(tmp.path().join("backups"));
+    let m = created(&snapshot(&primary, "data", &src, t(0, 0))).clone();
+    let archive = tmp.path().join("fifo.tar.zst");
+    RawTar::default()
+        .special(tar::EntryType::Fifo, "pipe")
+        .write(&archive);
+    let result = scan::scan(
+        File::open(&archive).unwrap(),
+        Some(&m),
+        &mut scan::Discard,
+        false,
+    )
+    .unwrap();
+    assert!(
+        result.problems.contains(&Problem::Unexpected {
+            path: "pipe".into()
+        }),
+        "{:?}",
+        result.problems
+    );
+    assert!(result.skipped.is_empty());
+}
+
+#[test]
+fn hard_link_errors_name_the_target_as_it_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (what, target) in [
+        ("not an earlier file", "missing/file"),
+        ("escaping", "../../etc/passwd"),
+        ("absolute", "/etc/shadow"),
+    ] {
+        let archive = tmp.path().join("link.tar.zst");
+        RawTar::default()
+            .file("f", 0o644)
+            .hardlink("h", target)
+            .write(&archive);
+        let err = restore_foreign_archive(&archive, &tmp.path().join("out"), SpecialBits::Clear)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("h: refused"), "{what}: {err}");
+        assert!(err.contains(target), "{what}: {err}");
+        assert!(
+            !err.contains("Some(") && !err.contains('"'),
+            "{what}: {err}"
+        );
+    }
+
+    // A tar stream backed up: a hard link to a file the stream has not had.
+    let mut raw = RawTar::default()
+        .file("f", 0o644)
+        .hardlink("h", "missing/file");
+    raw.bytes.resize(raw.bytes.len() + 1024, 0);
+    let err = create_snapshot(
+        &DirStore::new(tmp.path().join("b")),
+        "hl",
+        Source::from_tar_stream(std::io::Cursor::new(raw.bytes)),
+        &ArchiveOptions::default(),
+        t(0, 0),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("h cannot be archived: hard link to missing/file, which is not an earlier"),
+        "{err}"
+    );
+    assert!(!err.contains("Some(") && !err.contains('"'), "{err}");
+}
+
+#[test]
+fn a_refused_long_entry_name_is_cut_in_the_middle() {
+    let tmp = tempfile::tempdir().unwrap();
+    let archive = tmp.path().join("long.tar.zst");
+    let name = format!("../{}/end-of-name", "x".repeat(5_000));
+    RawTar::default().file(&name, 0o644).write(&archive);
+    let err = restore_foreign_archive(&archive, &tmp.path().join("out"), SpecialBits::Clear)
+        .unwrap_err()
+        .to_string();
+    // The archive's own path is the caller's, not the archive's: only the rest is bounded.
+    let rest = err.replace(&archive.display().to_string(), "");
+    assert!(rest.chars().count() < 200, "{} chars: {err}", rest.len());
+    assert!(
+        err.contains("../xxx") && err.contains("x/end-of-name"),
+        "{err}"
+    );
+    assert!(err.contains('…'), "{err}");
+
+    // The same name in a tar stream given to a backup.
+    let mut raw = RawTar::default().file(&name, 0o644);
+    raw.bytes.resize(raw.bytes.len() + 1024, 0);
+    let err = create_snapshot(
+        &DirStore::new(tmp.path().join("b")),
+        "long",
+        Source::from_tar_stream(std::io::Cursor::new(raw.bytes)),
+        &ArchiveOptions::default(),
+        t(0, 0),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.chars().count() < 200, "{err}");
+    assert!(err.contains('…'), "{err}");
 }

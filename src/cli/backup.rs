@@ -10,9 +10,10 @@ use chrono::Utc;
 
 use super::engine;
 use super::Context;
+use crate::backup::error::display_name;
 use crate::backup::run_error::RunError;
 use crate::backup::runner::{self, restore_needs_engine, RestoreTo, Runner};
-use crate::backup::{Selector, VerifyLevel};
+use crate::backup::{skipped, RestoreReport, Selector, SpecialBits, VerifyLevel};
 use crate::engine::{Options, Selection};
 use crate::error::{Error, ExitCode, Result};
 use crate::manifest::{Backup, BackupSource, Kind, Manifest, NodeId};
@@ -63,9 +64,15 @@ pub struct RestoreArgs {
     #[arg(long, conflicts_with_all = ["name", "snapshot", "to", "archive"])]
     all: bool,
     /// Restore this `.tar.zst` made by another tool (e.g. `tar --zstd -cf`) instead of a
-    /// snapshot; it is checked for unsafe entries first, but has no manifest to verify.
+    /// snapshot; it is checked for unsafe entries first, but has no manifest to verify. Its
+    /// fifos and device nodes are skipped and listed.
     #[arg(long, value_name = "FILE", conflicts_with = "snapshot")]
     archive: Option<std::path::PathBuf>,
+    /// Keep the setuid and setgid bits of files in the --archive. Without this they are
+    /// cleared and the files listed, since nothing vouches for the archive; a snapshot always
+    /// keeps the bits its backup recorded.
+    #[arg(long, requires = "archive")]
+    keep_special_bits: bool,
 }
 
 /// The named backups, or all; an unknown name is a usage error with a suggestion.
@@ -385,10 +392,15 @@ pub fn restore(ctx: &Context, args: RestoreArgs) -> Result<ExitCode> {
     // Restores into host paths work without a Docker engine.
     let needs_engine = jobs.iter().any(|(b, _, to)| restore_needs_engine(b, to));
     let runner = runner_for(&m, &rt, needs_engine)?;
+    let bits = if args.keep_special_bits {
+        SpecialBits::Keep
+    } else {
+        SpecialBits::Clear
+    };
     let mut first = None;
     for (b, which, to) in jobs {
         let restored = match &args.archive {
-            Some(archive) => runner.restore_archive(b, archive, &to),
+            Some(archive) => runner.restore_archive(b, archive, &to, bits),
             None => runner.restore(b, &which, &to, Utc::now()),
         };
         match restored {
@@ -399,6 +411,8 @@ pub fn restore(ctx: &Context, args: RestoreArgs) -> Result<ExitCode> {
                         serde_json::json!({
                             "event": "restore", "backup": b.name, "archive": r.from,
                             "verified": false, "entries": r.entries,
+                            "skipped": skipped_json(&r),
+                            "special_bits_cleared": cleared_json(&r),
                         })
                     );
                 } else {
@@ -406,6 +420,10 @@ pub fn restore(ctx: &Context, args: RestoreArgs) -> Result<ExitCode> {
                         "restored {} from archive {} ({} entries; no manifest, so unverified)",
                         b.name, r.from, r.entries
                     );
+                    print_not_restored(&r);
+                    if let Some(left) = &r.leftover {
+                        println!("  the old tree could not be removed: {}", left.display());
+                    }
                 }
             }
             Ok(r) => {
@@ -418,6 +436,8 @@ pub fn restore(ctx: &Context, args: RestoreArgs) -> Result<ExitCode> {
                             "from": r.from, "entries": r.entries,
                             "rejected_copies": r.rejected_copies,
                             "passed_over": r.passed_over,
+                            "skipped": skipped_json(&r),
+                            "special_bits_cleared": cleared_json(&r),
                         })
                     );
                 } else {
@@ -437,6 +457,7 @@ pub fn restore(ctx: &Context, args: RestoreArgs) -> Result<ExitCode> {
                             &newer[..12.min(newer.len())]
                         );
                     }
+                    print_not_restored(&r);
                     if let Some(left) = &r.leftover {
                         println!("  the old tree could not be removed: {}", left.display());
                     }
@@ -452,4 +473,62 @@ pub fn restore(ctx: &Context, args: RestoreArgs) -> Result<ExitCode> {
         }
     }
     first.map_or(Ok(ExitCode::Ok), Err)
+}
+
+/// How many paths a restore report lists before it says how many more there are.
+const LISTED_PATHS: usize = 20;
+
+/// The entries a restore skipped and the files whose setuid/setgid bits it cleared, each a
+/// count line followed by the paths.
+fn print_not_restored(r: &RestoreReport) {
+    if let Some(line) = skipped::summary(&r.skipped) {
+        println!("  {line}");
+        print_paths(r.skipped.iter().map(|s| s.to_string()), r.skipped.len());
+    }
+    let n = r.special_bits_cleared.len();
+    if n > 0 {
+        println!(
+            "  cleared setuid/setgid bits of {n} file{} (--keep-special-bits keeps them)",
+            if n == 1 { "" } else { "s" }
+        );
+        print_paths(r.special_bits_cleared.iter().map(|p| display_name(p)), n);
+    }
+}
+
+fn print_paths(lines: impl Iterator<Item = String>, total: usize) {
+    for line in lines.take(LISTED_PATHS) {
+        println!("    {line}");
+    }
+    if total > LISTED_PATHS {
+        println!("    and {} more", total - LISTED_PATHS);
+    }
+}
+
+/// `{"count": N, "by_kind": {"fifo": N, …}, "entries": [{"path", "kind"}, …]}`: every entry,
+/// with `tar_type` on those of kind `other`.
+fn skipped_json(r: &RestoreReport) -> serde_json::Value {
+    let by_kind: serde_json::Map<String, serde_json::Value> = skipped::counts(&r.skipped)
+        .into_iter()
+        .map(|(kind, n)| (kind.key().to_string(), n.into()))
+        .collect();
+    let entries: Vec<serde_json::Value> = r
+        .skipped
+        .iter()
+        .map(|s| {
+            let mut e = serde_json::json!({ "path": s.path, "kind": s.kind.key() });
+            if let Some(t) = s.kind.tar_type() {
+                e["tar_type"] = t.into();
+            }
+            e
+        })
+        .collect();
+    serde_json::json!({ "count": r.skipped.len(), "by_kind": by_kind, "entries": entries })
+}
+
+/// `{"count": N, "paths": [...]}`: every file whose setuid/setgid bits were cleared.
+fn cleared_json(r: &RestoreReport) -> serde_json::Value {
+    serde_json::json!({
+        "count": r.special_bits_cleared.len(),
+        "paths": r.special_bits_cleared,
+    })
 }

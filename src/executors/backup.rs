@@ -53,8 +53,11 @@ pub async fn execute(
     for c in &run.copies {
         ctx.emit(&format!("{}: {}", c.copy, c.message));
     }
-    for w in run.report.warnings.iter().chain(&run.report.skipped) {
+    for w in &run.report.warnings {
         ctx.emit(&format!("warning: {w}"));
+    }
+    for s in &run.report.skipped {
+        ctx.emit(&format!("warning: {s} not backed up"));
     }
     let outcome = match &run.report.outcome {
         BackupOutcome::Created(_) => "created",
@@ -68,7 +71,9 @@ pub async fn execute(
         "copies": run.copies.iter().map(|c| serde_json::json!({
             "copy": c.copy, "ok": c.ok, "message": c.message,
         })).collect::<Vec<_>>(),
-        "skipped": run.report.skipped,
+        "skipped": run.report.skipped.iter()
+            .map(|s| format!("{}: {}", s.path, s.kind))
+            .collect::<Vec<_>>(),
         "warnings": run.report.warnings,
     }));
     // Before a deletion what must hold is the verified snapshot in the first copy; a copy

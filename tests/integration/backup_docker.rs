@@ -1,6 +1,7 @@
 //! Backups against a real Docker engine, through the real binary: quiescing a live service,
 //! unchanged sources, archives that GNU tar reads, corruption caught and survived, a killed
-//! backup, retention, and a whole disaster-recovery drill.
+//! backup, retention, archives made by other tools restored into volumes, and a whole
+//! disaster-recovery drill.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -245,11 +246,47 @@ fn a_gnu_tar_archive_restores_through_the_library() {
         .unwrap();
     assert!(st.success());
     let target = dir.path().join("restored");
-    let report = sanctuary::backup::restore_foreign_archive(&archive, &target).unwrap();
+    let report = sanctuary::backup::restore_foreign_archive(
+        &archive,
+        &target,
+        sanctuary::backup::SpecialBits::Clear,
+    )
+    .unwrap();
     assert!(!report.verified);
     assert_eq!(
         std::fs::read_to_string(target.join("d/f.txt")).unwrap(),
         "from gnu tar"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_foreign_archive_restored_into_a_volume_has_no_fifo_or_setuid_bit() {
+    if docker_or_skip("foreign_into_volume").await.is_none() {
+        return;
+    }
+    let s = Stack::new(
+        "bk-foreign-special",
+        r#"backup "data" {
+    volume "data"
+    copy "one" path="./b1"
+}"#,
+    );
+    s.up();
+    crate::support::foreign_archive(&s.path("foreign.tar.zst"), 2);
+    let out = s.ok(&["restore", "data", "--archive", "foreign.tar.zst"]);
+    assert!(
+        out.contains("  skipped 3 entries: 2 fifo, 1 character device"),
+        "{out}"
+    );
+    assert!(out.contains("    bin/tool"), "{out}");
+    // The writer may already be writing its own files again: look only at the archive's.
+    assert_eq!(
+        s.exec(
+            "stat -c %a /data/bin/tool; cat /data/readme; \
+             for f in pipe-00 pipe-01 dev; do [ -e /data/$f ] && echo $f; done"
+        ),
+        "755\nhello",
+        "the engine unpacked no fifo or device, and the setuid bit is gone"
     );
 }
 

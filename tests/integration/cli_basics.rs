@@ -410,3 +410,117 @@ fn an_archive_made_by_gnu_tar_restores_and_an_escaping_one_is_refused() {
         "the target is untouched"
     );
 }
+
+/// A project whose backup `files` is the host path `./src`, holding [`foreign_archive`]
+/// with 22 fifos as `foreign.tar.zst`.
+fn foreign_archive_project() -> Test {
+    let t = Test::manifest(
+        r#"project "foreign"
+backup "files" {
+    path "./src"
+    copy "one" path="./b1"
+}
+"#,
+    )
+    .dir("src");
+    crate::support::foreign_archive(&t.path().join("foreign.tar.zst"), 22);
+    t
+}
+
+fn mode_of(path: &std::path::Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::symlink_metadata(path)
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+#[test]
+fn restore_of_a_foreign_archive_lists_what_it_skipped_and_cleared() {
+    let t = foreign_archive_project().args(&["restore", "files", "--archive", "foreign.tar.zst"]);
+    let src = t.path().join("src");
+    let out = t.run();
+    out.code(0).no_panic();
+    let text = &out.stdout;
+    let lines: Vec<&str> = text.lines().collect();
+    let at = |needle: &str| {
+        lines
+            .iter()
+            .position(|l| *l == needle)
+            .unwrap_or_else(|| panic!("no line {needle:?} in:\n{text}"))
+    };
+    // The count line, the first 20 paths in archive order, then how many more.
+    let head = at("  skipped 23 entries: 22 fifo, 1 character device");
+    for (i, line) in lines[head + 1..head + 21].iter().enumerate() {
+        assert_eq!(*line, format!("    pipe-{i:02} (fifo)"), "{text}");
+    }
+    assert_eq!(lines[head + 21], "    and 3 more", "{text}");
+    let cleared = at("  cleared setuid/setgid bits of 1 file (--keep-special-bits keeps them)");
+    assert_eq!(lines[cleared + 1], "    bin/tool", "{text}");
+    assert!(lines[0].contains("no manifest, so unverified"), "{text}");
+    assert_eq!(mode_of(&src.join("bin/tool")), 0o755);
+    assert_eq!(
+        std::fs::read_to_string(src.join("readme")).unwrap(),
+        "hello\n"
+    );
+    assert!(!src.join("pipe-00").exists() && !src.join("dev").exists());
+}
+
+#[test]
+fn restore_json_of_a_foreign_archive_has_every_skipped_entry_and_the_counts() {
+    let t = foreign_archive_project().args(&[
+        "--json",
+        "restore",
+        "files",
+        "--archive",
+        "foreign.tar.zst",
+    ]);
+    let out = t.run();
+    out.code(0).no_panic();
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(v["event"], "restore");
+    assert_eq!(v["verified"], false);
+    let skipped = &v["skipped"];
+    assert_eq!(skipped["count"], 23, "{v}");
+    assert_eq!(
+        skipped["by_kind"],
+        serde_json::json!({ "fifo": 22, "char_device": 1 }),
+        "{v}"
+    );
+    let entries = skipped["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 23, "the full list, not the first 20: {v}");
+    assert_eq!(
+        entries[22],
+        serde_json::json!({ "path": "dev/null", "kind": "char_device" })
+    );
+    assert_eq!(
+        v["special_bits_cleared"],
+        serde_json::json!({ "count": 1, "paths": ["bin/tool"] }),
+        "{v}"
+    );
+}
+
+#[test]
+fn keep_special_bits_keeps_setuid_from_a_foreign_archive() {
+    let t = foreign_archive_project().args(&[
+        "restore",
+        "files",
+        "--archive",
+        "foreign.tar.zst",
+        "--keep-special-bits",
+    ]);
+    let src = t.path().join("src");
+    let out = t.run();
+    out.code(0).no_panic();
+    assert!(!out.stdout.contains("cleared"), "{}", out.stdout);
+    out.stdout_has("  skipped 23 entries: 22 fifo, 1 character device");
+    assert_eq!(mode_of(&src.join("bin/tool")), 0o4755);
+
+    // Only an archive has bits to keep or clear: a snapshot keeps what its backup recorded.
+    Test::manifest("project \"p\"\n")
+        .args(&["restore", "files", "--keep-special-bits"])
+        .run()
+        .code(2)
+        .stderr_has("--archive");
+}

@@ -298,3 +298,29 @@ pub fn success_stdout(args: &[&str], out: &std::process::Output) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A `.tar.zst` as another tool might make it: `fifos` fifos (`pipe-00`, …), a character
+/// device `dev/null`, a setuid `bin/tool` and a plain `readme`. Written header by header, so
+/// no root is needed for the device.
+pub fn foreign_archive(path: &Path, fifos: usize) {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut add = |kind: tar::EntryType, name: &str, mode: u32, data: &[u8]| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(mode);
+        h.set_size(data.len() as u64);
+        h.set_mtime(1_600_000_000);
+        h.set_uid(0);
+        h.set_gid(0);
+        b.append_data(&mut h, name, data).unwrap();
+    };
+    add(tar::EntryType::Directory, "bin", 0o755, b"");
+    add(tar::EntryType::Regular, "bin/tool", 0o4755, b"#!/bin/sh\n");
+    add(tar::EntryType::Regular, "readme", 0o644, b"hello\n");
+    for i in 0..fifos {
+        add(tar::EntryType::Fifo, &format!("pipe-{i:02}"), 0o644, b"");
+    }
+    add(tar::EntryType::Char, "dev/null", 0o666, b"");
+    let tar = b.into_inner().unwrap();
+    std::fs::write(path, zstd::encode_all(&tar[..], 3).unwrap()).unwrap();
+}
