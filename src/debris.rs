@@ -38,6 +38,24 @@ pub fn alive(pid: u32) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(raw), None) != Err(nix::errno::Errno::ESRCH)
 }
 
+/// The machine this process runs on, as its kernel names it: what a pid is checked against
+/// when an object (a container, a volume) may be shared by several machines or pid
+/// namespaces through one engine. Empty when it cannot be read.
+pub fn host() -> &'static str {
+    static HOST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| {
+        fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_default()
+    })
+}
+
+/// Whether the process `pid` on machine `host` is known to be gone: only a process of this
+/// machine can be checked, so one of another machine never is.
+pub fn gone(host: &str, pid: u32) -> bool {
+    host == self::host() && !alive(pid)
+}
+
 /// Whether `name` is a temporary left by a process that no longer runs.
 pub fn is_orphan(name: &str) -> bool {
     owner(name).is_some_and(|pid| !alive(pid))
@@ -73,6 +91,12 @@ fn size_of(path: &Path) -> u64 {
 /// The orphaned temporaries directly in `dir` (not below it); removes them when `remove`.
 /// A missing directory holds none.
 pub fn sweep(dir: &Path, remove: bool) -> io::Result<Debris> {
+    sweep_where(dir, remove, |_| true)
+}
+
+/// As [`sweep`], limited to the names `wanted` accepts: for a directory that is not ours
+/// (the parent of a restore target), where only what one kind of work leaves is touched.
+pub fn sweep_where(dir: &Path, remove: bool, wanted: impl Fn(&str) -> bool) -> io::Result<Debris> {
     let mut found = Debris::default();
     let entries = match fs::read_dir(dir) {
         Ok(rd) => rd,
@@ -83,7 +107,7 @@ pub fn sweep(dir: &Path, remove: bool) -> io::Result<Debris> {
         let entry = entry?;
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        if !is_orphan(name) {
+        if !is_orphan(name) || !wanted(name) {
             continue;
         }
         let path = entry.path();
@@ -174,5 +198,24 @@ mod tests {
             sweep(&dir.path().join("missing"), true).unwrap(),
             Debris::default()
         );
+    }
+
+    #[test]
+    fn a_limited_sweep_leaves_what_it_was_not_asked_about() {
+        let dir = tempfile::tempdir().unwrap();
+        let dead = dead_pid();
+        fs::write(dir.path().join(format!(".a{MARK}{dead}-1")), "x").unwrap();
+        fs::write(dir.path().join(format!(".b{MARK}{dead}-1")), "x").unwrap();
+        let swept = sweep_where(dir.path(), true, |n| n.starts_with(".a")).unwrap();
+        assert_eq!(swept.entries, 1);
+        assert!(dir.path().join(format!(".b{MARK}{dead}-1")).exists());
+    }
+
+    #[test]
+    fn only_processes_of_this_machine_are_known_gone() {
+        let dead = dead_pid();
+        assert!(gone(host(), dead));
+        assert!(!gone(host(), std::process::id()));
+        assert!(!gone("some-other-machine", dead));
     }
 }

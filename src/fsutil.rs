@@ -86,6 +86,35 @@ pub fn new_temp_dir_in(dir: &Path) -> io::Result<tempfile::TempDir> {
         .tempdir_in(dir)
 }
 
+/// A temporary file in `dir` that has no name, for scratch data read back by this process
+/// only (a spool): nothing is left behind however the process ends. Made with `O_TMPFILE`
+/// where the file system has it; elsewhere it is created under a name carrying this process's
+/// mark ([`new_temp_in`]) and unlinked at once, so a kill between the two leaves a name the
+/// next command sweeps.
+pub fn unnamed_temp_in(dir: &Path) -> io::Result<File> {
+    #[cfg(target_os = "linux")]
+    {
+        use nix::fcntl::{open, OFlag};
+        use nix::sys::stat::Mode;
+        match open(
+            dir,
+            OFlag::O_TMPFILE | OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        ) {
+            Ok(fd) => return Ok(File::from(fd)),
+            // The file system cannot do it (or the kernel is too old): fall back to a name.
+            Err(
+                nix::errno::Errno::EOPNOTSUPP
+                | nix::errno::Errno::EISDIR
+                | nix::errno::Errno::ENOENT
+                | nix::errno::Errno::EINVAL,
+            ) if dir.is_dir() => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(new_temp_in(dir)?.into_file())
+}
+
 /// Fsyncs a streamed temporary file and renames it over `path`.
 pub fn commit_atomic(tmp: tempfile::NamedTempFile, path: &Path) -> io::Result<()> {
     tmp.as_file().sync_all()?;
@@ -121,6 +150,15 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), b"two");
         let names: Vec<_> = fs::read_dir(dir.path().join("sub")).unwrap().collect();
         assert_eq!(names.len(), 1, "only the target remains");
+    }
+
+    #[test]
+    fn an_unnamed_temp_file_leaves_no_name_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut f = unnamed_temp_in(dir.path()).unwrap();
+        f.write_all(b"spooled").unwrap();
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert!(unnamed_temp_in(&dir.path().join("missing")).is_err());
     }
 
     #[test]

@@ -8,6 +8,11 @@ use crate::manifest::NodeId;
 pub const LABEL_PROJECT: &str = "sanctuary.project";
 pub const LABEL_NODE: &str = "sanctuary.node";
 pub const LABEL_FINGERPRINT: &str = "sanctuary.fingerprint";
+/// The pid of the process that made a short-lived object (a helper container, a staging
+/// volume), so that one left by a killed process is recognised as debris.
+pub const LABEL_PID: &str = "sanctuary.pid";
+/// The machine that process runs on ([`crate::debris::host`]): a pid means nothing elsewhere.
+pub const LABEL_HOST: &str = "sanctuary.host";
 
 pub fn container(project: &str, service: &str) -> String {
     format!("{project}-{service}")
@@ -41,6 +46,23 @@ pub fn labels(project: &str, node: &str, fingerprint: Option<&str>) -> BTreeMap<
         l.insert(LABEL_FINGERPRINT.to_string(), fp.to_string());
     }
     l
+}
+
+/// `labels` with this process named as the object's owner ([`LABEL_PID`], [`LABEL_HOST`]).
+pub fn owned(mut labels: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    labels.insert(LABEL_PID.to_string(), std::process::id().to_string());
+    labels.insert(LABEL_HOST.to_string(), crate::debris::host().to_string());
+    labels
+}
+
+/// Whether an object with `labels` was made by a process of this machine that is gone.
+/// Objects without an owner, or owned by another machine, never are.
+pub fn owner_gone(labels: &BTreeMap<String, String>) -> bool {
+    let pid = labels.get(LABEL_PID).and_then(|p| p.parse().ok());
+    match (pid, labels.get(LABEL_HOST)) {
+        (Some(pid), Some(host)) => crate::debris::gone(host, pid),
+        _ => false,
+    }
 }
 
 /// The node an object's labels say it realises.

@@ -24,6 +24,7 @@ use super::error::{display_name, BackupError};
 use super::hashing::{HashingReader, HashingWriter};
 use super::manifest::snapshot_id;
 use super::skipped::{Skipped, SkippedKind};
+use super::stop::{Stop, StopReader};
 use crate::fingerprint::statcache::{self, StatCache};
 use rayon::prelude::*;
 
@@ -39,6 +40,8 @@ pub struct ArchiveOptions {
     /// A stat cache file for a host-directory source, so that an unchanged tree is
     /// recognised without reading it; `None` reads every file.
     pub stat_cache: Option<PathBuf>,
+    /// Checked while the source is read and compressed.
+    pub stop: Stop,
 }
 
 impl Default for ArchiveOptions {
@@ -48,6 +51,7 @@ impl Default for ArchiveOptions {
             threads: 0,
             spool_dir: None,
             stat_cache: None,
+            stop: Stop::never(),
         }
     }
 }
@@ -187,6 +191,7 @@ impl Prepared {
         &mut self,
         cache: &mut StatCache,
         max_share: f64,
+        stop: &Stop,
     ) -> Result<bool, BackupError> {
         let (mut missing, mut total) = (0u64, 0u64);
         let mut todo = Vec::new();
@@ -206,6 +211,9 @@ impl Prepared {
         let hashes: Vec<[u8; 32]> = todo
             .par_iter()
             .map(|(path, _, _)| {
+                if stop.requested() {
+                    return Err(BackupError::Stopped);
+                }
                 statcache::hash_file(path).map_err(|source| BackupError::ReadSource {
                     path: path.clone(),
                     source,
@@ -318,12 +326,16 @@ impl Prepared {
         // One read buffer for all files: large reads without an allocation per file.
         let mut chunk = vec![0u8; 1 << 20];
         for (_, mut item) in self.items {
+            if opts.stop.requested() {
+                return Err(BackupError::Stopped);
+            }
             append_item(
                 &mut builder,
                 &mut item,
                 spool.as_mut(),
                 &mut chunk,
                 out_path,
+                &opts.stop,
             )?;
             if let (Some(cache), Content::Path(path, meta), Some(sha)) =
                 (cache.as_deref_mut(), &item.content, &item.entry.sha256)
@@ -409,6 +421,7 @@ fn append_item<W: Write>(
     spool: Option<&mut File>,
     chunk: &mut [u8],
     out_path: &Path,
+    stop: &Stop,
 ) -> Result<(), BackupError> {
     let e = &mut item.entry;
     let mut header = tar::Header::new_gnu();
@@ -479,7 +492,7 @@ fn append_item<W: Write>(
                     werr(source)
                 }
             };
-            let exact = Exact::new(Chunked::new(data, chunk), e.size);
+            let exact = Exact::new(Chunked::new(StopReader::new(data, stop), chunk), e.size);
             if rehash {
                 let mut hashed = HashingReader::new(exact);
                 builder
@@ -658,7 +671,7 @@ fn spool_stream(
     skipped: &mut Vec<Skipped>,
 ) -> Result<(BTreeMap<String, Item>, File), BackupError> {
     let dir = opts.spool_dir.clone().unwrap_or_else(std::env::temp_dir);
-    let spool = tempfile::tempfile_in(&dir).map_err(|source| BackupError::Spool {
+    let spool = crate::fsutil::unnamed_temp_in(&dir).map_err(|source| BackupError::Spool {
         dir: dir.clone(),
         source,
     })?;
@@ -673,7 +686,7 @@ fn spool_stream(
     let mut out = BufWriter::with_capacity(1 << 20, spool);
     let mut offset = 0u64;
     let mut items: BTreeMap<String, Item> = BTreeMap::new();
-    let mut archive = tar::Archive::new(reader);
+    let mut archive = tar::Archive::new(StopReader::new(reader, &opts.stop));
     for entry in archive.entries().map_err(stream_err)? {
         let mut entry = entry.map_err(stream_err)?;
         let raw = String::from_utf8(entry.path_bytes().into_owned()).map_err(|e| {

@@ -1,6 +1,8 @@
 //! Listing the snapshots held by one copy. Only committed snapshots (those with a manifest)
-//! are listed; archives without a manifest (an interrupted backup), stray verification
-//! records and stale temp files are reported as orphans for prune to clean.
+//! are listed; archives without a manifest (an interrupted backup) and stray verification
+//! records are reported as orphans for prune to clean, and temporaries nobody will finish as
+//! debris ([`sweep`](super::sweep) says which), which the next backup, restore or prune
+//! removes.
 
 use std::collections::{HashMap, HashSet};
 
@@ -9,7 +11,8 @@ use chrono::{DateTime, Utc};
 use super::error::BackupError;
 use super::manifest::{SnapshotManifest, VerificationRecord};
 use super::naming::{FileRole, SnapshotStem};
-use super::store::Store;
+use super::store::{Store, StoredFile};
+use crate::debris::Debris;
 
 /// Orphans younger than this may belong to a backup still being written, so they are left.
 pub const TEMP_GRACE: chrono::Duration = chrono::Duration::hours(1);
@@ -64,13 +67,20 @@ pub struct Catalog {
     pub copy: String,
     /// Committed snapshots, oldest first.
     pub snapshots: Vec<SnapshotInfo>,
-    /// Leftovers that prune may delete.
+    /// Uncommitted snapshot files that prune may delete.
     pub orphans: Vec<Orphan>,
+    /// Temporaries left by interrupted writes, which any backup, restore or prune removes.
+    pub debris: Vec<StoredFile>,
     /// Manifests that could not be read (never deleted automatically).
     pub unreadable: Vec<(String, String)>,
 }
 
 impl Catalog {
+    /// How many files and bytes [`Catalog::debris`] holds.
+    pub fn debris_total(&self) -> Debris {
+        super::sweep::total(&self.debris)
+    }
+
     /// Snapshots of one backup, oldest first.
     pub fn of_backup<'a>(&'a self, backup: &'a str) -> impl Iterator<Item = &'a SnapshotInfo> + 'a {
         self.snapshots.iter().filter(move |s| s.backup == backup)
@@ -82,7 +92,8 @@ pub fn list_snapshots(store: &dyn Store, now: DateTime<Utc>) -> Result<Catalog, 
     let files = store.list()?;
     let mut by_role: HashMap<FileRole, HashSet<String>> = HashMap::new();
     let mut orphans = Vec::new();
-    // Leftovers younger than the grace period may belong to a backup still being written.
+    // Uncommitted files younger than the grace period may belong to a backup still being
+    // written.
     let stale_names: HashSet<&str> = files
         .iter()
         .filter(|f| {
@@ -94,16 +105,12 @@ pub fn list_snapshots(store: &dyn Store, now: DateTime<Utc>) -> Result<Catalog, 
     for f in &files {
         if let Some((stem, role)) = SnapshotStem::parse_file_name(&f.name) {
             by_role.entry(role).or_default().insert(stem.stem());
-        } else if f.name.starts_with(".tmp") {
-            // Temp files from fsutil::temp_beside.
-            if stale_names.contains(f.name.as_str()) {
-                orphans.push(Orphan {
-                    name: f.name.clone(),
-                    reason: "temp file left by an interrupted write".into(),
-                });
-            }
         }
     }
+    let debris = super::sweep::debris_in(store, &files, now)
+        .into_iter()
+        .cloned()
+        .collect();
     let empty = HashSet::new();
     let manifests = by_role.get(&FileRole::Manifest).unwrap_or(&empty);
     let archives = by_role.get(&FileRole::Archive).unwrap_or(&empty);
@@ -174,6 +181,7 @@ pub fn list_snapshots(store: &dyn Store, now: DateTime<Utc>) -> Result<Catalog, 
         copy: store.describe(),
         snapshots,
         orphans,
+        debris,
         unreadable,
     })
 }

@@ -13,7 +13,10 @@ use super::catalog::SnapshotInfo;
 use super::error::BackupError;
 use super::hashing::hash_reader;
 use super::manifest::{VerificationRecord, VerifyLevel};
+use super::stop::{Stop, StopReader};
 use super::store::{DirStore, Store};
+use super::sweep::sweep_listed;
+use crate::debris::Debris;
 
 /// One place a backup is kept.
 pub struct CopyTarget {
@@ -36,40 +39,51 @@ pub enum CopyOutcome {
     AlreadyPresent,
 }
 
-/// Copies one committed snapshot from the primary directory to `target`.
+/// What replicating one snapshot did in one copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Replicated {
+    /// Whether the snapshot was sent.
+    pub outcome: CopyOutcome,
+    /// The debris of interrupted writes found in the copy and removed on the way.
+    pub swept: Debris,
+}
+
+/// Copies one committed snapshot from the primary directory to `target`, removing the
+/// copy's debris ([`sweep`](super::sweep)) seen in the listing it makes anyway. When `stop` is
+/// requested the copy ends between files, or inside the archive's transfer or check, with
+/// [`BackupError::Stopped`]; an archive sent without its manifest is removed again.
 pub fn replicate(
     primary: &DirStore,
     info: &SnapshotInfo,
     target: &CopyTarget,
     now: DateTime<Utc>,
-) -> Result<CopyOutcome, BackupError> {
+    stop: &Stop,
+) -> Result<Replicated, BackupError> {
     let store = target.store.as_ref();
     let present = store.list()?;
+    let swept = sweep_listed(store, &present, now)?;
+    let done = |outcome| Ok(Replicated { outcome, swept });
     let has = |name: &str, size: Option<u64>| {
         present
             .iter()
             .any(|f| f.name == name && size.is_none_or(|s| s == f.size))
     };
     if has(&info.manifest_name, None) && has(&info.archive_name, Some(info.size)) {
-        return Ok(CopyOutcome::AlreadyPresent);
+        return done(CopyOutcome::AlreadyPresent);
     }
     let manifest = super::catalog::read_manifest(primary, info)?;
-    store.put_file(&info.archive_name, &primary.path_of(&info.archive_name))?;
-    let reader = store.open(&info.archive_name)?;
-    let (sha, _) = hash_reader(reader).map_err(|source| BackupError::ReadCopy {
-        copy: store.describe(),
-        name: info.archive_name.clone(),
-        source,
-    })?;
-    if sha != manifest.archive.sha256 {
-        // Leave no bad archive behind; without a manifest it would only be an orphan anyway.
-        let _ = store.remove(&info.archive_name);
-        return Err(BackupError::CopyMismatch {
-            copy: store.describe(),
-            name: info.archive_name.clone(),
-            expected: manifest.archive.sha256,
-            actual: sha,
-        });
+    if stop.requested() {
+        return Err(BackupError::Stopped);
+    }
+    let sent = send_archive(primary, info, store, &manifest.archive.sha256, stop);
+    if let Err(e) = sent {
+        let stopped = stop.requested();
+        if stopped || matches!(e, BackupError::CopyMismatch { .. }) {
+            // A cut or bad archive is of no use, and without its manifest it would only be an
+            // orphan. Other failures (an unreachable remote) would fail the removal too.
+            let _ = store.remove(&info.archive_name);
+        }
+        return Err(if stopped { BackupError::Stopped } else { e });
     }
     store.put_file(&info.manifest_name, &primary.path_of(&info.manifest_name))?;
     let record = VerificationRecord {
@@ -82,7 +96,36 @@ pub fn replicate(
         &info.verified_name,
         &serde_json::to_vec_pretty(&record).unwrap_or_default(),
     )?;
-    Ok(CopyOutcome::Copied)
+    done(CopyOutcome::Copied)
+}
+
+/// Sends the archive of `info` to `store` and hashes it there again, expecting `sha256`.
+fn send_archive(
+    primary: &DirStore,
+    info: &SnapshotInfo,
+    store: &dyn Store,
+    sha256: &str,
+    stop: &Stop,
+) -> Result<(), BackupError> {
+    store.put_file(&info.archive_name, &primary.path_of(&info.archive_name))?;
+    if stop.requested() {
+        return Err(BackupError::Stopped);
+    }
+    let reader = StopReader::new(store.open(&info.archive_name)?, stop);
+    let (sha, _) = hash_reader(reader).map_err(|source| BackupError::ReadCopy {
+        copy: store.describe(),
+        name: info.archive_name.clone(),
+        source,
+    })?;
+    if sha != sha256 {
+        return Err(BackupError::CopyMismatch {
+            copy: store.describe(),
+            name: info.archive_name.clone(),
+            expected: sha256.to_string(),
+            actual: sha,
+        });
+    }
+    Ok(())
 }
 
 /// A way a set of copies falls short of 3-2-1.

@@ -119,6 +119,9 @@ pub enum BackupError {
     /// Creating a temporary spool file failed.
     #[error("creating a temporary file in {dir}")]
     Spool { dir: PathBuf, source: io::Error },
+    /// A stop was requested (SIGINT, SIGTERM) and the work ended at a safe point.
+    #[error("stopped on request")]
+    Stopped,
     /// Writing an entry (or the end of the stream) into a spool file failed.
     #[error("writing {} to a temporary file in {}", display_name(entry), dir.display())]
     WriteSpool {

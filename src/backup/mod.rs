@@ -44,14 +44,16 @@ pub mod scan;
 pub mod skipped;
 pub mod snapshot;
 pub mod special_bits;
+pub mod stop;
 pub mod store;
+pub mod sweep;
 pub mod targets;
 pub mod verify;
 pub mod volume_io;
 
 pub use archive::{write_archive, ArchiveOptions, ArchiveSummary, Source};
 pub use catalog::{list_snapshots, Catalog, SnapshotInfo};
-pub use copies::{check_321, replicate, CopyOutcome, CopyTarget, Warning};
+pub use copies::{check_321, replicate, CopyOutcome, CopyTarget, Replicated, Warning};
 pub use entry::{Entry, EntryKind};
 pub use error::BackupError;
 pub use manifest::{SnapshotManifest, VerificationRecord, VerifyLevel};
@@ -65,6 +67,7 @@ pub use scan::Problem;
 pub use skipped::{Skipped, SkippedKind};
 pub use snapshot::{create_snapshot, BackupOutcome, BackupReport};
 pub use special_bits::SpecialBits;
+pub use stop::Stop;
 pub use store::{DirStore, Store, StoredFile};
 pub use verify::{verify_all, verify_snapshot, VerifyReport};
 

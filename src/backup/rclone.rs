@@ -16,6 +16,7 @@ use std::thread::JoinHandle;
 use serde::Deserialize;
 
 use super::error::BackupError;
+use super::stop::Stop;
 use super::store::{Store, StoredFile};
 
 /// A directory on an rclone remote, e.g. `offsite:voidcat` or `:local:/mnt/x`.
@@ -23,7 +24,12 @@ use super::store::{Store, StoredFile};
 pub struct RcloneStore {
     remote: String,
     program: String,
+    /// Ends an upload early: the rclone process is killed.
+    stop: Stop,
 }
+
+/// How often a running upload looks at its stop.
+const STOP_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Exit code rclone uses for "directory not found".
 const RCLONE_DIR_NOT_FOUND: i32 = 3;
@@ -34,7 +40,16 @@ impl RcloneStore {
         Self {
             remote: remote.into(),
             program: "rclone".into(),
+            stop: Stop::never(),
         }
+    }
+
+    /// The same store, with uploads (`copyto`, `rcat`) ended when `stop` is requested. Other
+    /// commands are short and always run to the end: removing what an ended upload left must
+    /// still work after the stop.
+    pub fn with_stop(mut self, stop: &Stop) -> Self {
+        self.stop = stop.clone();
+        self
     }
 
     /// Whether an `rclone` binary can be run.
@@ -93,9 +108,13 @@ impl RcloneStore {
             sin.write_all(bytes)
                 .map_err(|e| self.fail(action, target, format!("writing to rclone: {e}")))?;
         }
-        let out = child
-            .wait_with_output()
-            .map_err(|e| self.fail(action, target, e.to_string()))?;
+        let out = if matches!(action, "copyto" | "rcat") {
+            self.wait_or_stop(child)
+        } else {
+            child.wait_with_output().map(Some)
+        }
+        .map_err(|e| self.fail(action, target, e.to_string()))?
+        .ok_or(BackupError::Stopped)?;
         if out.status.success() {
             Ok(out.stdout)
         } else if action == "lsjson" && out.status.code() == Some(RCLONE_DIR_NOT_FOUND) {
@@ -103,6 +122,52 @@ impl RcloneStore {
         } else {
             Err(self.fail(action, target, failure_detail(out.status, &out.stderr)))
         }
+    }
+}
+
+impl RcloneStore {
+    /// Waits for `child` like [`Child::wait_with_output`], killing it when the stop is
+    /// requested first (`None`).
+    fn wait_or_stop(&self, mut child: Child) -> io::Result<Option<std::process::Output>> {
+        let drain = |pipe: Option<Box<dyn Read + Send>>| {
+            pipe.map(|mut p| {
+                std::thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    let _ = p.read_to_end(&mut buf);
+                    buf
+                })
+            })
+        };
+        let stdout = drain(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let stderr = drain(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if self.stop.requested() {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Ok(None);
+            }
+            std::thread::sleep(STOP_POLL);
+        };
+        let collect =
+            |h: Option<JoinHandle<Vec<u8>>>| h.and_then(|h| h.join().ok()).unwrap_or_default();
+        Ok(Some(std::process::Output {
+            status,
+            stdout: collect(stdout),
+            stderr: collect(stderr),
+        }))
     }
 }
 

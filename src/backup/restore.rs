@@ -34,7 +34,10 @@ use super::retar::Retar;
 use super::scan::{scan, Discard, EntrySink, ScanResult};
 use super::skipped::Skipped;
 use super::special_bits::{ClearSetid, SpecialBits};
+use super::stop::{Stop, StopReader};
 use super::store::Store;
+use crate::debris::Debris;
+use crate::fsutil;
 
 /// Which snapshot of a backup to restore.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,17 +105,41 @@ impl RestoreReport {
 }
 
 /// Restores a snapshot of `backup` into the directory `target`, trying `copies` in order.
+/// When `stop` is requested before the swap, the restore ends with [`BackupError::Stopped`],
+/// its staging directory removed and the target untouched.
 pub fn restore_into_dir(
     copies: &[&dyn Store],
     backup: &str,
     which: &Selector,
     target: &Path,
     now: DateTime<Utc>,
+    stop: &Stop,
+) -> Result<RestoreReport, BackupError> {
+    or_stopped(stop, into_dir(copies, backup, which, target, now, stop))
+}
+
+/// `result`, or [`BackupError::Stopped`] when it failed because `stop` was requested.
+fn or_stopped<T>(stop: &Stop, result: Result<T, BackupError>) -> Result<T, BackupError> {
+    match result {
+        Err(_) if stop.requested() => Err(BackupError::Stopped),
+        other => other,
+    }
+}
+
+fn into_dir(
+    copies: &[&dyn Store],
+    backup: &str,
+    which: &Selector,
+    target: &Path,
+    now: DateTime<Utc>,
+    stop: &Stop,
 ) -> Result<RestoreReport, BackupError> {
     let (ids, mut rejected) = resolve(copies, backup, which, now)?;
     let mut passed_over = Vec::new();
     for id in &ids {
-        if let Some(mut report) = restore_one_into_dir(copies, id, target, now, &mut rejected)? {
+        if let Some(mut report) =
+            restore_one_into_dir(copies, id, target, now, &mut rejected, stop)?
+        {
             report.rejected_copies = rejected;
             report.passed_over = passed_over;
             return Ok(report);
@@ -133,8 +160,12 @@ fn restore_one_into_dir(
     target: &Path,
     now: DateTime<Utc>,
     rejected: &mut Vec<String>,
+    stop: &Stop,
 ) -> Result<Option<RestoreReport>, BackupError> {
     for (store, info) in holders(copies, id, now, rejected) {
+        if stop.requested() {
+            return Err(BackupError::Stopped);
+        }
         let manifest = match read_manifest(store, &info) {
             Ok(m) => m,
             Err(e) => {
@@ -150,7 +181,7 @@ fn restore_one_into_dir(
             }
         };
         // A verified snapshot's bits are what our own backup recorded.
-        let staged = extract_to_staging(reader, Some(&manifest), target, SpecialBits::Keep)?;
+        let staged = extract_to_staging(reader, Some(&manifest), target, SpecialBits::Keep, stop)?;
         match staged {
             Err(problems) => {
                 rejected.push(format!("{}: {}", store.describe(), problems.join("; ")));
@@ -187,9 +218,19 @@ pub fn restore_foreign_archive(
     archive: &Path,
     target: &Path,
     bits: SpecialBits,
+    stop: &Stop,
+) -> Result<RestoreReport, BackupError> {
+    or_stopped(stop, foreign_into_dir(archive, target, bits, stop))
+}
+
+fn foreign_into_dir(
+    archive: &Path,
+    target: &Path,
+    bits: SpecialBits,
+    stop: &Stop,
 ) -> Result<RestoreReport, BackupError> {
     let reader = open_foreign(archive)?;
-    match extract_to_staging(Box::new(reader), None, target, bits)? {
+    match extract_to_staging(Box::new(reader), None, target, bits, stop)? {
         Err(problems) => Err(BackupError::ForeignArchiveRejected {
             path: archive.to_path_buf(),
             problems,
@@ -217,18 +258,29 @@ pub fn foreign_tar_stream(
     archive: &Path,
     spool_dir: &Path,
     bits: SpecialBits,
+    stop: &Stop,
+) -> Result<(VerifiedTarStream, RestoreReport), BackupError> {
+    or_stopped(stop, foreign_spooled(archive, spool_dir, bits, stop))
+}
+
+fn foreign_spooled(
+    archive: &Path,
+    spool_dir: &Path,
+    bits: SpecialBits,
+    stop: &Stop,
 ) -> Result<(VerifiedTarStream, RestoreReport), BackupError> {
     let spool_err = |source| BackupError::Spool {
         dir: spool_dir.to_path_buf(),
         source,
     };
-    let spool = tempfile::tempfile_in(spool_dir).map_err(spool_err)?;
+    let spool = fsutil::unnamed_temp_in(spool_dir).map_err(spool_err)?;
     // Compressed like the archive, so the spool takes about the archive's room; level 1,
     // since it is read once, soon.
     let encoder = zstd::stream::write::Encoder::new(spool, 1).map_err(spool_err)?;
     // zstd wants large writes, tar makes 512-byte ones.
     let mut retar = Retar::new(BufWriter::with_capacity(1 << 20, encoder), spool_dir);
-    let scanned = scan_through(open_foreign(archive)?, None, &mut retar, bits)?;
+    let reader = StopReader::new(open_foreign(archive)?, stop);
+    let scanned = scan_through(reader, None, &mut retar, bits)?;
     if !scanned.0.problems.is_empty() {
         return Err(BackupError::ForeignArchiveRejected {
             path: archive.to_path_buf(),
@@ -280,18 +332,34 @@ impl Read for VerifiedTarStream {
 }
 
 /// Produces a verified tar stream of a snapshot (for copying into a container), trying
-/// `copies` in order. The compressed archive is spooled into `spool_dir`.
+/// `copies` in order. The compressed archive is spooled into `spool_dir`, in a file without a
+/// name. `stop` ends the copying and checking with [`BackupError::Stopped`]; the stream itself
+/// is read later, by the caller.
 pub fn restore_tar_stream(
     copies: &[&dyn Store],
     backup: &str,
     which: &Selector,
     spool_dir: &Path,
     now: DateTime<Utc>,
+    stop: &Stop,
+) -> Result<(VerifiedTarStream, RestoreReport), BackupError> {
+    or_stopped(stop, spooled(copies, backup, which, spool_dir, now, stop))
+}
+
+fn spooled(
+    copies: &[&dyn Store],
+    backup: &str,
+    which: &Selector,
+    spool_dir: &Path,
+    now: DateTime<Utc>,
+    stop: &Stop,
 ) -> Result<(VerifiedTarStream, RestoreReport), BackupError> {
     let (ids, mut rejected) = resolve(copies, backup, which, now)?;
     let mut passed_over = Vec::new();
     for id in &ids {
-        if let Some((stream, mut report)) = spool_one(copies, id, spool_dir, now, &mut rejected)? {
+        if let Some((stream, mut report)) =
+            spool_one(copies, id, spool_dir, now, &mut rejected, stop)?
+        {
             report.rejected_copies = rejected;
             report.passed_over = passed_over;
             return Ok((stream, report));
@@ -312,12 +380,16 @@ fn spool_one(
     spool_dir: &Path,
     now: DateTime<Utc>,
     rejected: &mut Vec<String>,
+    stop: &Stop,
 ) -> Result<Option<(VerifiedTarStream, RestoreReport)>, BackupError> {
     let spool_err = |source| BackupError::Spool {
         dir: spool_dir.to_path_buf(),
         source,
     };
     for (store, info) in holders(copies, id, now, rejected) {
+        if stop.requested() {
+            return Err(BackupError::Stopped);
+        }
         let manifest = match read_manifest(store, &info) {
             Ok(m) => m,
             Err(e) => {
@@ -325,8 +397,9 @@ fn spool_one(
                 continue;
             }
         };
-        let mut spool = tempfile::tempfile_in(spool_dir).map_err(spool_err)?;
-        let copied = store.open(&info.archive_name).and_then(|mut r| {
+        let mut spool = fsutil::unnamed_temp_in(spool_dir).map_err(spool_err)?;
+        let copied = store.open(&info.archive_name).and_then(|r| {
+            let mut r = StopReader::new(r, stop);
             io::copy(&mut r, &mut spool).map_err(|source| BackupError::ReadCopy {
                 copy: store.describe(),
                 name: info.archive_name.clone(),
@@ -334,11 +407,18 @@ fn spool_one(
             })
         });
         if let Err(e) = copied {
+            if stop.requested() {
+                return Err(BackupError::Stopped);
+            }
             rejected.push(format!("{}: {e}", store.describe()));
             continue;
         }
         spool.seek(SeekFrom::Start(0)).map_err(spool_err)?;
-        let result = scan(BufReader::new(&spool), Some(&manifest), &mut Discard, true)?;
+        let checked = StopReader::new(BufReader::new(&spool), stop);
+        let result = scan(checked, Some(&manifest), &mut Discard, true)?;
+        if stop.requested() {
+            return Err(BackupError::Stopped);
+        }
         if !result.problems.is_empty() {
             rejected.push(format!("{}: {}", store.describe(), join(&result)));
             continue;
@@ -464,6 +544,7 @@ fn extract_to_staging(
     manifest: Option<&SnapshotManifest>,
     target: &Path,
     bits: SpecialBits,
+    stop: &Stop,
 ) -> Result<Result<Staged, Vec<String>>, BackupError> {
     let parent = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -488,13 +569,18 @@ fn extract_to_staging(
         }
     }
     let staging = tempfile::Builder::new()
-        .prefix(&format!(".{name}.restore-"))
+        .prefix(&staging_prefix(&name))
         .tempdir_in(&parent)
         .map_err(|_| BackupError::BadTarget {
             path: target.to_path_buf(),
         })?;
     let mut extractor = Extractor::new(staging.path());
+    let reader = StopReader::new(reader, stop);
     let (result, cleared) = scan_through(reader, manifest, &mut extractor, bits)?;
+    // Checked before the swap, the last point where stopping leaves the target as it was.
+    if stop.requested() {
+        return Err(BackupError::Stopped);
+    }
     if !result.problems.is_empty() {
         // Dropping `staging` removes everything written so far.
         return Ok(Err(result.problems.iter().map(|p| p.to_string()).collect()));
@@ -517,6 +603,28 @@ fn extract_to_staging(
         cleared,
         owners,
     }))
+}
+
+/// The start of the names of the staging directories (and of the old trees set aside) of a
+/// restore into a directory named `target_name`, by this process:
+/// `.<target_name>.restore.sanctuary-tmp-<pid>-`.
+fn staging_prefix(target_name: &str) -> String {
+    format!(".{target_name}.restore{}", crate::debris::own_prefix())
+}
+
+/// The staging directories and set-aside old trees that restores into `target` by processes
+/// now gone left beside it; removed when `remove`. Nothing else beside the target is touched.
+pub fn sweep_staging(target: &Path, remove: bool) -> io::Result<Debris> {
+    let (Some(parent), Some(name)) = (target.parent(), target.file_name()) else {
+        return Ok(Debris::default());
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let start = format!(".{}.restore{}", name.to_string_lossy(), crate::debris::MARK);
+    crate::debris::sweep_where(parent, remove, |n| n.starts_with(&start))
 }
 
 /// Puts `staging` where `target` is; returns the old tree's path if it could not be removed.

@@ -9,7 +9,8 @@
 //!
 //! [`prune`] deletes only files this module wrote: names that parse as snapshot files, each
 //! removed snapshot's manifest first (so a crash leaves an orphan, never a manifest without
-//! its archive), and orphans left by interrupted writes.
+//! its archive), orphans left by interrupted backups and the debris of interrupted writes
+//! ([`sweep`](super::sweep)).
 
 use chrono::{DateTime, Datelike, Utc};
 
@@ -149,7 +150,7 @@ pub struct PruneReport {
     pub deleted_files: Vec<String>,
 }
 
-/// Applies `policy` to the snapshots of `backup` in one copy and removes orphans.
+/// Applies `policy` to the snapshots of `backup` in one copy and removes orphans and debris.
 pub fn prune(
     store: &dyn Store,
     backup: &str,
@@ -183,11 +184,12 @@ pub fn prune(
             }
         }
     }
-    for o in &catalog.orphans {
+    let leftovers = catalog.orphans.iter().map(|o| &o.name);
+    for name in leftovers.chain(catalog.debris.iter().map(|f| &f.name)) {
         if !dry_run {
-            store.remove(&o.name)?;
+            store.remove(name)?;
         }
-        deleted_files.push(o.name.clone());
+        deleted_files.push(name.clone());
     }
     Ok(PruneReport {
         decisions,

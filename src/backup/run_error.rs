@@ -54,6 +54,11 @@ pub enum RunError {
         /// The backup's own error, when it also failed.
         first: Option<Box<RunError>>,
     },
+    /// A stop was requested (SIGINT, SIGTERM) and the work ended at a safe point: every copy
+    /// holds the snapshot whole or not at all, a restore target is as it was or fully
+    /// restored, and temporaries are removed.
+    #[error("backup {backup}: stopped on request")]
+    Interrupted { backup: String },
     /// A snapshot verified after it was taken shows problems.
     #[error("backup {backup}: snapshot {snapshot} failed verification in {copy}: {}", problems.join("; "))]
     VerifyFailed {

@@ -6,6 +6,13 @@
 //! The library calls are synchronous file work; Docker steps run on the given runtime with
 //! `block_on`, so this type is used from synchronous code: a command's main thread, or a
 //! blocking thread the backup executor hands it to.
+//!
+//! Crash hygiene: `backup` and `restore` first remove what interrupted runs of the project
+//! left ([`Runner::sweep`]): temporaries in the local copies (and, for a restore, in the
+//! remote ones, by age), stale staging directories beside a restore target, and helper
+//! containers and staging volumes whose maker is gone. Live work is never touched. A
+//! requested stop ([`Runner::stop`]) ends the work at the next safe point with
+//! [`RunError::Interrupted`]; quiesced services are brought back all the same.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,16 +31,19 @@ use super::manifest::VerifyLevel;
 use super::quiesce::{quiesce, resume, Journal};
 use super::restore::{
     foreign_tar_stream, restore_foreign_archive, restore_into_dir, restore_tar_stream,
-    RestoreReport, Selector, VerifiedTarStream,
+    sweep_staging, RestoreReport, Selector, VerifiedTarStream,
 };
 use super::retention::{prune, PruneReport};
 use super::run_error::RunError;
 use super::snapshot::{create_snapshot, BackupOutcome, BackupReport};
 use super::special_bits::SpecialBits;
+use super::stop::Stop;
 use super::store::Store;
-use super::targets::{consumers, copy_targets, keep_policy, primary_dir};
+use super::sweep::sweep_copy;
+use super::targets::{consumers, copy_targets, copy_targets_with, keep_policy, primary_dir};
 use super::verify::{verify_all, verify_snapshot, VerifyReport};
 use super::volume_io;
+use crate::debris::Debris;
 
 /// What happened in one copy during a backup.
 #[derive(Debug, Clone)]
@@ -53,6 +63,75 @@ pub struct BackupRun {
     pub report: BackupReport,
     /// One line per copy, the first copy first.
     pub copies: Vec<CopyLine>,
+    /// What interrupted runs had left and this one removed.
+    pub swept: Swept,
+}
+
+/// The result of one restore.
+#[derive(Debug, Clone)]
+pub struct RestoreRun {
+    /// What was restored.
+    pub report: RestoreReport,
+    /// What interrupted runs had left and this one removed.
+    pub swept: Swept,
+}
+
+/// What interrupted runs had left and a command removed ([`Runner::sweep`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Temporary files and directories: in copies, beside a restore target, in the state
+    /// directory.
+    pub files: Debris,
+    /// Helper containers.
+    pub containers: usize,
+    /// Staging volumes.
+    pub volumes: usize,
+    /// What could not be swept, and why; the command goes on regardless.
+    pub failures: Vec<String>,
+}
+
+impl Swept {
+    /// One line for people, or `None` when nothing was removed.
+    pub fn summary(&self) -> Option<String> {
+        let plural =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        let mut parts = Vec::new();
+        if self.files.entries > 0 {
+            parts.push(format!(
+                "{} ({} bytes)",
+                plural(self.files.entries, "temporary file", "temporary files"),
+                self.files.bytes
+            ));
+        }
+        if self.containers > 0 {
+            parts.push(plural(
+                self.containers,
+                "helper container",
+                "helper containers",
+            ));
+        }
+        if self.volumes > 0 {
+            parts.push(plural(self.volumes, "staging volume", "staging volumes"));
+        }
+        (!parts.is_empty())
+            .then(|| format!("removed what interrupted runs left: {}", parts.join(", ")))
+    }
+
+    /// `{"files", "bytes", "containers", "volumes", "failures"}`, for `--json` output.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "files": self.files.entries, "bytes": self.files.bytes,
+            "containers": self.containers, "volumes": self.volumes,
+            "failures": self.failures,
+        })
+    }
+
+    fn note(&mut self, what: String, result: Result<Debris, impl std::fmt::Display>) {
+        match result {
+            Ok(d) => self.files.add(d),
+            Err(e) => self.failures.push(format!("{what}: {e}")),
+        }
+    }
 }
 
 impl BackupRun {
@@ -104,6 +183,17 @@ pub struct Runner {
     pub backend: Option<Arc<dyn Backend>>,
     /// Where Docker steps run.
     pub rt: tokio::runtime::Handle,
+    /// Requested by SIGINT or SIGTERM: backups and restores end at the next safe point.
+    pub stop: Stop,
+}
+
+/// What [`Runner::sweep`] looks at besides the local copies and the engine.
+#[derive(Debug, Clone, Copy)]
+pub enum SweepScope<'a> {
+    /// Before a backup: remote copies are swept while they are replicated to.
+    Backup,
+    /// Before a restore: the remote copies too, and beside a restore into `target`.
+    Restore { target: Option<&'a Path> },
 }
 
 fn lib(backup: &str, step: impl Into<String>) -> impl FnOnce(BackupError) -> RunError + '_ {
@@ -134,6 +224,84 @@ pub fn restore_needs_engine(b: &manifest::Backup, to: &RestoreTo) -> bool {
 }
 
 impl Runner {
+    /// Removes what interrupted runs left for backup `b`: debris in its local copies
+    /// ([`super::sweep`]; the remote ones too for a restore), in the state directory and
+    /// beside a restore target, and the project's helper containers and staging volumes whose
+    /// maker is gone (when the engine is connected). Failures are collected, not raised: what
+    /// is left only takes space, and the next run tries again.
+    pub fn sweep(&self, b: &manifest::Backup, scope: SweepScope<'_>, now: DateTime<Utc>) -> Swept {
+        let mut swept = Swept::default();
+        let remote_too = matches!(scope, SweepScope::Restore { .. });
+        for t in copy_targets(b) {
+            let store = t.store.as_ref();
+            if store.writers_are_local() || remote_too {
+                swept.note(format!("copy {}", t.name), sweep_copy(store, now));
+            }
+        }
+        let state = self.manifest.project.state_dir.join("backup");
+        swept.note(
+            format!("{}", state.display()),
+            crate::debris::sweep(&state, true),
+        );
+        if let SweepScope::Restore {
+            target: Some(target),
+        } = scope
+        {
+            swept.note(
+                format!("beside {}", target.display()),
+                sweep_staging(target, true),
+            );
+        }
+        let helpers = self.sweep_helpers();
+        swept.containers = helpers.containers;
+        swept.volumes = helpers.volumes;
+        swept.failures.extend(helpers.failures);
+        swept
+    }
+
+    /// Removes the project's helper containers and staging volumes whose maker is gone; nothing
+    /// when the engine is not connected.
+    pub fn sweep_helpers(&self) -> Swept {
+        let mut swept = Swept::default();
+        if let Some(backend) = &self.backend {
+            let project = &self.manifest.project.name;
+            match self
+                .rt
+                .block_on(volume_io::sweep_helpers(backend.as_ref(), project))
+            {
+                Ok(h) => {
+                    swept.containers = h.containers;
+                    swept.volumes = h.volumes;
+                }
+                Err(e) => swept
+                    .failures
+                    .push(format!("helper containers and staging volumes: {e}")),
+            }
+        }
+        swept
+    }
+
+    /// `result`, or [`RunError::Interrupted`] when it failed because a stop was requested.
+    fn or_interrupted<T>(&self, backup: &str, result: Result<T, RunError>) -> Result<T, RunError> {
+        match result {
+            Err(RunError::Resume { .. }) => result,
+            Err(_) if self.stop.requested() => Err(RunError::Interrupted {
+                backup: backup.to_string(),
+            }),
+            other => other,
+        }
+    }
+
+    /// [`RunError::Interrupted`] when a stop was requested.
+    fn check_stop(&self, backup: &str) -> Result<(), RunError> {
+        if self.stop.requested() {
+            return Err(RunError::Interrupted {
+                backup: backup.to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// The engine, or an error naming the backup that needed it.
     fn engine(&self, backup: &str) -> Result<&Arc<dyn Backend>, RunError> {
         self.backend.as_ref().ok_or_else(|| RunError::NoEngine {
@@ -141,8 +309,25 @@ impl Runner {
         })
     }
 
-    /// Takes one backup: quiesce, snapshot, replicate, and always resume.
+    /// Takes one backup: sweep, quiesce, snapshot, replicate, and always resume.
     pub fn backup(&self, b: &manifest::Backup, now: DateTime<Utc>) -> Result<BackupRun, RunError> {
+        let swept = self.sweep(b, SweepScope::Backup, now);
+        let result = self
+            .check_stop(&b.name)
+            .and_then(|()| self.quiesced_backup(b, now));
+        let mut run = self.or_interrupted(&b.name, result)?;
+        run.swept.files.add(swept.files);
+        run.swept.containers += swept.containers;
+        run.swept.volumes += swept.volumes;
+        run.swept.failures.extend(swept.failures);
+        Ok(run)
+    }
+
+    fn quiesced_backup(
+        &self,
+        b: &manifest::Backup,
+        now: DateTime<Utc>,
+    ) -> Result<BackupRun, RunError> {
         let journal = Journal::new(&self.manifest.project.state_dir, &b.name);
         match &b.quiesce {
             Some(q) => self.quiesced(&b.name, q, &journal, || self.snapshot_and_replicate(b, now)),
@@ -183,7 +368,7 @@ impl Runner {
                 .block_on(quiesce(backend, &self.manifest, backup, q, journal, left));
         let result = match failed {
             Some(e) => Err(e),
-            None => work(),
+            None => self.check_stop(backup).and_then(|()| work()),
         };
         let failures = self.rt.block_on(resume(backend, backup, done));
         if failures.is_empty() {
@@ -252,6 +437,7 @@ impl Runner {
                     &self.manifest.project.name,
                     &b.name,
                     &volume,
+                    &self.stop,
                 ))?;
                 let source = Source::TarStream {
                     reader: Box::new(reader),
@@ -269,6 +455,7 @@ impl Runner {
                     .join("backup")
                     .join(format!("{}.statcache", b.name))
             }),
+            stop: self.stop.clone(),
             ..Default::default()
         };
         let report = create_snapshot(&primary, &b.name, source, &opts, now)
@@ -283,7 +470,7 @@ impl Runner {
             }
         }
         let report = report?;
-        let targets = copy_targets(b);
+        let targets = copy_targets_with(b, &self.stop);
         let mut lines = vec![CopyLine {
             copy: targets.first().map(|t| t.name.clone()).unwrap_or_default(),
             message: report.summary(),
@@ -305,8 +492,15 @@ impl Runner {
                     }),
                 })?,
         };
+        let mut swept = Swept::default();
         for target in targets.iter().skip(1) {
-            let line = match replicate(&primary, &info, target, now) {
+            // Between copies: each one so far holds the snapshot whole or not at all.
+            self.check_stop(&b.name)?;
+            let replicated = replicate(&primary, &info, target, now, &self.stop);
+            if let Ok(r) = &replicated {
+                swept.files.add(r.swept);
+            }
+            let line = match replicated.map(|r| r.outcome) {
                 Ok(CopyOutcome::Copied) => CopyLine {
                     copy: target.name.clone(),
                     message: format!("copied snapshot {} (sha256 checked)", short(&info.id)),
@@ -317,6 +511,11 @@ impl Runner {
                     message: format!("unchanged, snapshot {} already exists", short(&info.id)),
                     ok: true,
                 },
+                Err(BackupError::Stopped) => {
+                    return Err(RunError::Interrupted {
+                        backup: b.name.clone(),
+                    })
+                }
                 Err(e) => CopyLine {
                     copy: target.name.clone(),
                     message: format!("failed: {e}"),
@@ -328,27 +527,58 @@ impl Runner {
         Ok(BackupRun {
             report,
             copies: lines,
+            swept,
         })
     }
 
-    /// Restores a snapshot of `b` to `to`. The snapshot is verified in full before anything
-    /// is touched; copies are tried in order.
+    /// Restores a snapshot of `b` to `to`, after sweeping what interrupted runs left. The
+    /// snapshot is verified in full before anything is touched; copies are tried in order.
     pub fn restore(
         &self,
         b: &manifest::Backup,
         which: &Selector,
         to: &RestoreTo,
         now: DateTime<Utc>,
+    ) -> Result<RestoreRun, RunError> {
+        let target = self.restore_target(b, to);
+        let swept = self.sweep_before_restore(b, &target, now);
+        let result = self
+            .check_stop(&b.name)
+            .and_then(|()| self.restore_snapshot(b, which, target, now));
+        let report = self.or_interrupted(&b.name, result)?;
+        Ok(RestoreRun { report, swept })
+    }
+
+    fn sweep_before_restore(
+        &self,
+        b: &manifest::Backup,
+        target: &Target,
+        now: DateTime<Utc>,
+    ) -> Swept {
+        let target = match target {
+            Target::Path(p) => Some(p.as_path()),
+            Target::Volume { .. } => None,
+        };
+        self.sweep(b, SweepScope::Restore { target }, now)
+    }
+
+    fn restore_snapshot(
+        &self,
+        b: &manifest::Backup,
+        which: &Selector,
+        target: Target,
+        now: DateTime<Utc>,
     ) -> Result<RestoreReport, RunError> {
-        let targets = copy_targets(b);
+        let targets = copy_targets_with(b, &self.stop);
         let stores: Vec<&dyn Store> = targets.iter().map(|t| t.store.as_ref()).collect();
-        match self.restore_target(b, to) {
-            Target::Path(p) => restore_into_dir(&stores, &b.name, which, &p, now)
+        match target {
+            Target::Path(p) => restore_into_dir(&stores, &b.name, which, &p, now, &self.stop)
                 .map_err(lib(&b.name, format!("restoring into {}", p.display()))),
             Target::Volume { name, declared } => {
                 let spool = spool_dir(b);
-                let (stream, report) = restore_tar_stream(&stores, &b.name, which, &spool, now)
-                    .map_err(lib(&b.name, "verifying the snapshot"))?;
+                let (stream, report) =
+                    restore_tar_stream(&stores, &b.name, which, &spool, now, &self.stop)
+                        .map_err(lib(&b.name, "verifying the snapshot"))?;
                 self.restore_volume(b, &name, declared.as_deref(), stream)?;
                 Ok(report)
             }
@@ -365,19 +595,24 @@ impl Runner {
         archive: &Path,
         to: &RestoreTo,
         bits: SpecialBits,
-    ) -> Result<RestoreReport, RunError> {
+        now: DateTime<Utc>,
+    ) -> Result<RestoreRun, RunError> {
+        let target = self.restore_target(b, to);
+        let swept = self.sweep_before_restore(b, &target, now);
         let step = format!("restoring {}", archive.display());
-        match self.restore_target(b, to) {
+        let result = self.check_stop(&b.name).and_then(|()| match target {
             Target::Path(p) => {
-                restore_foreign_archive(archive, &p, bits).map_err(lib(&b.name, step))
+                restore_foreign_archive(archive, &p, bits, &self.stop).map_err(lib(&b.name, step))
             }
             Target::Volume { name, declared } => {
-                let (stream, report) =
-                    foreign_tar_stream(archive, &spool_dir(b), bits).map_err(lib(&b.name, step))?;
+                let (stream, report) = foreign_tar_stream(archive, &spool_dir(b), bits, &self.stop)
+                    .map_err(lib(&b.name, step))?;
                 self.restore_volume(b, &name, declared.as_deref(), stream)?;
                 Ok(report)
             }
-        }
+        });
+        let report = self.or_interrupted(&b.name, result)?;
+        Ok(RestoreRun { report, swept })
     }
 
     /// Where a restore of `b` to `to` goes.
@@ -417,8 +652,15 @@ impl Runner {
         // Unpacked while the volume and its consumers are untouched: a failure here changes
         // nothing.
         let staging = self.rt.block_on(volume_io::stage_volume(
-            backend, project, &b.name, volume, stream,
+            backend, project, &b.name, volume, stream, &self.stop,
         ))?;
+        // The swap below runs to its end once started: this is the last point to stop at.
+        if self.stop.requested() {
+            let _ = self.rt.block_on(backend.remove_volume(&staging));
+            return Err(RunError::Interrupted {
+                backup: b.name.clone(),
+            });
+        }
         let services = declared
             .map(|v| consumers(&self.manifest, v))
             .unwrap_or_default();

@@ -5,11 +5,14 @@
 //! the way in; a host directory's files may all be answered by the stat cache), an
 //! unchanged source is neither compressed nor, for a directory, read. Otherwise the archive
 //! is written to a temp file while its entries are hashed, and the id is checked after.
-//! A new archive is fsynced and renamed into place, and then the manifest is written the
-//! same way. The manifest is the commit point: a crash before it leaves an orphan archive
-//! that listing ignores and prune removes.
+//! A new archive and its manifest are both written to temporary files and fsynced; then the
+//! archive is renamed into place, and the manifest after it. The manifest is the commit
+//! point: a crash before it leaves temporaries named for this process, which the next command
+//! sweeps ([`crate::debris`]), or, between the two renames, an orphan archive that listing
+//! ignores and prune removes. A requested stop ([`Stop`](super::stop::Stop)) is honoured up
+//! to the first rename.
 
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 
 use chrono::{DateTime, SubsecRound, Utc};
 
@@ -75,8 +78,24 @@ impl BackupReport {
     }
 }
 
-/// Backs `source` up as a snapshot of `backup` in the directory `primary`.
+/// Backs `source` up as a snapshot of `backup` in the directory `primary`. When `opts.stop`
+/// is requested before the commit, the work ends with [`BackupError::Stopped`] and leaves
+/// nothing in `primary`.
 pub fn create_snapshot(
+    primary: &DirStore,
+    backup: &str,
+    source: Source,
+    opts: &ArchiveOptions,
+    now: DateTime<Utc>,
+) -> Result<BackupReport, BackupError> {
+    match snapshot_into(primary, backup, source, opts, now) {
+        // Whatever failed was cut short by the stop: that is the cause worth reporting.
+        Err(_) if opts.stop.requested() => Err(BackupError::Stopped),
+        result => result,
+    }
+}
+
+fn snapshot_into(
     primary: &DirStore,
     backup: &str,
     source: Source,
@@ -99,7 +118,7 @@ pub fn create_snapshot(
     let mut cache = opts.stat_cache.as_deref().map(StatCache::load);
     if let Some(cache) = cache.as_mut() {
         prepared.hash_from_cache(cache);
-        prepared.hash_missing(cache, PREHASH_SHARE)?;
+        prepared.hash_missing(cache, PREHASH_SHARE, &opts.stop)?;
     }
     if let Some(id) = prepared.known_id() {
         if let Some(same) = find_existing(primary, backup, &id, now)? {
@@ -160,10 +179,6 @@ pub fn create_snapshot(
     }
     let stem = SnapshotStem::new(backup, now, &id);
     let archive_path = primary.path_of(&stem.archive_name());
-    fsutil::commit_atomic(tmp, &archive_path).map_err(|source| BackupError::WriteFile {
-        path: archive_path.clone(),
-        source,
-    })?;
     let manifest = SnapshotManifest {
         format: MANIFEST_FORMAT,
         backup: backup.to_string(),
@@ -179,12 +194,27 @@ pub fn create_snapshot(
         entries: summary.entries,
     };
     let manifest_path = primary.path_of(&stem.manifest_name());
-    fsutil::write_atomic(&manifest_path, &manifest.to_json()).map_err(|source| {
-        BackupError::WriteFile {
-            path: manifest_path.clone(),
-            source,
-        }
+    let manifest_err = |source| BackupError::WriteFile {
+        path: manifest_path.clone(),
+        source,
+    };
+    // The manifest is written and fsynced before the archive is renamed into place, so that
+    // between the two renames of the commit nothing slow happens: a kill there is the only
+    // way to leave an archive without its manifest.
+    let mut manifest_tmp = fsutil::temp_beside(&manifest_path).map_err(manifest_err)?;
+    manifest_tmp
+        .write_all(&manifest.to_json())
+        .and_then(|()| manifest_tmp.as_file().sync_all())
+        .map_err(manifest_err)?;
+    if opts.stop.requested() {
+        // The last point where stopping leaves nothing behind.
+        return Err(BackupError::Stopped);
+    }
+    fsutil::commit_atomic(tmp, &archive_path).map_err(|source| BackupError::WriteFile {
+        path: archive_path.clone(),
+        source,
     })?;
+    fsutil::commit_atomic(manifest_tmp, &manifest_path).map_err(manifest_err)?;
     Ok(BackupReport {
         outcome: BackupOutcome::Created(manifest),
         skipped: summary.skipped,

@@ -36,6 +36,14 @@ pub trait Store: Send + Sync {
     /// Deletes one file.
     fn remove(&self, name: &str) -> Result<(), BackupError>;
 
+    /// Whether the processes that write here run on this machine, so that the pid in a
+    /// temporary name ([`crate::debris`]) says whether its writer is gone. Elsewhere (a
+    /// remote) a temporary is taken for debris only once it is older than
+    /// [`TEMP_GRACE`](super::catalog::TEMP_GRACE).
+    fn writers_are_local(&self) -> bool {
+        false
+    }
+
     /// Reads a whole (small) file.
     fn read_all(&self, name: &str) -> Result<Vec<u8>, BackupError> {
         let mut buf = Vec::new();
@@ -139,6 +147,10 @@ impl Store for DirStore {
             path: dest.clone(),
             source,
         })
+    }
+
+    fn writers_are_local(&self) -> bool {
+        true
     }
 
     fn remove(&self, name: &str) -> Result<(), BackupError> {

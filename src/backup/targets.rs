@@ -5,11 +5,17 @@
 use super::copies::CopyTarget;
 use super::rclone::RcloneStore;
 use super::retention::KeepPolicy;
+use super::stop::Stop;
 use super::store::DirStore;
 use crate::manifest::{self, Manifest, MountSource};
 
 /// The copies of a backup, in manifest order: the first is where snapshots are made.
 pub fn copy_targets(backup: &manifest::Backup) -> Vec<CopyTarget> {
+    copy_targets_with(backup, &Stop::never())
+}
+
+/// [`copy_targets`], with uploads to remotes ended when `stop` is requested.
+pub fn copy_targets_with(backup: &manifest::Backup, stop: &Stop) -> Vec<CopyTarget> {
     backup
         .copies
         .iter()
@@ -19,7 +25,9 @@ pub fn copy_targets(backup: &manifest::Backup) -> Vec<CopyTarget> {
             offsite: c.offsite,
             store: match &c.target {
                 manifest::CopyTarget::Dir(p) => Box::new(DirStore::new(p.clone())),
-                manifest::CopyTarget::Rclone(r) => Box::new(RcloneStore::new(r.clone())),
+                manifest::CopyTarget::Rclone(r) => {
+                    Box::new(RcloneStore::new(r.clone()).with_stop(stop))
+                }
             },
         })
         .collect()

@@ -475,8 +475,15 @@ fn restore_replaces_the_target_and_preserves_metadata() {
     let target = tmp.path().join("restored");
     fs::create_dir(&target).unwrap();
     fs::write(target.join("stale"), b"old").unwrap();
-    let report =
-        restore_into_dir(&[&primary], "data", &Selector::Latest, &target, t(0, 1)).unwrap();
+    let report = restore_into_dir(
+        &[&primary],
+        "data",
+        &Selector::Latest,
+        &target,
+        t(0, 1),
+        &Stop::never(),
+    )
+    .unwrap();
     assert!(report.verified);
     assert_eq!(report.snapshot.as_deref(), Some(m.id.as_str()));
     assert_eq!(report.leftover, None);
@@ -494,6 +501,7 @@ fn restore_replaces_the_target_and_preserves_metadata() {
         &Selector::Id(m.id[..8].into()),
         &fresh,
         t(0, 1),
+        &Stop::never(),
     )
     .unwrap();
     assert_tree_matches(&fresh, &m);
@@ -514,11 +522,15 @@ fn restore_falls_back_to_the_next_copy_when_one_is_corrupt() {
         store: Box::new(DirStore::new(tmp.path().join("usb"))),
     };
     assert_eq!(
-        replicate(&primary, &info, &usb, t(0, 1)).unwrap(),
+        replicate(&primary, &info, &usb, t(0, 1), &Stop::never())
+            .unwrap()
+            .outcome,
         CopyOutcome::Copied
     );
     assert_eq!(
-        replicate(&primary, &info, &usb, t(0, 1)).unwrap(),
+        replicate(&primary, &info, &usb, t(0, 1), &Stop::never())
+            .unwrap()
+            .outcome,
         CopyOutcome::AlreadyPresent
     );
     assert!(
@@ -535,6 +547,7 @@ fn restore_falls_back_to_the_next_copy_when_one_is_corrupt() {
         &Selector::Latest,
         &target,
         t(0, 2),
+        &Stop::never(),
     )
     .unwrap();
     assert_eq!(report.from, usb.store.describe());
@@ -556,6 +569,7 @@ fn restore_falls_back_to_the_next_copy_when_one_is_corrupt() {
         &Selector::Latest,
         &target,
         t(0, 3),
+        &Stop::never(),
     )
     .unwrap_err();
     assert!(
@@ -585,7 +599,7 @@ fn verified_tar_stream_unpacks_to_the_snapshot_and_skips_corrupt_copies() {
         offsite: false,
         store: Box::new(second.clone()),
     };
-    replicate(&primary, &info, &target, t(0, 1)).unwrap();
+    replicate(&primary, &info, &target, t(0, 1), &Stop::never()).unwrap();
     flip_byte(&primary.path_of(&info.archive_name), 100);
     let (mut stream, report) = restore_tar_stream(
         &[&primary, &second],
@@ -593,6 +607,7 @@ fn verified_tar_stream_unpacks_to_the_snapshot_and_skips_corrupt_copies() {
         &Selector::Latest,
         tmp.path(),
         t(0, 2),
+        &Stop::never(),
     )
     .unwrap();
     assert_eq!(report.from, second.describe());
@@ -689,7 +704,8 @@ fn escaping_archives_are_refused_and_write_nothing() {
         let target = work.join("target");
         fs::create_dir_all(&target).unwrap();
         fs::write(target.join("precious"), b"data").unwrap();
-        let err = restore_foreign_archive(&archive, &target, SpecialBits::Clear).unwrap_err();
+        let err = restore_foreign_archive(&archive, &target, SpecialBits::Clear, &Stop::never())
+            .unwrap_err();
         assert!(
             matches!(err, BackupError::ForeignArchiveRejected { .. }),
             "{what}: {err}"
@@ -742,7 +758,8 @@ fn archive_made_by_gnu_tar_restores_unverified() {
         .unwrap();
     assert!(status.success());
     let target = tmp.path().join("restored");
-    let report = restore_foreign_archive(&archive, &target, SpecialBits::Clear).unwrap();
+    let report =
+        restore_foreign_archive(&archive, &target, SpecialBits::Clear, &Stop::never()).unwrap();
     assert!(!report.verified);
     assert_eq!(report.snapshot, None);
     // Our own manifest of the source describes the restored tree.
@@ -753,8 +770,13 @@ fn archive_made_by_gnu_tar_restores_unverified() {
     let broken = tmp.path().join("broken.tar.zst");
     let bytes = fs::read(&archive).unwrap();
     fs::write(&broken, &bytes[..bytes.len() / 2]).unwrap();
-    let err = restore_foreign_archive(&broken, &tmp.path().join("other"), SpecialBits::Clear)
-        .unwrap_err();
+    let err = restore_foreign_archive(
+        &broken,
+        &tmp.path().join("other"),
+        SpecialBits::Clear,
+        &Stop::never(),
+    )
+    .unwrap_err();
     assert!(
         matches!(err, BackupError::ForeignArchiveRejected { .. }),
         "{err}"
@@ -1021,7 +1043,9 @@ fn rclone_copy_target_round_trips() {
         "missing remote dir lists empty"
     );
     assert_eq!(
-        replicate(&primary, &info, &offsite, t(0, 1)).unwrap(),
+        replicate(&primary, &info, &offsite, t(0, 1), &Stop::never())
+            .unwrap()
+            .outcome,
         CopyOutcome::Copied
     );
     let listed = only_snapshot(offsite.store.as_ref());
@@ -1041,6 +1065,7 @@ fn rclone_copy_target_round_trips() {
         &Selector::Latest,
         &target,
         t(0, 3),
+        &Stop::never(),
     )
     .unwrap();
     assert!(report.from.starts_with("rclone:"));
@@ -1197,14 +1222,28 @@ fn newest_good_passes_over_a_snapshot_damaged_in_every_copy() {
 
     // The newest snapshot, asked for by name or as "latest", is refused outright.
     let target = tmp.path().join("restored");
-    let err =
-        restore_into_dir(&[&primary], "data", &Selector::Latest, &target, t(2, 0)).unwrap_err();
+    let err = restore_into_dir(
+        &[&primary],
+        "data",
+        &Selector::Latest,
+        &target,
+        t(2, 0),
+        &Stop::never(),
+    )
+    .unwrap_err();
     assert!(matches!(err, BackupError::NoUsableCopy { .. }), "{err}");
     assert!(!target.exists(), "nothing written");
 
     // Disaster recovery takes the newest snapshot that verifies, and says what it skipped.
-    let report =
-        restore_into_dir(&[&primary], "data", &Selector::NewestGood, &target, t(2, 0)).unwrap();
+    let report = restore_into_dir(
+        &[&primary],
+        "data",
+        &Selector::NewestGood,
+        &target,
+        t(2, 0),
+        &Stop::never(),
+    )
+    .unwrap();
     assert_eq!(report.snapshot.as_deref(), Some(older.id.as_str()));
     assert_eq!(report.passed_over, vec![newer.id.clone()]);
     assert_tree_matches(&target, &older);
@@ -1217,6 +1256,7 @@ fn newest_good_passes_over_a_snapshot_damaged_in_every_copy() {
         &Selector::NewestGood,
         spool.path(),
         t(2, 0),
+        &Stop::never(),
     )
     .unwrap();
     assert_eq!(report.snapshot.as_deref(), Some(older.id.as_str()));
@@ -1329,7 +1369,8 @@ fn foreign_archive_skips_fifos_and_devices_and_clears_setid_bits() {
     special_archive(&archive);
 
     let target = tmp.path().join("cleared");
-    let report = restore_foreign_archive(&archive, &target, SpecialBits::Clear).unwrap();
+    let report =
+        restore_foreign_archive(&archive, &target, SpecialBits::Clear, &Stop::never()).unwrap();
     assert_eq!(
         skipped_paths(&report),
         vec![
@@ -1361,7 +1402,8 @@ fn foreign_archive_skips_fifos_and_devices_and_clears_setid_bits() {
     assert_eq!(mode_of(&target.join("shared")), 0o1777, "sticky bit kept");
 
     let target = tmp.path().join("kept");
-    let report = restore_foreign_archive(&archive, &target, SpecialBits::Keep).unwrap();
+    let report =
+        restore_foreign_archive(&archive, &target, SpecialBits::Keep, &Stop::never()).unwrap();
     assert!(report.special_bits_cleared.is_empty());
     assert_eq!(report.skipped.len(), 5);
     assert_eq!(mode_of(&target.join("shared/tool")), 0o4755);
@@ -1390,7 +1432,8 @@ fn foreign_tar_stream_for_a_volume_holds_only_what_a_restore_writes() {
     let spool = tempfile::tempdir().unwrap();
 
     let (stream, report) =
-        restore::foreign_tar_stream(&archive, spool.path(), SpecialBits::Clear).unwrap();
+        restore::foreign_tar_stream(&archive, spool.path(), SpecialBits::Clear, &Stop::never())
+            .unwrap();
     assert!(!report.verified);
     assert_eq!(report.skipped.len(), 5);
     assert_eq!(
@@ -1409,7 +1452,8 @@ fn foreign_tar_stream_for_a_volume_holds_only_what_a_restore_writes() {
     );
 
     let (stream, report) =
-        restore::foreign_tar_stream(&archive, spool.path(), SpecialBits::Keep).unwrap();
+        restore::foreign_tar_stream(&archive, spool.path(), SpecialBits::Keep, &Stop::never())
+            .unwrap();
     assert!(report.special_bits_cleared.is_empty());
     let modes: Vec<u32> = tar_listing(stream).into_iter().map(|(_, _, m)| m).collect();
     assert_eq!(modes, vec![0o1777, 0o4755, 0o2750, 0o644]);
@@ -1433,8 +1477,15 @@ fn verified_snapshot_keeps_the_setid_bits_its_backup_recorded() {
     assert_eq!(recorded("shared/tool"), 0o4755);
 
     let target = tmp.path().join("restored");
-    let report =
-        restore_into_dir(&[&primary], "data", &Selector::Latest, &target, t(0, 1)).unwrap();
+    let report = restore_into_dir(
+        &[&primary],
+        "data",
+        &Selector::Latest,
+        &target,
+        t(0, 1),
+        &Stop::never(),
+    )
+    .unwrap();
     assert!(report.verified);
     assert!(report.special_bits_cleared.is_empty());
     assert!(report.skipped.is_empty());
@@ -1449,6 +1500,7 @@ fn verified_snapshot_keeps_the_setid_bits_its_backup_recorded() {
         &Selector::Latest,
         spool.path(),
         t(0, 1),
+        &Stop::never(),
     )
     .unwrap();
     let tool = tar_listing(stream)
@@ -1499,9 +1551,14 @@ fn hard_link_errors_name_the_target_as_it_is() {
             .file("f", 0o644)
             .hardlink("h", target)
             .write(&archive);
-        let err = restore_foreign_archive(&archive, &tmp.path().join("out"), SpecialBits::Clear)
-            .unwrap_err()
-            .to_string();
+        let err = restore_foreign_archive(
+            &archive,
+            &tmp.path().join("out"),
+            SpecialBits::Clear,
+            &Stop::never(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("h: refused"), "{what}: {err}");
         assert!(err.contains(target), "{what}: {err}");
         assert!(
@@ -1537,9 +1594,14 @@ fn a_refused_long_entry_name_is_cut_in_the_middle() {
     let archive = tmp.path().join("long.tar.zst");
     let name = format!("../{}/end-of-name", "x".repeat(5_000));
     RawTar::default().file(&name, 0o644).write(&archive);
-    let err = restore_foreign_archive(&archive, &tmp.path().join("out"), SpecialBits::Clear)
-        .unwrap_err()
-        .to_string();
+    let err = restore_foreign_archive(
+        &archive,
+        &tmp.path().join("out"),
+        SpecialBits::Clear,
+        &Stop::never(),
+    )
+    .unwrap_err()
+    .to_string();
     // The archive's own path is the caller's, not the archive's: only the rest is bounded.
     let rest = err.replace(&archive.display().to_string(), "");
     assert!(rest.chars().count() < 200, "{} chars: {err}", rest.len());

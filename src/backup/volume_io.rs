@@ -11,8 +11,16 @@
 //! verified tree is unpacked into a fresh staging volume while the real one is untouched
 //! (and its consumers still run); then, with the consumers stopped, one helper empties the
 //! real volume and copies the staged tree over with `cp -a`, which is local to the engine.
-//! Helper containers are removed whether the step worked or not; one left by a killed run
-//! carries the project label, so `destroy` finds it, as it finds a left staging volume.
+//! Helper containers are removed whether the step worked or not. Every helper container and
+//! staging volume carries the project label and its maker's pid and machine
+//! ([`names::owned`]); the staging volume's name carries the debris mark too
+//! (`<volume>.sanctuary-tmp-<pid>-staging`). One left by a killed process is removed by the
+//! next backup, restore or prune of the project ([`sweep_helpers`]), and `destroy` finds it
+//! by the project label; those of a live process are left alone.
+//!
+//! A requested stop ([`Stop`]) ends reading a volume and unpacking into a staging volume at
+//! once (the stream is cut, the helper and the staging volume removed). Swapping a staged
+//! tree in is the commit and is never cut: it runs to its end.
 
 use std::io::{self, Read};
 use std::sync::Arc;
@@ -25,6 +33,7 @@ use crate::backend::names;
 use crate::backend::{Backend, BackendError, ContainerSpec, MountSource, MountSpec, TarChunks};
 
 use super::run_error::RunError;
+use super::stop::{stopped_io, Stop, StopReader};
 
 /// Where the helper container sees the volume.
 const MOUNT_POINT: &str = "/source";
@@ -69,7 +78,7 @@ fn helper_spec(
                 read_only: *read_only,
             })
             .collect(),
-        labels: names::labels(project, "sanctuary-helper", None),
+        labels: names::owned(names::labels(project, "sanctuary-helper", None)),
         ..Default::default()
     }
 }
@@ -110,12 +119,14 @@ impl ReadHelper {
 /// Starts reading `volume`: mounts it read-only in a helper container that never starts and
 /// streams Docker's archive of it on the runtime, chunk by chunk, into a bounded channel.
 /// The reader yields a tar stream whose entries start with `source/` (strip one component);
-/// read it on a thread outside the runtime.
+/// read it on a thread outside the runtime. Once `stop` is requested the stream from the
+/// engine is dropped and the reader fails: it never ends early as if the volume were smaller.
 pub async fn open_volume(
     backend: Arc<dyn Backend>,
     project: &str,
     backup: &str,
     volume: &str,
+    stop: &Stop,
 ) -> Result<(ReadHelper, ChunkReader), RunError> {
     let image = ensure_helper_image(backend.as_ref(), project).await?;
     let spec = helper_spec(
@@ -132,9 +143,21 @@ pub async fn open_volume(
     let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL_CHUNKS);
     let container = spec.name.clone();
     let what = format!("reading volume {volume}");
+    let stop = stop.clone();
     tokio::spawn(async move {
         let mut chunks = backend.copy_out_stream(&container, MOUNT_POINT);
-        while let Some(chunk) = chunks.next().await {
+        loop {
+            let chunk = tokio::select! {
+                chunk = chunks.next() => match chunk {
+                    Some(chunk) => chunk,
+                    None => break,
+                },
+                () = stop.requested_async() => {
+                    // An error, not the end: a closed channel would read as a complete stream.
+                    let _ = tx.send(Err(stopped_io())).await;
+                    break;
+                }
+            };
             let failed = chunk.is_err();
             let chunk = chunk.map_err(|e| io::Error::other(format!("{what}: {e}")));
             // A closed channel means the reader gave up; nothing is left to do.
@@ -214,20 +237,23 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// The staging volume a restore of `volume` is unpacked into before it is swapped in.
+/// The staging volume this process unpacks a restore of `volume` into before it is swapped
+/// in: `<volume>.sanctuary-tmp-<pid>-staging`.
 pub fn staging_volume(volume: &str) -> String {
-    format!("{volume}-sanctuary-staging")
+    format!("{volume}{}staging", crate::debris::own_prefix())
 }
 
 /// Unpacks the tar stream `tar` (entry paths relative to the volume root) into a fresh
-/// staging volume for `volume`, labelled with the project so `destroy` finds one left by a
-/// killed run. Returns the staging volume's name. The real volume is not touched.
+/// staging volume for `volume`, labelled with the project and this process
+/// ([`names::owned`]). Returns the staging volume's name. The real volume is not touched.
+/// When `stop` is requested first, the copy is cut and the staging volume removed.
 pub async fn stage_volume(
     backend: &dyn Backend,
     project: &str,
     backup: &str,
     volume: &str,
     tar: impl Read + Send + 'static,
+    stop: &Stop,
 ) -> Result<String, RunError> {
     let staging = staging_volume(volume);
     // A staging volume left by an interrupted restore may hold anything: start empty.
@@ -236,7 +262,7 @@ pub async fn stage_volume(
         Err(e) if e.is_not_found() => {}
         Err(e) => return Err(docker_err(backup, format!("removing old {staging}"))(e)),
     }
-    let labels = names::labels(project, "sanctuary-staging", None);
+    let labels = names::owned(names::labels(project, "sanctuary-staging", None));
     backend
         .ensure_volume(&staging, &labels)
         .await
@@ -256,10 +282,15 @@ pub async fn stage_volume(
         backup,
         format!("creating a helper container for volume {staging}"),
     ))?;
-    let copied = backend
-        .copy_in_stream(&spec.name, MOUNT_POINT, send_chunks(tar))
-        .await
-        .map_err(docker_err(backup, format!("unpacking into {staging}")));
+    let tar = StopReader::new(tar, stop);
+    let copied = tokio::select! {
+        copied = backend.copy_in_stream(&spec.name, MOUNT_POINT, send_chunks(tar)) => {
+            copied.map_err(docker_err(backup, format!("unpacking into {staging}")))
+        }
+        () = stop.requested_async() => Err(RunError::Interrupted {
+            backup: backup.to_string(),
+        }),
+    };
     let removed = backend.remove_container(&spec.name, true).await;
     if let Err(e) = copied {
         // A partial tree is of no use; the snapshot is still in its copies.
@@ -354,4 +385,45 @@ async fn helper_output(backend: &dyn Backend, container: &str) -> String {
         out.push(line.line);
     }
     out.join("\n")
+}
+
+/// What [`sweep_helpers`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SweptHelpers {
+    /// Helper containers.
+    pub containers: usize,
+    /// Staging volumes.
+    pub volumes: usize,
+}
+
+/// Removes the helper containers and staging volumes of `project` whose maker, a process of
+/// this machine, is gone ([`names::owner_gone`]); containers first, as they may hold the
+/// volumes. Those of live processes, and objects without an owner label, are left alone.
+pub async fn sweep_helpers(
+    backend: &dyn Backend,
+    project: &str,
+) -> Result<SweptHelpers, BackendError> {
+    let filter = crate::backend::LabelFilter::new()
+        .with(names::LABEL_PROJECT, project)
+        .with_key(names::LABEL_PID);
+    let mut swept = SweptHelpers::default();
+    for c in backend.list_containers(&filter, true).await? {
+        if names::owner_gone(&c.labels) {
+            match backend.remove_container(&c.name, true).await {
+                Ok(()) => swept.containers += 1,
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    for v in backend.list_volumes(&filter).await? {
+        if names::owner_gone(&v.labels) {
+            match backend.remove_volume(&v.name).await {
+                Ok(()) => swept.volumes += 1,
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(swept)
 }

@@ -2,7 +2,8 @@
 //! manifest's backup nodes run against the project (see `docs/backups.md`).
 //!
 //! Every backup named is attempted even when an earlier one fails; the exit code is 1 when
-//! any failed, 3 when the cause was the container engine.
+//! any failed, 3 when the cause was the container engine, 130 or 143 when SIGINT or SIGTERM
+//! stopped a backup or restore (at a safe point: see `Runner`).
 
 use std::sync::Arc;
 
@@ -12,8 +13,8 @@ use super::engine;
 use super::Context;
 use crate::backup::error::display_name;
 use crate::backup::run_error::RunError;
-use crate::backup::runner::{self, restore_needs_engine, RestoreTo, Runner};
-use crate::backup::{skipped, RestoreReport, Selector, SpecialBits, VerifyLevel};
+use crate::backup::runner::{self, restore_needs_engine, RestoreTo, Runner, Swept};
+use crate::backup::{skipped, RestoreReport, Selector, SpecialBits, Stop, VerifyLevel};
 use crate::engine::{Options, Selection};
 use crate::error::{Error, ExitCode, Result};
 use crate::manifest::{Backup, BackupSource, Kind, Manifest, NodeId};
@@ -110,11 +111,12 @@ fn to_error(e: &RunError) -> Error {
 }
 
 /// A runner for restores and the per-copy views, connected to Docker only when
-/// `needs_engine`.
+/// `needs_engine`, stopping when `stop` is requested.
 fn runner_for(
     m: &Arc<Manifest>,
     rt: &tokio::runtime::Runtime,
     needs_engine: bool,
+    stop: Stop,
 ) -> Result<Runner> {
     let backend = if needs_engine {
         Some(rt.block_on(crate::engine::connect())?)
@@ -125,7 +127,27 @@ fn runner_for(
         manifest: Arc::clone(m),
         backend,
         rt: rt.handle().clone(),
+        stop,
     })
+}
+
+/// Prints what a command swept: a line when anything was removed, and what could not be.
+fn print_swept(ctx: &Context, backup: &str, swept: &Swept) {
+    if ctx.json {
+        if *swept != Swept::default() {
+            println!(
+                "{}",
+                serde_json::json!({"event": "swept", "backup": backup, "swept": swept.to_json()})
+            );
+        }
+        return;
+    }
+    if let Some(line) = swept.summary() {
+        println!("{backup}: {line}");
+    }
+    for f in &swept.failures {
+        eprintln!("warning: {backup}: not swept: {f}");
+    }
 }
 
 /// `backup [NAME…]`: a walk of the backups and what they depend on (a task that dumps a
@@ -179,6 +201,7 @@ pub fn backups(ctx: &Context, cmd: BackupsCommand) -> Result<ExitCode> {
             let targets = select(&m, name.as_slice())?;
             let mut out = Vec::new();
             let mut unreadable = Vec::new();
+            let mut debris = Vec::new();
             let mut rows = vec![[
                 "BACKUP", "COPY", "SNAPSHOT", "CREATED", "AGE", "SIZE", "VERIFIED",
             ]
@@ -211,7 +234,19 @@ pub fn backups(ctx: &Context, cmd: BackupsCommand) -> Result<ExitCode> {
                                     "verified": s.verified.as_ref().map(|r| serde_json::json!({"at": r.at, "ok": r.ok, "level": r.level})),
                                 })).collect::<Vec<_>>(),
                                 "orphans": cat.orphans.iter().map(|o| &o.name).collect::<Vec<_>>(),
+                                "debris": cat.debris_total(),
                             }));
+                            let held = cat.debris_total();
+                            if held.entries > 0 {
+                                debris.push(format!(
+                                    "{} {}: {} temporary file{} of interrupted runs, {} bytes",
+                                    b.name,
+                                    copy.name,
+                                    held.entries,
+                                    if held.entries == 1 { "" } else { "s" },
+                                    held.bytes
+                                ));
+                            }
                             if snaps.is_empty() {
                                 rows.push([
                                     b.name.clone(),
@@ -244,6 +279,9 @@ pub fn backups(ctx: &Context, cmd: BackupsCommand) -> Result<ExitCode> {
                 print_table(&rows);
                 for line in &unreadable {
                     println!("unreadable copy {line}");
+                }
+                for line in &debris {
+                    println!("debris in {line} (removed by the next backup, restore or prune)");
                 }
             }
             Ok(ExitCode::Ok)
@@ -312,6 +350,9 @@ pub fn backups(ctx: &Context, cmd: BackupsCommand) -> Result<ExitCode> {
         BackupsCommand::Prune { dry_run, name } => {
             let targets = select(&m, name.as_slice())?;
             let _lock = Lock::acquire(&m.project.state_dir, "backups prune")?;
+            if !dry_run {
+                sweep_helpers_for_prune(ctx, &m, &targets)?;
+            }
             let mut failed = None;
             let verb = if dry_run { "would delete" } else { "deleted" };
             for b in &targets {
@@ -347,6 +388,21 @@ pub fn backups(ctx: &Context, cmd: BackupsCommand) -> Result<ExitCode> {
             }
         }
     }
+}
+
+/// Removes the helper containers and staging volumes interrupted runs left, when a selected
+/// backup works with the engine at all. Prune is about files: an unreachable engine is
+/// reported and not fatal.
+fn sweep_helpers_for_prune(ctx: &Context, m: &Manifest, targets: &[&Backup]) -> Result<()> {
+    if !targets.iter().any(|b| runner::backup_needs_engine(b)) {
+        return Ok(());
+    }
+    let rt = engine::runtime()?;
+    match runner_for(&Arc::new(m.clone()), &rt, true, Stop::never()) {
+        Ok(runner) => print_swept(ctx, "project", &runner.sweep_helpers()),
+        Err(e) => eprintln!("warning: helper containers and staging volumes not swept: {e}"),
+    }
+    Ok(())
 }
 
 fn keep_is_empty(b: &Backup) -> bool {
@@ -391,7 +447,12 @@ pub fn restore(ctx: &Context, args: RestoreArgs) -> Result<ExitCode> {
     };
     // Restores into host paths work without a Docker engine.
     let needs_engine = jobs.iter().any(|(b, _, to)| restore_needs_engine(b, to));
-    let runner = runner_for(&m, &rt, needs_engine)?;
+    // The signal handlers need the runtime's context to be installed.
+    let token = {
+        let _entered = rt.enter();
+        engine::interrupt_token()
+    };
+    let runner = runner_for(&m, &rt, needs_engine, Stop::on(token.clone()))?;
     let bits = if args.keep_special_bits {
         SpecialBits::Keep
     } else {
@@ -399,11 +460,17 @@ pub fn restore(ctx: &Context, args: RestoreArgs) -> Result<ExitCode> {
     };
     let mut first = None;
     for (b, which, to) in jobs {
+        if token.is_cancelled() {
+            return Err(Error::Interrupted);
+        }
         let restored = match &args.archive {
-            Some(archive) => runner.restore_archive(b, archive, &to, bits),
+            Some(archive) => runner.restore_archive(b, archive, &to, bits, Utc::now()),
             None => runner.restore(b, &which, &to, Utc::now()),
         };
-        match restored {
+        if let Ok(run) = &restored {
+            print_swept(ctx, &b.name, &run.swept);
+        }
+        match restored.map(|run| run.report) {
             Ok(r) if r.snapshot.is_none() => {
                 if ctx.json {
                     println!(
@@ -462,6 +529,12 @@ pub fn restore(ctx: &Context, args: RestoreArgs) -> Result<ExitCode> {
                         println!("  the old tree could not be removed: {}", left.display());
                     }
                 }
+            }
+            Err(RunError::Interrupted { backup }) => {
+                eprintln!(
+                    "restore of {backup} stopped on request: the target is as it was, and nothing it staged is left"
+                );
+                return Err(Error::Interrupted);
             }
             Err(e) => {
                 if first.is_none() {

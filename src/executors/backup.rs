@@ -1,11 +1,16 @@
-//! Backups as steps: quiesce, snapshot into the first copy, replicate, resume — the backup
-//! library's work, handed to a blocking thread so the rest of the walk goes on. Before
+//! Backups as steps: sweep, quiesce, snapshot into the first copy, replicate, resume — the
+//! backup library's work, handed to a blocking thread so the rest of the walk goes on. Before
 //! `destroy --volumes` deletes a volume, its backup is also verified in full.
+//!
+//! The run's cancellation token is the runner's stop: on SIGINT or SIGTERM the backup ends
+//! at its next safe point and the node fails as interrupted, which gives the command its
+//! exit code (130 or 143).
 
 use std::sync::Arc;
 
+use crate::backup::run_error::RunError;
 use crate::backup::runner::{backup_needs_engine, Runner};
-use crate::backup::BackupOutcome;
+use crate::backup::{BackupOutcome, Stop};
 use crate::engine::Walk;
 use crate::exec::{Failure, FailureClass, NodeCtx, Outcome};
 use crate::manifest::NodeId;
@@ -29,6 +34,7 @@ pub async fn execute(
         manifest: Arc::clone(&session.manifest),
         backend,
         rt: tokio::runtime::Handle::current(),
+        stop: Stop::on(ctx.cancel().clone()),
     };
     let verified = step.action == Action::VerifiedBackup;
     let node = b.clone();
@@ -43,13 +49,21 @@ pub async fn execute(
     .await
     .map_err(|e| Failure::work(format!("backup {}: the backup thread failed: {e}", b.name)))?;
     let run = run.map_err(|e| {
-        let class = if e.is_infrastructure() {
+        let class = if matches!(e, RunError::Interrupted { .. }) {
+            FailureClass::Interrupted
+        } else if e.is_infrastructure() {
             FailureClass::Infrastructure
         } else {
             FailureClass::Work
         };
         Failure::new(class, e.chain())
     })?;
+    if let Some(line) = run.swept.summary() {
+        ctx.emit(&line);
+    }
+    for f in &run.swept.failures {
+        ctx.emit(&format!("warning: not swept: {f}"));
+    }
     for c in &run.copies {
         ctx.emit(&format!("{}: {}", c.copy, c.message));
     }
@@ -75,6 +89,7 @@ pub async fn execute(
             .map(|s| format!("{}: {}", s.path, s.kind))
             .collect::<Vec<_>>(),
         "warnings": run.report.warnings,
+        "swept": run.swept.to_json(),
     }));
     // Before a deletion what must hold is the verified snapshot in the first copy; a copy
     // that could not be replicated is reported above, as for any backup.

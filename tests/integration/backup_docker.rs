@@ -250,6 +250,7 @@ fn a_gnu_tar_archive_restores_through_the_library() {
         &archive,
         &target,
         sanctuary::backup::SpecialBits::Clear,
+        &sanctuary::backup::Stop::never(),
     )
     .unwrap();
     assert!(!report.verified);
@@ -457,6 +458,7 @@ async fn a_restore_stream_that_breaks_while_staging_touches_nothing() {
         "data",
         &volume,
         reader,
+        &sanctuary::backup::Stop::never(),
     )
     .await
     .unwrap_err();
