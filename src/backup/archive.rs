@@ -310,14 +310,13 @@ impl Prepared {
         };
         // Taken before reading, so a write racing the read is on the distrusted side.
         let hashed_at = statcache::now_ns();
-        let mut encoder = zstd::stream::write::Encoder::new(out, opts.level).map_err(werr)?;
         let threads = if opts.threads == 0 {
             num_cpus::get() as u32
         } else {
             opts.threads
         };
-        encoder.multithread(threads).map_err(werr)?;
-        encoder.include_checksum(true).map_err(werr)?;
+        let encoder = StoppableZstd::new(opts.level, threads, &opts.stop).map_err(werr)?;
+        let encoder = zstd::stream::zio::Writer::new(out, encoder);
         // zstd wants large writes: per-call overhead (and with workers, locking) dominates at
         // tar's 8 KiB steps.
         let mut builder = tar::Builder::new(BufWriter::with_capacity(1 << 20, encoder));
@@ -348,10 +347,81 @@ impl Prepared {
             entries.push(item.entry);
         }
         let buffered = builder.into_inner().map_err(werr)?;
-        let encoder = buffered.into_inner().map_err(|e| werr(e.into_error()))?;
-        let queue = encoder.finish().map_err(werr)?;
+        let mut encoder = buffered.into_inner().map_err(|e| werr(e.into_error()))?;
+        encoder.finish().map_err(werr)?;
+        let (queue, _) = encoder.into_inner();
         queue.finish().map_err(werr)?;
         Ok(entries)
+    }
+}
+
+/// zstd's multithreaded encoder, made to end within one step when a stop is requested.
+///
+/// In multithreaded mode each call into libzstd returns once some input was taken or some
+/// output is ready (a 512 KiB chunk of a job), so checking the stop before every call bounds
+/// the wait by one chunk, even at level 19. Freeing the context waits for every job under way,
+/// which can take seconds at high levels; after a stop nothing needs their output, so the
+/// context is freed on a thread of its own and nobody waits.
+struct StoppableZstd {
+    inner: Option<zstd::stream::raw::Encoder<'static>>,
+    stop: Stop,
+}
+
+impl StoppableZstd {
+    fn new(level: i32, threads: u32, stop: &Stop) -> io::Result<Self> {
+        use zstd::stream::raw::CParameter;
+        let mut inner = zstd::stream::raw::Encoder::new(level)?;
+        inner.set_parameter(CParameter::NbWorkers(threads))?;
+        inner.set_parameter(CParameter::ChecksumFlag(true))?;
+        Ok(StoppableZstd {
+            inner: Some(inner),
+            stop: stop.clone(),
+        })
+    }
+
+    /// The encoder, once the stop was checked.
+    fn encoder(&mut self) -> io::Result<&mut zstd::stream::raw::Encoder<'static>> {
+        self.stop.check_io()?;
+        self.inner
+            .as_mut()
+            .ok_or_else(|| io::Error::other("the compressor is gone"))
+    }
+}
+
+impl zstd::stream::raw::Operation for StoppableZstd {
+    fn run<C: zstd::stream::raw::WriteBuf + ?Sized>(
+        &mut self,
+        input: &mut zstd::stream::raw::InBuffer<'_>,
+        output: &mut zstd::stream::raw::OutBuffer<'_, C>,
+    ) -> io::Result<usize> {
+        self.encoder()?.run(input, output)
+    }
+
+    fn flush<C: zstd::stream::raw::WriteBuf + ?Sized>(
+        &mut self,
+        output: &mut zstd::stream::raw::OutBuffer<'_, C>,
+    ) -> io::Result<usize> {
+        self.encoder()?.flush(output)
+    }
+
+    fn reinit(&mut self) -> io::Result<()> {
+        self.encoder()?.reinit()
+    }
+
+    fn finish<C: zstd::stream::raw::WriteBuf + ?Sized>(
+        &mut self,
+        output: &mut zstd::stream::raw::OutBuffer<'_, C>,
+        finished_frame: bool,
+    ) -> io::Result<usize> {
+        self.encoder()?.finish(output, finished_frame)
+    }
+}
+
+impl Drop for StoppableZstd {
+    fn drop(&mut self) {
+        if let (true, Some(inner)) = (self.stop.requested(), self.inner.take()) {
+            std::thread::spawn(move || drop(inner));
+        }
     }
 }
 

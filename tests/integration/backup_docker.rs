@@ -1,7 +1,7 @@
 //! Backups against a real Docker engine, through the real binary: quiescing a live service,
 //! unchanged sources, archives that GNU tar reads, corruption caught and survived, a killed
 //! backup, retention, archives made by other tools restored into volumes, and a whole
-//! disaster-recovery drill.
+//! disaster-recovery drill. Crash hygiene (kills, signals, debris) is in [`hygiene`].
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::docker_support::{docker_lines, docker_or_skip, write_busybox_context, TestProject};
+use crate::docker_support::{
+    docker_lines, docker_or_skip, write_busybox_context, TestProject, PROJECT_LABEL,
+};
+
+mod hygiene;
 
 /// A project directory with a manifest, and the project's cleanup guard.
 struct Stack {
@@ -221,10 +225,18 @@ async fn a_flipped_byte_is_caught_and_restore_uses_the_other_copy() {
         "1234:5678 640",
         "owner and mode survive the staging volume and the swap"
     );
-    let staging = sanctuary::backup::volume_io::staging_volume(&s.project.object("data"));
+    let staging = docker_lines(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label={PROJECT_LABEL}={}", s.project.name),
+        "--filter",
+        &format!("label={}", sanctuary::backend::names::LABEL_PID),
+    ]);
     assert!(
-        docker_lines(&["volume", "ls", "-q", "--filter", &format!("name={staging}")]).is_empty(),
-        "the staging volume is gone after the swap"
+        staging.is_empty(),
+        "the staging volume is gone after the swap: {staging:?}"
     );
 }
 
