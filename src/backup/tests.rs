@@ -1626,3 +1626,298 @@ fn a_refused_long_entry_name_is_cut_in_the_middle() {
     assert!(err.chars().count() < 200, "{err}");
     assert!(err.contains('…'), "{err}");
 }
+
+// Stopping and sweeping.
+
+/// A pid that does not run: the highest the kernel hands out.
+fn dead_pid() -> u32 {
+    let max: u32 = fs::read_to_string("/proc/sys/kernel/pid_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(!crate::debris::alive(max));
+    max
+}
+
+/// Every name directly in `dir` (none when it is missing).
+fn names_in(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .map(|rd| {
+            rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Serves `inner` and cancels `token` once `after` bytes went out: a stop arriving in the
+/// middle of a stream. `served` counts what went out.
+struct CancelAfter<R> {
+    inner: R,
+    after: usize,
+    token: tokio_util::sync::CancellationToken,
+    served: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl<R: Read> Read for CancelAfter<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.served
+            .fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+        self.after = self.after.saturating_sub(n);
+        if self.after == 0 {
+            self.token.cancel();
+        }
+        Ok(n)
+    }
+}
+
+/// A tar stream of `files` files of 1 MiB each, for a tar-stream source.
+fn tar_of(files: usize) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for i in 0..files {
+        let data: Vec<u8> = (0..1u32 << 20).map(|j| (j * 7 + i as u32) as u8).collect();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_600_000_000);
+        h.set_cksum();
+        b.append_data(&mut h, format!("f{i}"), &data[..]).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+#[test]
+fn a_stop_while_a_stream_is_archived_leaves_nothing_in_the_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let primary = DirStore::new(tmp.path().join("backups"));
+    let token = tokio_util::sync::CancellationToken::new();
+    let stream = tar_of(8);
+    let served = std::sync::Arc::default();
+    let reader = CancelAfter {
+        inner: std::io::Cursor::new(stream.clone()),
+        after: 3 << 20,
+        token: token.clone(),
+        served: std::sync::Arc::clone(&served),
+    };
+    let opts = ArchiveOptions {
+        stop: Stop::on(token.clone()),
+        ..Default::default()
+    };
+    let err = create_snapshot(
+        &primary,
+        "data",
+        Source::from_tar_stream(reader),
+        &opts,
+        t(0, 0),
+    )
+    .unwrap_err();
+    assert!(matches!(err, BackupError::Stopped), "{err}");
+    let read = served.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        read < stream.len() / 2,
+        "the stream was cut, {read} bytes read"
+    );
+    assert_eq!(names_in(primary.root()), Vec::<String>::new());
+
+    // Stopped before it starts: nothing is read or written either.
+    let src = tmp.path().join("src");
+    sample_tree(&src);
+    let err =
+        create_snapshot(&primary, "data", Source::from_dir(&src), &opts, t(0, 0)).unwrap_err();
+    assert!(matches!(err, BackupError::Stopped), "{err}");
+    assert_eq!(names_in(primary.root()), Vec::<String>::new());
+}
+
+#[test]
+fn a_stopped_replication_leaves_no_archive_and_a_copy_is_swept_on_the_way() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sample_tree(&src);
+    let primary = DirStore::new(tmp.path().join("backups"));
+    snapshot(&primary, "data", &src, t(0, 0));
+    let info = only_snapshot(&primary);
+    let usb_dir = tmp.path().join("usb");
+    fs::create_dir(&usb_dir).unwrap();
+    let debris = format!("{}{}-left", crate::debris::MARK, dead_pid());
+    fs::write(usb_dir.join(&debris), b"12345").unwrap();
+    let usb = CopyTarget {
+        name: "usb".into(),
+        media: "usb".into(),
+        offsite: false,
+        store: Box::new(DirStore::new(&usb_dir)),
+    };
+    let token = tokio_util::sync::CancellationToken::new();
+    token.cancel();
+    let err = replicate(&primary, &info, &usb, t(0, 1), &Stop::on(token)).unwrap_err();
+    assert!(matches!(err, BackupError::Stopped), "{err}");
+    assert_eq!(
+        names_in(&usb_dir),
+        Vec::<String>::new(),
+        "swept, nothing sent"
+    );
+
+    fs::write(usb_dir.join(&debris), b"12345").unwrap();
+    let done = replicate(&primary, &info, &usb, t(0, 1), &Stop::never()).unwrap();
+    assert_eq!(done.outcome, CopyOutcome::Copied);
+    assert_eq!(
+        done.swept,
+        crate::debris::Debris {
+            entries: 1,
+            bytes: 5
+        }
+    );
+    assert!(!names_in(&usb_dir).contains(&debris));
+}
+
+/// A copy that cancels `token` when its archive is opened: a stop arriving while a restore
+/// reads the snapshot.
+struct StopOnOpen {
+    inner: DirStore,
+    token: tokio_util::sync::CancellationToken,
+}
+
+impl Store for StopOnOpen {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn list(&self) -> Result<Vec<StoredFile>, BackupError> {
+        self.inner.list()
+    }
+    fn open(&self, name: &str) -> Result<Box<dyn Read + Send>, BackupError> {
+        if name.ends_with(naming::ARCHIVE_SUFFIX) {
+            self.token.cancel();
+        }
+        self.inner.open(name)
+    }
+    fn put_file(&self, name: &str, local: &Path) -> Result<(), BackupError> {
+        self.inner.put_file(name, local)
+    }
+    fn put_bytes(&self, name: &str, bytes: &[u8]) -> Result<(), BackupError> {
+        self.inner.put_bytes(name, bytes)
+    }
+    fn remove(&self, name: &str) -> Result<(), BackupError> {
+        self.inner.remove(name)
+    }
+}
+
+#[test]
+fn a_stop_while_restoring_leaves_the_target_and_its_directory_as_they_were() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sample_tree(&src);
+    let primary = DirStore::new(tmp.path().join("backups"));
+    snapshot(&primary, "data", &src, t(0, 0));
+    let parent = tmp.path().join("restore-here");
+    let target = parent.join("target");
+    fs::create_dir_all(&target).unwrap();
+    fs::write(target.join("keep-me"), b"precious").unwrap();
+    let token = tokio_util::sync::CancellationToken::new();
+    let store = StopOnOpen {
+        inner: primary.clone(),
+        token: token.clone(),
+    };
+    let stop = Stop::on(token);
+    let err = restore_into_dir(
+        &[&store],
+        "data",
+        &Selector::Latest,
+        &target,
+        t(0, 1),
+        &stop,
+    )
+    .unwrap_err();
+    assert!(matches!(err, BackupError::Stopped), "{err}");
+    assert_eq!(names_in(&target), vec!["keep-me"]);
+    assert_eq!(
+        names_in(&parent),
+        vec!["target"],
+        "no staging directory left"
+    );
+
+    let spool = tmp.path().join("spool");
+    fs::create_dir(&spool).unwrap();
+    let err = restore_tar_stream(&[&store], "data", &Selector::Latest, &spool, t(0, 1), &stop)
+        .err()
+        .unwrap();
+    assert!(matches!(err, BackupError::Stopped), "{err}");
+    assert_eq!(
+        names_in(&spool),
+        Vec::<String>::new(),
+        "spools have no name"
+    );
+}
+
+#[test]
+fn staging_left_by_dead_restores_is_swept_and_nothing_else_beside_the_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let target = tmp.path().join("t");
+    let (mark, dead) = (crate::debris::MARK, dead_pid());
+    let dead_staging = tmp.path().join(format!(".t.restore{mark}{dead}-Ab1"));
+    fs::create_dir_all(dead_staging.join("sub")).unwrap();
+    fs::write(dead_staging.join("sub/f"), b"1234").unwrap();
+    let dead_aside = format!(".t.restore{mark}{dead}-Cd2.old");
+    fs::create_dir(tmp.path().join(&dead_aside)).unwrap();
+    let live = format!(".t.restore{}Ef3", crate::debris::own_prefix());
+    fs::create_dir(tmp.path().join(&live)).unwrap();
+    let other = format!(".u.restore{mark}{dead}-Gh4");
+    fs::create_dir(tmp.path().join(&other)).unwrap();
+
+    let seen = restore::sweep_staging(&target, false).unwrap();
+    assert_eq!((seen.entries, seen.bytes), (2, 4));
+    assert_eq!(restore::sweep_staging(&target, true).unwrap(), seen);
+    assert_eq!(names_in(tmp.path()), vec![live, other]);
+}
+
+#[test]
+fn debris_is_listed_apart_from_snapshots_and_pruned_while_live_temporaries_stay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    sample_tree(&src);
+    let primary = DirStore::new(tmp.path().join("backups"));
+    snapshot(&primary, "data", &src, t(0, 0));
+    let dead = format!("{}{}-a", crate::debris::MARK, dead_pid());
+    fs::write(primary.path_of(&dead), b"123").unwrap();
+    let live = format!("{}b", crate::debris::own_prefix());
+    fs::write(primary.path_of(&live), b"4567").unwrap();
+    let old_style = ".tmpXyZ";
+    fs::write(primary.path_of(old_style), b"89").unwrap();
+    set_mtime(&primary.path_of(old_style), 1_000_000_000);
+    let fresh_old_style = ".tmpFresh";
+    fs::write(primary.path_of(fresh_old_style), b"0").unwrap();
+
+    let catalog = list_snapshots(&primary, Utc::now()).unwrap();
+    assert_eq!(catalog.snapshots.len(), 1);
+    assert!(catalog.orphans.is_empty(), "{:?}", catalog.orphans);
+    let mut names: Vec<_> = catalog.debris.iter().map(|f| f.name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, vec![dead.as_str(), old_style]);
+    assert_eq!(
+        catalog.debris_total(),
+        crate::debris::Debris {
+            entries: 2,
+            bytes: 5
+        }
+    );
+
+    let policy = KeepPolicy {
+        last: 1,
+        ..Default::default()
+    };
+    let report = prune(&primary, "data", &policy, Utc::now(), false).unwrap();
+    assert_eq!(report.deleted_files.len(), 2, "{:?}", report.deleted_files);
+    let left = names_in(primary.root());
+    assert!(left.contains(&live) && left.contains(&fresh_old_style.to_string()));
+    assert!(!left.contains(&dead) && !left.contains(&old_style.to_string()));
+    assert_eq!(
+        list_snapshots(&primary, Utc::now())
+            .unwrap()
+            .snapshots
+            .len(),
+        1
+    );
+}
