@@ -234,9 +234,14 @@ fn copy_to(
             let entry = entry_of(i);
             // The file carries its source's mtime; when that is old enough to trust, the
             // write seeds the target's hash cache, so the next scan does not read it back.
-            if let Put::File { bytes, mtime_ms, .. } = &item.put {
+            if let Put::File {
+                bytes, mtime_ms, ..
+            } = &item.put
+            {
                 let seen = pair.side(to).written(path, bytes.len() as u64, *mtime_ms);
-                if let Some((size, mtime, ino)) = seen.filter(|s| pair.now_ms - s.1 >= RACY_WINDOW_MS) {
+                if let Some((size, mtime, ino)) =
+                    seen.filter(|s| pair.now_ms - s.1 >= RACY_WINDOW_MS)
+                {
                     let record = CachedHash {
                         size,
                         mtime,

@@ -811,7 +811,10 @@ async fn sigterm_stops_a_long_pass_at_once_and_the_next_pass_converges() {
     let mut child = p.spawn_sync();
     // Long enough to be past the scans and into the transfer of 120 MB.
     std::thread::sleep(std::time::Duration::from_millis(1500));
-    assert!(child.try_wait().unwrap().is_none(), "the pass ended before the signal");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the pass ended before the signal"
+    );
     let sent = Instant::now();
     signal(&child, nix::sys::signal::Signal::SIGTERM);
     let status = child.wait().unwrap();
@@ -824,7 +827,10 @@ async fn sigterm_stops_a_long_pass_at_once_and_the_next_pass_converges() {
     use std::io::Write;
     let _ = std::io::stderr().write_all(line.as_bytes());
     // Nothing half-done is left: no staged batch, no temporary, no helper container.
-    assert_eq!(p.probe("find /v -name '*.sanctuary-tmp-*' | wc -l").trim(), "0");
+    assert_eq!(
+        p.probe("find /v -name '*.sanctuary-tmp-*' | wc -l").trim(),
+        "0"
+    );
     assert!(p.helpers().is_empty(), "{:?}", p.helpers());
 
     p.sync_ok(&[]);
@@ -861,10 +867,16 @@ async fn passes_killed_at_any_point_leave_nothing_behind_and_converge() {
         }
         let _ = child.wait();
     }
-    assert!(killed_mid_pass >= 5, "only {killed_mid_pass} kills hit a running pass");
+    assert!(
+        killed_mid_pass >= 5,
+        "only {killed_mid_pass} kills hit a running pass"
+    );
     p.sync_ok(&[]);
     // The pass swept what the killed ones left: no temporaries on either side, no helper.
-    assert_eq!(p.probe("find /v -name '*.sanctuary-tmp-*' | wc -l").trim(), "0");
+    assert_eq!(
+        p.probe("find /v -name '*.sanctuary-tmp-*' | wc -l").trim(),
+        "0"
+    );
     let host_temps: Vec<String> = host_digests(&p.host("tree"))
         .into_iter()
         .filter(|l| l.contains(".sanctuary-tmp-"))
