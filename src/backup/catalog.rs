@@ -94,8 +94,9 @@ pub fn list_snapshots(store: &dyn Store, now: DateTime<Utc>) -> Result<Catalog, 
     for f in &files {
         if let Some((stem, role)) = SnapshotStem::parse_file_name(&f.name) {
             by_role.entry(role).or_default().insert(stem.stem());
-        } else if f.name.starts_with(".tmp") {
-            // Temp files from fsutil::temp_beside.
+        } else if f.name.starts_with(".tmp") || f.name.starts_with(crate::debris::MARK) {
+            // Temp files from fsutil::temp_beside (named for their writer, or by older
+            // versions `.tmp…`).
             if stale_names.contains(f.name.as_str()) {
                 orphans.push(Orphan {
                     name: f.name.clone(),

@@ -133,8 +133,12 @@ fn voidcat_copy(project: &str) -> tempfile::TempDir {
             "    mount \"audit\" \"/workspace/audit\"\n    bind \"./workspace/manifests\" \"/workspace/host-manifests\" read-only=true\n",
             1,
         );
+    // Anchored at the line's end: a new port may begin with an old one (3004…).
     for (i, (_, p)) in SERVICES.iter().enumerate() {
-        text = text.replace(&format!("host={p}"), &format!("host={}", port(i as u16)));
+        text = text.replace(
+            &format!("host={p}\n"),
+            &format!("host={}\n", port(i as u16)),
+        );
     }
     std::fs::write(&kdl, text).unwrap();
     let clone = dir.path().join("docker/clone.sh");
