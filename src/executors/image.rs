@@ -46,15 +46,22 @@ pub async fn execute(
     let outcome = match (decision.action, &d.build) {
         (Action::Build, Some(build)) => {
             let sink = |line: &str| ctx.emit(line);
-            backend
-                .build_image(build, &sink)
-                .await
-                .map_err(engine_failure)?;
+            // A stop request drops the build's connection, which makes the daemon cancel it;
+            // nothing is tagged, so the next apply builds again.
+            tokio::select! {
+                built = backend.build_image(build, &sink) => {
+                    built.map_err(engine_failure)?;
+                }
+                _ = ctx.cancel().cancelled() => return Err(Failure::interrupted()),
+            }
             Outcome::Ran(Some(format!("built {}", d.tag)))
         }
         (Action::Pull, _) => {
             ctx.emit(&format!("pulling {}", d.tag));
-            backend.pull_image(&d.tag).await.map_err(engine_failure)?;
+            tokio::select! {
+                pulled = backend.pull_image(&d.tag) => pulled.map_err(engine_failure)?,
+                _ = ctx.cancel().cancelled() => return Err(Failure::interrupted()),
+            }
             Outcome::Ran(Some(format!("pulled {}", d.tag)))
         }
         _ => Outcome::UpToDate(None),

@@ -112,7 +112,7 @@ pub fn temp_format(nonce: &str) -> String {
 
 /// Splits output into records: lines opened by `nonce` start one; any other line continues
 /// the last name (it held a newline). Returns each record's text after the nonce.
-pub fn split_records<'a>(output: &'a str, nonce: &str) -> Vec<String> {
+pub fn split_records(output: &str, nonce: &str) -> Vec<String> {
     let mut records: Vec<String> = Vec::new();
     let body = output.strip_suffix('\n').unwrap_or(output);
     for line in body.split('\n') {

@@ -422,6 +422,9 @@ enum Unmoved {
     File(usize, String),
 }
 
+/// One scanned path: its entry, what to cache, its owner, and the content kept for reads.
+type Hashed = (RelPath, Entry, Option<CachedHash>, Owner, Option<TarItem>);
+
 /// What the listing scripts found.
 struct Listing {
     root_owner: Option<Owner>,
@@ -628,7 +631,7 @@ impl ContainerSide {
                 Some((p, l, cached, item))
             })
             .collect();
-        let hashed: Vec<(RelPath, Entry, Option<CachedHash>, Owner, Option<TarItem>)> = rows
+        let hashed: Vec<Hashed> = rows
             .into_par_iter()
             .map(|(path, l, cached, item)| {
                 let (entry, record) = match &item {

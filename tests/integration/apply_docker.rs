@@ -133,8 +133,12 @@ fn voidcat_copy(project: &str) -> tempfile::TempDir {
             "    mount \"audit\" \"/workspace/audit\"\n    bind \"./workspace/manifests\" \"/workspace/host-manifests\" read-only=true\n",
             1,
         );
+    // Anchored at the line's end: a new port may begin with an old one (3004…).
     for (i, (_, p)) in SERVICES.iter().enumerate() {
-        text = text.replace(&format!("host={p}"), &format!("host={}", port(i as u16)));
+        text = text.replace(
+            &format!("host={p}\n"),
+            &format!("host={}\n", port(i as u16)),
+        );
     }
     std::fs::write(&kdl, text).unwrap();
     let clone = dir.path().join("docker/clone.sh");
@@ -659,4 +663,70 @@ task "gen" {
     assert_eq!(runs.lines().count(), 1, "the command ran once");
     // Its one-off container is gone.
     assert!(labelled(&project, &["ps", "-aq"]).is_empty());
+}
+
+#[test]
+fn sigterm_stops_an_apply_waiting_for_readiness_with_143_and_the_lock_released() {
+    if !docker_available("sigterm_apply") {
+        return;
+    }
+    let project = TestProject::new("sigterm-apply");
+    let tmp = small_project(
+        &project,
+        r#"
+service "never" {
+    image "bb"
+    command "sh" "-c" "exec sleep 1000"
+    ready-timeout "120s"
+    health { cmd "false"; interval "1s"; }
+}
+"#,
+    );
+    let dir = tmp.path();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+        .args(["apply", "-y"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(60);
+    while docker_lines(&[
+        "ps",
+        "-q",
+        "--filter",
+        &format!("name={}", project.object("never")),
+    ])
+    .is_empty()
+    {
+        assert!(Instant::now() < end, "apply never started `never`");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let sent = Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let took = sent.elapsed();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(143), "{stderr}");
+    let line = format!("apply: SIGTERM to exit in {took:?}\n");
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    // Stopped at a safe point: the lock is released and the state file is whole, so the next
+    // command starts at once and sees the interrupted service as needing work.
+    assert!(!lock_path(dir).exists(), "lock left behind");
+    let state = std::fs::read(dir.join(".sanctuary/state.json")).unwrap();
+    let _: serde_json::Value = serde_json::from_slice(&state).unwrap();
+    let plan = expect(dir, &["plan"], 0);
+    assert!(
+        plan.lines()
+            .any(|l| l.contains("service.never") && !l.contains("up to date")),
+        "{plan}"
+    );
 }

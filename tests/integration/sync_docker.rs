@@ -708,3 +708,182 @@ async fn watch_syncs_a_single_file_rule() {
     assert_eq!(p.probe("ls -A /v"), ".claude.json\n");
     assert_eq!(interrupt(child), Some(0));
 }
+
+/// Writes `n` files of `size` random bytes under `root/dir` (ten directories), with mtimes
+/// an hour old so no quiet period or racy window applies.
+fn random_files(root: &Path, dir: &str, n: usize, size: usize) {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15 ^ n as u64;
+    for i in 0..n {
+        let p = root.join(format!("{dir}/d{}/f{i}.bin", i % 10));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        let mut body = Vec::with_capacity(size);
+        while body.len() < size {
+            // xorshift: incompressible enough that no layer can shortcut the transfer.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            body.extend_from_slice(&state.to_le_bytes());
+        }
+        body.truncate(size);
+        std::fs::write(&p, &body).unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&p)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+}
+
+/// `relative path  sha256` of every file under the host directory, sorted.
+fn host_digests(root: &Path) -> Vec<String> {
+    use sha2::{Digest, Sha256};
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                let rel = e.path().strip_prefix(root).unwrap().display().to_string();
+                let sum = hex::encode(Sha256::digest(std::fs::read(e.path()).unwrap()));
+                out.push(format!("{rel}  {sum}"));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+impl SyncProject {
+    /// `relative path  sha256` of every file under `dir` in the volume, sorted.
+    fn container_digests(&self, dir: &str) -> Vec<String> {
+        let out = self.probe(&format!(
+            "cd {dir} && find . -type f -exec sha256sum {{}} + | sed 's#^\\([0-9a-f]*\\)  \\./\\(.*\\)#\\2  \\1#'"
+        ));
+        let mut lines: Vec<String> = out.lines().map(str::to_string).collect();
+        lines.sort();
+        lines
+    }
+
+    /// Starts a pass of every rule.
+    fn spawn_sync(&self) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+            .arg("-f")
+            .arg(self.dir.path().join("Sanctuary.kdl"))
+            .arg("sync")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    /// The project's containers other than the probe.
+    fn helpers(&self) -> Vec<String> {
+        let ps = Command::new("docker")
+            .args(["ps", "-a", "--format", "{{.Names}}", "--filter"])
+            .arg(format!("label={PROJECT_LABEL}={}", self.name()))
+            .output()
+            .unwrap();
+        text(&ps.stdout)
+            .lines()
+            .filter(|n| *n != self.probe)
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+fn signal(child: &std::process::Child, sig: nix::sys::signal::Signal) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, sig).unwrap();
+}
+
+#[tokio::test]
+async fn sigterm_stops_a_long_pass_at_once_and_the_next_pass_converges() {
+    if docker_or_skip("sync_sigterm").await.is_none() {
+        return;
+    }
+    let p = SyncProject::new("sync-sigterm", &rule("big", ""));
+    random_files(p.dir.path(), "big", 480, 256 << 10);
+    let mut child = p.spawn_sync();
+    // Long enough to be past the scans and into the transfer of 120 MB.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the pass ended before the signal"
+    );
+    let sent = Instant::now();
+    signal(&child, nix::sys::signal::Signal::SIGTERM);
+    let status = child.wait().unwrap();
+    let took = sent.elapsed();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    assert_eq!(status.code(), Some(143), "stderr:\n{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let line = format!("sync: SIGTERM to exit in {took:?}\n");
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(line.as_bytes());
+    // Nothing half-done is left: no staged batch, no temporary, no helper container.
+    assert_eq!(
+        p.probe("find /v -name '*.sanctuary-tmp-*' | wc -l").trim(),
+        "0"
+    );
+    assert!(p.helpers().is_empty(), "{:?}", p.helpers());
+
+    p.sync_ok(&[]);
+    assert_eq!(p.container_digests("/v/big"), host_digests(&p.host("big")));
+    assert_eq!(host_digests(&p.host("big")).len(), 480);
+    let out = p.sync_ok(&[]);
+    assert!(out.contains("up to date"), "{out}");
+}
+
+#[tokio::test]
+async fn passes_killed_at_any_point_leave_nothing_behind_and_converge() {
+    if docker_or_skip("sync_kill_schedule").await.is_none() {
+        return;
+    }
+    let p = SyncProject::new("sync-kills", &rule("tree", ""));
+    // The tree starts in the volume, so the writes (and their temporaries) are on the host;
+    // a second tree starts on the host, so they are in the volume too.
+    let seed = tempfile::tempdir().unwrap();
+    random_files(seed.path(), "tree", 120, 200 << 10);
+    random_files(p.dir.path(), "tree/up", 120, 200 << 10);
+    let out = Command::new("docker")
+        .args(["cp", &format!("{}/tree/.", seed.path().display())])
+        .arg(format!("{}:/v/tree", p.probe))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let mut killed_mid_pass = 0;
+    for k in 0..10u64 {
+        let mut child = p.spawn_sync();
+        std::thread::sleep(std::time::Duration::from_millis(150 + k * 120));
+        if child.try_wait().unwrap().is_none() {
+            killed_mid_pass += 1;
+            signal(&child, nix::sys::signal::Signal::SIGKILL);
+        }
+        let _ = child.wait();
+    }
+    assert!(
+        killed_mid_pass >= 5,
+        "only {killed_mid_pass} kills hit a running pass"
+    );
+    p.sync_ok(&[]);
+    // The pass swept what the killed ones left: no temporaries on either side, no helper.
+    assert_eq!(
+        p.probe("find /v -name '*.sanctuary-tmp-*' | wc -l").trim(),
+        "0"
+    );
+    let host_temps: Vec<String> = host_digests(&p.host("tree"))
+        .into_iter()
+        .filter(|l| l.contains(".sanctuary-tmp-"))
+        .collect();
+    assert!(host_temps.is_empty(), "{host_temps:?}");
+    assert!(p.helpers().is_empty(), "{:?}", p.helpers());
+    let both = host_digests(&p.host("tree"));
+    assert_eq!(both.len(), 240);
+    assert_eq!(p.container_digests("/v/tree"), both);
+}
