@@ -336,6 +336,25 @@ impl DockerBackend {
         }
     }
 
+    /// Waits for a removal someone else started to finish.
+    async fn await_removal(&self, name: &str) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while self.inspect(name).await?.is_some() {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(BackendError::Failed {
+                    action: Action::RemoveContainer,
+                    target: name.to_string(),
+                    source: DaemonError::api(
+                        409,
+                        "a removal already in progress did not finish within 60s",
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(())
+    }
+
     async fn inspect(&self, name: &str) -> Result<Option<ContainerInfo>> {
         match self.docker.inspect_container(name, None).await {
             Ok(resp) => Ok(Some(container_info(resp))),
@@ -794,8 +813,16 @@ impl Backend for DockerBackend {
                 force,
                 ..Default::default()
             };
-            let result = self.docker.remove_container(name, Some(options)).await;
-            unit(result, Action::RemoveContainer, ObjectKind::Container, name)
+            match self.docker.remove_container(name, Some(options)).await {
+                // A removal started by a process that was killed mid-request goes on in the
+                // daemon; the container is as good as gone once that removal finishes.
+                Err(e)
+                    if status(&e) == Some(409) && e.to_string().contains("already in progress") =>
+                {
+                    self.await_removal(name).await
+                }
+                result => unit(result, Action::RemoveContainer, ObjectKind::Container, name),
+            }
         })
     }
 

@@ -354,27 +354,42 @@ impl ContainerSide {
                 }
             }
         };
-        let size = item.content.len() as u64;
-        let cached = cached.filter(|c| c.size == size && c.mtime == item.mtime_ms && c.ino == 0);
-        let (hash, host_size) = hash_item(as_path, &item, to_host, cached);
-        let record = (item.kind == EntryKind::File && started - item.mtime_ms >= RACY_WINDOW_MS)
-            .then(|| CachedHash {
+        self.remember_owner(path, item.owner);
+        Ok(Some(entry_of(as_path, &item, to_host, cached, started)))
+    }
+}
+
+/// The entry of an item read from the container, hashed in host form as `path` (a matching
+/// `cached` record is trusted), and the record to cache unless it changed within the racy
+/// window of a scan that started at `started`.
+fn entry_of(
+    path: &RelPath,
+    item: &TarItem,
+    to_host: Option<&RuleSet>,
+    cached: Option<&CachedHash>,
+    started: i64,
+) -> (Entry, Option<CachedHash>) {
+    let size = stored_size(item);
+    let cached = cached.filter(|c| c.size == size && c.mtime == item.mtime_ms && c.ino == 0);
+    let (hash, host_size) = hash_item(path, item, to_host, cached);
+    let record =
+        (item.kind != EntryKind::Dir && started - item.mtime_ms >= RACY_WINDOW_MS).then(|| {
+            CachedHash {
                 size,
                 mtime: item.mtime_ms,
                 ino: 0,
                 hash: hash.clone(),
                 host_size,
-            });
-        self.remember_owner(path, item.owner);
-        let entry = Entry {
-            kind: item.kind,
-            hash,
-            size: host_size,
-            mode: item.mode,
-            mtime: item.mtime_ms,
-        };
-        Ok(Some((entry, record)))
-    }
+            }
+        });
+    let entry = Entry {
+        kind: item.kind,
+        hash,
+        size: host_size,
+        mode: item.mode,
+        mtime: item.mtime_ms,
+    };
+    (entry, record)
 }
 
 fn hash_item(
@@ -465,27 +480,7 @@ impl ContainerSide {
         let hashed: Vec<(RelPath, Entry, Option<CachedHash>, Owner)> = kept
             .par_iter()
             .map(|(path, item)| {
-                let size = item.content.len() as u64;
-                let cached = old
-                    .get(path)
-                    .filter(|c| c.size == size && c.mtime == item.mtime_ms && c.ino == 0);
-                let (hash, host_size) = hash_item(path, item, to_host, cached);
-                let record = (item.kind == EntryKind::File
-                    && started - item.mtime_ms >= RACY_WINDOW_MS)
-                    .then(|| CachedHash {
-                        size,
-                        mtime: item.mtime_ms,
-                        ino: 0,
-                        hash: hash.clone(),
-                        host_size,
-                    });
-                let entry = Entry {
-                    kind: item.kind,
-                    hash,
-                    size: host_size,
-                    mode: item.mode,
-                    mtime: item.mtime_ms,
-                };
+                let (entry, record) = entry_of(path, item, to_host, old.get(path), started);
                 (path.clone(), entry, record, item.owner)
             })
             .collect();
@@ -635,27 +630,7 @@ impl ContainerSide {
             .into_par_iter()
             .map(|(path, l, cached, item)| {
                 let (entry, record) = match &item {
-                    Some(item) => {
-                        let (hash, host_size) = hash_item(&path, item, to_host, None);
-                        let size = stored_size(item);
-                        let record = (item.kind != EntryKind::Dir
-                            && started - item.mtime_ms >= RACY_WINDOW_MS)
-                            .then(|| CachedHash {
-                                size,
-                                mtime: item.mtime_ms,
-                                ino: 0,
-                                hash: hash.clone(),
-                                host_size,
-                            });
-                        let entry = Entry {
-                            kind: item.kind,
-                            hash,
-                            size: host_size,
-                            mode: item.mode,
-                            mtime: item.mtime_ms,
-                        };
-                        (entry, record)
-                    }
+                    Some(item) => entry_of(&path, item, to_host, None, started),
                     None => {
                         let (hash, size) = cached
                             .as_ref()

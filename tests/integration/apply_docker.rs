@@ -359,6 +359,30 @@ service "bad" {
     );
 }
 
+/// Starts `apply -y` in `dir` and returns once the container of `service` runs.
+fn apply_until_started(
+    dir: &Path,
+    project: &TestProject,
+    service: &str,
+    stderr: Stdio,
+) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+        .args(["apply", "-y"])
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(60);
+    let name = format!("name={}", project.object(service));
+    while docker_lines(&["ps", "-q", "--filter", &name]).is_empty() {
+        assert!(Instant::now() < end, "apply never started `{service}`");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child
+}
+
 fn lock_path(dir: &Path) -> PathBuf {
     dir.join(".sanctuary/lock")
 }
@@ -381,27 +405,8 @@ service "slow" {
 "#,
     );
     let dir = tmp.path();
-    let mut first = Command::new(env!("CARGO_BIN_EXE_sanctuary"))
-        .args(["apply", "-y"])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
     // Wait until it holds the lock and waits for the slow service.
-    let end = Instant::now() + Duration::from_secs(60);
-    while docker_lines(&[
-        "ps",
-        "-q",
-        "--filter",
-        &format!("name={}", project.object("slow")),
-    ])
-    .is_empty()
-    {
-        assert!(Instant::now() < end, "the first apply never started `slow`");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut first = apply_until_started(dir, &project, "slow", Stdio::null());
     assert!(lock_path(dir).exists());
 
     // A second apply meanwhile is refused, naming the holder.
@@ -683,26 +688,7 @@ service "never" {
 "#,
     );
     let dir = tmp.path();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sanctuary"))
-        .args(["apply", "-y"])
-        .current_dir(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let end = Instant::now() + Duration::from_secs(60);
-    while docker_lines(&[
-        "ps",
-        "-q",
-        "--filter",
-        &format!("name={}", project.object("never")),
-    ])
-    .is_empty()
-    {
-        assert!(Instant::now() < end, "apply never started `never`");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut child = apply_until_started(dir, &project, "never", Stdio::piped());
     std::thread::sleep(Duration::from_millis(500));
     let sent = Instant::now();
     nix::sys::signal::kill(
