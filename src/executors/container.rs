@@ -12,7 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::backend::names;
 use crate::backend::{self, Backend, ContainerSpec};
-use crate::manifest::{ImageRef, Manifest};
+use crate::engine::Session;
+use crate::fingerprint::Key;
+use crate::manifest::{ImageRef, Manifest, SecretFile};
 use crate::plan::desired;
 
 /// How a script in a container ended.
@@ -61,49 +63,116 @@ pub async fn ensure_image(
     Ok(tag)
 }
 
-/// Runs `script` in `image` with the project directory mounted, `workdir` as the working
-/// directory, until it exits, `timeout` passes, or `cancel` fires.
-#[allow(clippy::too_many_arguments)]
+/// A script to run in a one-off container.
+pub struct Script<'a> {
+    pub image: &'a str,
+    /// What the container is for (`task-build`, `test-smoke`): part of its name and label.
+    pub purpose: &'a str,
+    pub script: &'a str,
+    pub workdir: &'a Path,
+    pub env: BTreeMap<String, String>,
+    pub secret_files: &'a [SecretFile],
+    pub timeout: Option<Duration>,
+}
+
+/// Adds a task's or test's secret files to its key: each value by keyed hash, so a changed
+/// secret runs the work again, and where and how it is mounted in the spec.
+pub fn key_secret_files(
+    session: &Session,
+    key: &mut Key,
+    files: &[SecretFile],
+) -> Result<(), String> {
+    if files.is_empty() {
+        return Ok(());
+    }
+    for sf in files {
+        let value =
+            crate::secrets::resolve(&session.manifest, &sf.secret).map_err(|e| e.to_string())?;
+        key.secrets.insert(
+            format!("file:{}", sf.path),
+            format!(
+                "{}:{}",
+                sf.secret,
+                session.salt.keyed_hash(value.as_bytes())
+            ),
+        );
+    }
+    key.spec.extra["secret_files"] = serde_json::json!(files
+        .iter()
+        .map(|sf| serde_json::json!({ "path": sf.path, "mode": sf.mode, "owner": sf.owner }))
+        .collect::<Vec<_>>());
+    Ok(())
+}
+
+/// Runs `run.script` in `run.image` with the project directory mounted, `run.workdir` as the
+/// working directory and the secret files mounted read-only, until it exits, the timeout
+/// passes, or `cancel` fires.
+///
+/// The secret files live in a directory of their own under the state directory, named for
+/// this process ([`crate::debris`]) and removed with the container; the container carries
+/// this process as its owner ([`names::owned`]). What a killed run leaves of either is
+/// removed by the next run in an image of the project ([`sweep_dead_runs`]).
 pub async fn run_script(
     m: &Manifest,
     backend: &dyn Backend,
-    image: &str,
-    purpose: &str,
-    script: &str,
-    workdir: &Path,
-    env: BTreeMap<String, String>,
-    timeout: Option<Duration>,
+    run: Script<'_>,
     cancel: &CancellationToken,
 ) -> Result<ContainerRun, String> {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    sweep_dead_runs(m, backend).await;
     let project = &m.project.name;
+    let purpose = run.purpose;
     let name = format!(
         "{}-run-{purpose}-{}-{}",
         project,
         std::process::id(),
         COUNTER.fetch_add(1, Ordering::Relaxed)
     );
-    let dir = m.dir.display().to_string();
+    let mut mounts = vec![backend::MountSpec {
+        source: backend::MountSource::Bind(m.dir.clone()),
+        target: m.dir.display().to_string(),
+        read_only: false,
+    }];
+    let secrets = match run.secret_files {
+        [] => None,
+        files => {
+            let dir = write_secrets(m, files).map_err(|e| {
+                format!(
+                    "writing the secret files of {purpose} under {}: {e}",
+                    secrets_root(m).display()
+                )
+            })?;
+            for (i, sf) in files.iter().enumerate() {
+                mounts.push(backend::MountSpec {
+                    source: backend::MountSource::Bind(secret_path(dir.path(), i, sf)),
+                    target: sf.path.clone(),
+                    read_only: true,
+                });
+            }
+            Some(dir)
+        }
+    };
     let spec = ContainerSpec {
         name: name.clone(),
-        image: image.to_string(),
+        image: run.image.to_string(),
         entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
-        command: Some(vec![script.to_string()]),
-        env,
-        mounts: vec![backend::MountSpec {
-            source: backend::MountSource::Bind(m.dir.clone()),
-            target: dir,
-            read_only: false,
-        }],
-        working_dir: Some(workdir.display().to_string()),
-        labels: names::labels(project, &format!("run.{purpose}"), None),
+        command: Some(vec![run.script.to_string()]),
+        env: run.env,
+        mounts,
+        working_dir: Some(run.workdir.display().to_string()),
+        labels: names::owned(names::labels(
+            project,
+            &format!("{RUN_NODE}{purpose}"),
+            None,
+        )),
         ..ContainerSpec::default()
     };
-    backend
-        .create_container(&spec)
-        .await
-        .map_err(|e| e.to_string())?;
+    let timeout = run.timeout;
     let result = async {
+        backend
+            .create_container(&spec)
+            .await
+            .map_err(|e| e.to_string())?;
         backend.start_container(&name).await.map_err(|e| e.to_string())?;
         // Without a timeout the wait is bounded only by cancellation.
         let deadline = Instant::now() + timeout.unwrap_or(Duration::from_secs(7 * 24 * 3600));
@@ -125,5 +194,62 @@ pub async fn run_script(
     .await;
     // The container is disposable; removing it must not hide the result.
     let _ = backend.remove_container(&name, true).await;
+    drop(secrets);
     result
+}
+
+/// The node label of one-off containers: `run.<purpose>`.
+const RUN_NODE: &str = "run.";
+
+/// Where the secret files of one-off containers are written.
+fn secrets_root(m: &Manifest) -> std::path::PathBuf {
+    m.project.state_dir.join("secrets")
+}
+
+fn secret_path(dir: &Path, i: usize, sf: &SecretFile) -> std::path::PathBuf {
+    dir.join(format!("{i}-{}", sf.secret))
+}
+
+/// Writes `files` into a new private directory (0700) named for this process.
+fn write_secrets(m: &Manifest, files: &[SecretFile]) -> std::io::Result<tempfile::TempDir> {
+    let root = secrets_root(m);
+    std::fs::create_dir_all(&root)?;
+    let dir = crate::fsutil::new_temp_dir_in(&root)?;
+    let mut on_host = Vec::with_capacity(files.len());
+    for (i, sf) in files.iter().enumerate() {
+        let value = crate::secrets::resolve(m, &sf.secret)
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        on_host.push(desired::SecretFileOnHost {
+            host: secret_path(dir.path(), i, sf),
+            value,
+            mode: sf.mode,
+            owner: sf.owner,
+        });
+    }
+    desired::write_secret_files(dir.path(), &on_host)?;
+    Ok(dir)
+}
+
+/// Removes, once per process, the one-off containers and secret directories of `m`'s
+/// project whose maker — a process of this machine — is gone. Failures only leave the
+/// debris for a later run.
+async fn sweep_dead_runs(m: &Manifest, backend: &dyn Backend) {
+    static SWEPT: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    SWEPT
+        .get_or_init(|| async {
+            let _ = crate::debris::sweep(&secrets_root(m), true);
+            let filter = backend::LabelFilter::new()
+                .with(names::LABEL_PROJECT, &m.project.name)
+                .with_key(names::LABEL_PID);
+            let Ok(listed) = backend.list_containers(&filter, true).await else {
+                return;
+            };
+            for c in listed {
+                let is_run = names::node_of(&c.labels).is_some_and(|n| n.starts_with(RUN_NODE));
+                if is_run && names::owner_gone(&c.labels) {
+                    let _ = backend.remove_container(&c.name, true).await;
+                }
+            }
+        })
+        .await;
 }

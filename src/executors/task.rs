@@ -78,6 +78,7 @@ pub fn key(session: &Session, id: &NodeId) -> Result<Key, String> {
         key.secrets
             .insert(se.secret.clone(), session.salt.keyed_hash(value.as_bytes()));
     }
+    super::container::key_secret_files(session, &mut key, &task.secret_files)?;
     Ok(key)
 }
 
@@ -193,12 +194,15 @@ pub async fn execute(
             let run = super::container::run_script(
                 m,
                 backend.as_ref(),
-                &tag,
-                &purpose,
-                &script,
-                &task.dir,
-                env,
-                task.timeout.map(|t| t.0),
+                super::container::Script {
+                    image: &tag,
+                    purpose: &purpose,
+                    script: &script,
+                    workdir: &task.dir,
+                    env,
+                    secret_files: &task.secret_files,
+                    timeout: task.timeout.map(|t| t.0),
+                },
                 ctx.cancel(),
             )
             .await

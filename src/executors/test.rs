@@ -115,6 +115,7 @@ pub fn key(
             key.dependencies.insert(dep.node.to_string(), fp);
         }
     }
+    super::container::key_secret_files(session, &mut key, &t.secret_files)?;
     Ok(key)
 }
 
@@ -315,17 +316,20 @@ async fn in_image(
     };
     let m = &session.manifest;
     let purpose = format!("test-{}", t.name);
-    // Leftovers after an interruption carry the project label for destroy and ci.
+    let script = script(run);
     match super::container::run_script(
         m,
         backend.as_ref(),
-        &tag,
-        &purpose,
-        &script(run),
-        &m.dir,
-        t.env.clone(),
-        Some(t.timeout.0),
-        &tokio_util::sync::CancellationToken::new(),
+        super::container::Script {
+            image: &tag,
+            purpose: &purpose,
+            script: &script,
+            workdir: &m.dir,
+            env: t.env.clone(),
+            secret_files: &t.secret_files,
+            timeout: Some(t.timeout.0),
+        },
+        ctx.cancel(),
     )
     .await
     {

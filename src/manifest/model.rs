@@ -314,6 +314,8 @@ pub struct Task {
     pub outputs: Vec<String>,
     pub env: BTreeMap<String, String>,
     pub secret_env: Vec<SecretEnv>,
+    /// Files mounted into the task's container; only with `image`.
+    pub secret_files: Vec<SecretFile>,
     pub depends_on: Vec<Dependency>,
     /// Working directory, absolute.
     pub dir: PathBuf,
@@ -334,6 +336,8 @@ pub struct Test {
     pub check: TestCheck,
     pub inputs: Vec<String>,
     pub env: BTreeMap<String, String>,
+    /// Files mounted into the test's container; only for a `run` check with `image`.
+    pub secret_files: Vec<SecretFile>,
     pub timeout: Duration,
 }
 

@@ -321,6 +321,8 @@ pub struct Task {
     pub env: Vec<Properties>,
     #[knuffel(children(name = "secret-env"))]
     pub secret_env: Vec<SecretEnv>,
+    #[knuffel(children(name = "secret-file"))]
+    pub secret_file: Vec<SecretFile>,
     #[knuffel(children(name = "depends-on"))]
     pub depends_on: Vec<DependsOn>,
     #[knuffel(child, unwrap(argument))]
@@ -360,6 +362,8 @@ pub struct Test {
     pub inputs: Vec<Args>,
     #[knuffel(children(name = "env"))]
     pub env: Vec<Properties>,
+    #[knuffel(children(name = "secret-file"))]
+    pub secret_file: Vec<SecretFile>,
     #[knuffel(child, unwrap(argument, str))]
     pub timeout: Option<Duration>,
 }

@@ -87,10 +87,16 @@ impl Manifest {
             for se in &t.secret_env {
                 uses(&me, NodeId::new(Kind::Secret, &se.secret));
             }
+            for sf in &t.secret_files {
+                uses(&me, NodeId::new(Kind::Secret, &sf.secret));
+            }
         }
         for t in self.tests.values() {
             let me = NodeId::new(Kind::Test, &t.name);
             depends(&me, &t.depends_on);
+            for sf in &t.secret_files {
+                uses(&me, NodeId::new(Kind::Secret, &sf.secret));
+            }
             match &t.check {
                 TestCheck::Command {
                     image: Some(img), ..

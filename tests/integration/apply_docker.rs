@@ -671,6 +671,194 @@ task "gen" {
 }
 
 #[test]
+fn secret_files_reach_tasks_and_tests_in_an_image_and_leave_with_their_containers() {
+    if !docker_available("image_secret_file") {
+        return;
+    }
+    let project = TestProject::new("imagesecret");
+    let value = "t0k-(v1)*[x]$";
+    // The test compares digests: a value written into the manifest would be in the cache key.
+    let digest = |v: &str| {
+        use sha2::Digest;
+        sha2::Sha256::digest(v.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let expect = digest(value);
+    let tmp = small_project(
+        &project,
+        &format!(
+            r#"
+secret "tok" {{
+    env "SANCT_TEST_TOKEN"
+}}
+task "use" {{
+    image "bb"
+    secret-file "tok" path="/run/secrets/tok" mode="0440" owner="1000:1000"
+    env EXPECT="{expect}"
+    run "mkdir -p out count && echo run >> count/use"
+    run "stat -c '%a %u' /run/secrets/tok > out/meta.txt"
+    run "if [ \"$(sha256sum < /run/secrets/tok | cut -d' ' -f1)\" = \"$EXPECT\" ]; then echo match; else echo differ; fi > out/match.txt"
+    outputs "out/meta.txt" "out/match.txt"
+}}
+test "reads" {{
+    image "bb"
+    secret-file "tok"
+    env EXPECT="{expect}"
+    run "test \"$(sha256sum < /run/secrets/tok | cut -d' ' -f1)\" = \"$EXPECT\""
+}}
+test "leaks" {{
+    image "bb"
+    secret-file "tok" path="/tok"
+    run "echo \"leak=$(cat /tok)\"; exit 1"
+}}
+"#
+        ),
+    );
+    let dir = tmp.path();
+    let run = |v: &str, args: &[&str]| sanct_env(dir, args, &[("SANCT_TEST_TOKEN", v)]);
+    let out = run(value, &["run", "use"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    assert_eq!(read("out/meta.txt"), "440 1000\n");
+    assert_eq!(read("out/match.txt"), "match\n");
+    // Unchanged: cached. A changed value runs the task again, and it sees the new value.
+    let again = run(value, &["run", "use"]);
+    assert!(text(&again).contains("(cached"), "{}", text(&again));
+    let changed = run("v2", &["run", "use"]);
+    assert_eq!(changed.status.code(), Some(0), "{}", text(&changed));
+    assert_eq!(read("out/match.txt"), "differ\n");
+    assert_eq!(read("count/use").lines().count(), 2);
+
+    let junit = dir.join("j.xml");
+    let out = run(value, &["test", "--junit", junit.to_str().unwrap()]);
+    let all = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{all}");
+    assert!(all.contains("reads") && all.contains("leak=***"), "{all}");
+    assert!(!all.contains("t0k-"), "{all}");
+    let xml = std::fs::read_to_string(&junit).unwrap();
+    assert!(xml.contains("leak=***") && !xml.contains("t0k-"), "{xml}");
+    let json = run(value, &["test", "--json", "leaks"]);
+    assert!(!text(&json).contains("t0k-"), "{}", text(&json));
+    let passed = run(value, &["test", "reads"]);
+    assert_eq!(passed.status.code(), Some(0), "{}", text(&passed));
+
+    // The files went with the one-off containers; the value is in no cache entry.
+    assert!(labelled(&project, &["ps", "-aq"]).is_empty());
+    let secrets = dir.join(".sanctuary/secrets");
+    let left: Vec<_> = std::fs::read_dir(&secrets)
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+    for entry in walk(&dir.join(".sanctuary")) {
+        let bytes = std::fs::read(&entry).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("t0k-"),
+            "{}",
+            entry.display()
+        );
+    }
+}
+
+#[test]
+fn a_killed_run_in_an_image_leaves_a_container_and_secrets_that_the_next_run_removes() {
+    if !docker_available("killed_image_run") {
+        return;
+    }
+    let project = TestProject::new("killedrun");
+    let tmp = small_project(
+        &project,
+        r#"
+secret "tok" {
+    env "SANCT_TEST_TOKEN"
+}
+task "slow" {
+    image "bb"
+    secret-file "tok"
+    run "sleep 600"
+}
+task "quick" {
+    image "bb"
+    run "true"
+}
+"#,
+    );
+    let dir = tmp.path();
+    let secrets = dir.join(".sanctuary/secrets");
+    let entries = |d: &Path| -> Vec<String> {
+        std::fs::read_dir(d)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let filter = format!("label={PROJECT_LABEL}={}", project.name);
+    // One-off containers only: an image build's intermediate containers may carry the label.
+    let containers = || {
+        docker_lines(&["ps", "-a", "--format", "{{.Names}}", "--filter", &filter])
+            .into_iter()
+            .filter(|n| n.contains("-run-"))
+            .collect::<Vec<_>>()
+    };
+    let spawn_slow = || {
+        Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+            .args(["run", "slow"])
+            .current_dir(dir)
+            .env("SANCT_TEST_TOKEN", "killed-run-value")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // Waits until `ok` holds of the project's containers.
+    let wait_for = |what: &str, ok: &dyn Fn(&[String]) -> bool| {
+        let end = Instant::now() + Duration::from_secs(60);
+        while !ok(&containers()) {
+            assert!(Instant::now() < end, "{what}: {:?}", containers());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    let kill_slow = || {
+        let mut child = spawn_slow();
+        wait_for("the task's container never started", &|c| c.len() == 1);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // What the killed process left: its container, still running, and its secret files.
+        let left = containers();
+        assert_eq!(left.len(), 1, "{left:?}");
+        assert_eq!(entries(&secrets).len(), 1, "{:?}", entries(&secrets));
+        left[0].clone()
+    };
+
+    // The next run in an image removes both, whichever task it runs.
+    kill_slow();
+    let out = sanct(dir, &["run", "quick"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(containers().is_empty(), "{:?}", containers());
+    assert!(entries(&secrets).is_empty(), "{:?}", entries(&secrets));
+
+    // The next `run slow` sweeps too; interrupted by SIGTERM, it removes its own on the way out.
+    let dead = kill_slow();
+    let mut child = spawn_slow();
+    wait_for("the dead run's container was not swept", &|c| {
+        c.len() == 1 && c[0] != dead
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(143));
+    assert!(containers().is_empty(), "{:?}", containers());
+    assert!(entries(&secrets).is_empty(), "{:?}", entries(&secrets));
+}
+
+#[test]
 fn sigterm_stops_an_apply_waiting_for_readiness_with_143_and_the_lock_released() {
     if !docker_available("sigterm_apply") {
         return;

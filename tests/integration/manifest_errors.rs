@@ -936,3 +936,33 @@ test "t" {
 "#,
     has = "test `t` waits for `db` to be healthy",
 );
+
+case!(
+    secret_file_on_a_host_task,
+    5,
+    "needs a container to be mounted into",
+    r#"project "demo"
+secret "tok" { env "TOK"; }
+task "deploy" {
+    run "cat /run/secrets/tok"
+    secret-file "tok"
+}
+"#,
+    has = "task `deploy` has a `secret-file` but no `image`",
+);
+
+case!(
+    secret_file_on_an_http_test,
+    6,
+    "needs a container to be mounted into",
+    r#"project "demo"
+secret "tok" { env "TOK"; }
+test "up" {
+    http "http://127.0.0.1:8080/"
+    needs "web"
+    secret-file "tok"
+}
+service "web" { image "busybox:1"; }
+"#,
+    has = "test `up` has a `secret-file` but does not run in an image",
+);

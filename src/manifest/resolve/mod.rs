@@ -444,6 +444,58 @@ pub fn resolve(
     m
 }
 
+/// `secret-file` entries: the path (default `/run/secrets/<name>`), mode (default 0400) and
+/// numeric owner — by default `user` when that is numeric, so a container that runs as a
+/// numeric user can read its own secrets.
+fn secret_files(
+    r: &mut Resolver,
+    list: &[raw::SecretFile],
+    user: Option<&str>,
+    role: &str,
+) -> Vec<SecretFile> {
+    let mut secret_files = Vec::new();
+    for f in list {
+        let path = f
+            .path
+            .clone()
+            .unwrap_or_else(|| format!("/run/secrets/{}", &*f.secret));
+        if !path.starts_with('/') {
+            r.err(
+                Diag::error(format!("secret-file path `{path}` is not absolute"))
+                    .label(at(&f.span), "must start with `/`"),
+            );
+        }
+        let mode = f
+            .mode
+            .as_ref()
+            .and_then(|m| file_mode(r, m))
+            .unwrap_or(0o400);
+        let owner = match &f.owner {
+            Some(o) => {
+                let parsed = numeric_owner(o);
+                if parsed.is_none() {
+                    r.err(
+                        Diag::error(format!("secret-file owner `{}` is not numeric", &**o))
+                            .label(at(o.span()), "expected \"uid:gid\", such as \"1000:1000\"")
+                            .help("the file is made on the host, where the container's user names mean nothing"),
+                    );
+                }
+                parsed
+            }
+            None => user.and_then(numeric_owner),
+        };
+        if r.check_ref(Kind::Secret, &f.secret, role) {
+            secret_files.push(SecretFile {
+                secret: f.secret.to_string(),
+                path,
+                mode,
+                owner,
+            });
+        }
+    }
+    secret_files
+}
+
 fn secret_envs(r: &mut Resolver, list: &[raw::SecretEnv]) -> Vec<SecretEnv> {
     list.iter()
         .filter(|s| r.check_ref(Kind::Secret, &s.from, &format!("secret-env `{}`", &*s.var)))

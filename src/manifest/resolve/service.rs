@@ -22,47 +22,7 @@ pub(super) fn resolve_service(
         }
     };
     let secret_env = secret_envs(r, &s.secret_env);
-    let mut secret_files = Vec::new();
-    for f in &s.secret_file {
-        let path = f
-            .path
-            .clone()
-            .unwrap_or_else(|| format!("/run/secrets/{}", &*f.secret));
-        if !path.starts_with('/') {
-            r.err(
-                Diag::error(format!("secret-file path `{path}` is not absolute"))
-                    .label(at(&f.span), "must start with `/`"),
-            );
-        }
-        let mode = f
-            .mode
-            .as_ref()
-            .and_then(|m| file_mode(r, m))
-            .unwrap_or(0o400);
-        let owner = match &f.owner {
-            Some(o) => {
-                let parsed = numeric_owner(o);
-                if parsed.is_none() {
-                    r.err(
-                        Diag::error(format!("secret-file owner `{}` is not numeric", &**o))
-                            .label(at(o.span()), "expected \"uid:gid\", such as \"1000:1000\"")
-                            .help("the file is made on the host, where the container's user names mean nothing"),
-                    );
-                }
-                parsed
-            }
-            // A service that runs as a numeric user can read its own secrets.
-            None => s.user.as_deref().and_then(numeric_owner),
-        };
-        if r.check_ref(Kind::Secret, &f.secret, &role) {
-            secret_files.push(SecretFile {
-                secret: f.secret.to_string(),
-                path,
-                mode,
-                owner,
-            });
-        }
-    }
+    let secret_files = secret_files(r, &s.secret_file, s.user.as_deref(), &role);
 
     let mut port_specs = Vec::new();
     for p in &s.ports {

@@ -17,6 +17,14 @@ pub(super) fn resolve_task(r: &mut Resolver, t: &raw::Task) -> Task {
         .image
         .as_ref()
         .and_then(|i| r.image_ref(i, &format!("task `{}`", &*t.name)));
+    let secret_files = secret_files(r, &t.secret_file, None, &format!("task `{}`", &*t.name));
+    if let (Some(first), None) = (t.secret_file.first(), &image) {
+        r.err(
+            Diag::error(format!("task `{}` has a `secret-file` but no `image`", &*t.name))
+                .label(at(&first.span), "needs a container to be mounted into")
+                .help("add `image \"…\"` to run the task in a container, or pass the secret to a host task with `secret-env`"),
+        );
+    }
     let dir = t
         .dir
         .as_ref()
@@ -31,6 +39,7 @@ pub(super) fn resolve_task(r: &mut Resolver, t: &raw::Task) -> Task {
         outputs: flatten_args(&t.outputs),
         env: merge_props(&t.env),
         secret_env,
+        secret_files,
         depends_on,
         dir,
         image,

@@ -129,6 +129,15 @@ pub(super) fn resolve_test(r: &mut Resolver, t: &raw::Test) -> Option<Test> {
                 .unwrap_or(Duration(std::time::Duration::from_secs(1))),
         }
     };
+    let secret_files = secret_files(r, &t.secret_file, None, &role);
+    let in_image = matches!(&check, TestCheck::Command { image: Some(_), .. });
+    if let (Some(first), false) = (t.secret_file.first(), in_image) {
+        r.err(
+            Diag::error(format!("test `{name}` has a `secret-file` but does not run in an image"))
+                .label(at(&first.span), "needs a container to be mounted into")
+                .help("secret files go to `run` checks with `image \"…\"`; a service's own secrets are its `secret-file` entries"),
+        );
+    }
     Some(Test {
         name,
         span: span(&t.name),
@@ -139,6 +148,7 @@ pub(super) fn resolve_test(r: &mut Resolver, t: &raw::Test) -> Option<Test> {
         check,
         inputs: flatten_args(&t.inputs),
         env: merge_props(&t.env),
+        secret_files,
         timeout: t.timeout.unwrap_or(Duration(DEFAULT_TEST_TIMEOUT)),
     })
 }
