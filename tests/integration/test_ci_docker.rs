@@ -513,3 +513,93 @@ async fn ci_interrupted_still_tears_down() {
     assert_eq!(status.code(), Some(130));
     assert_eq!(leftovers(&project.name), Vec::<String>::new());
 }
+
+/// Every file under `dir` whose name marks it as a temporary.
+fn temporaries(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.contains(".sanctuary-tmp-") || name.starts_with(".tmp") {
+                out.push(p.clone());
+            }
+            if p.is_dir() {
+                out.extend(temporaries(&p));
+            }
+        }
+    }
+    out
+}
+
+/// SIGKILL at ten points of `ci` (image build, start, health wait, a test in an image with a
+/// secret file, teardown): whatever each kill leaves, the next complete `ci` ends with nothing
+/// of the project on the engine and no temporary, lock or secret file in the state directory.
+#[tokio::test(flavor = "multi_thread")]
+async fn ci_killed_at_any_point_leaves_nothing_after_the_next_ci() {
+    if docker_or_skip("ci_killed_at_any_point").await.is_none() {
+        return;
+    }
+    let project = TestProject::new("cikill");
+    let d = Dir::new();
+    write_web_context(&d);
+    let healthy = r#""wget" "-qO-" "http://127.0.0.1:8080/""#;
+    let manifest = small_manifest(
+        &project.name,
+        free_port(),
+        healthy,
+        "run \"test -s /run/secrets/tok && sleep 1\"\n    image \"box\"\n    secret-file \"tok\"",
+    ) + "secret \"tok\" {\n    env \"SANCT_CI_TOKEN\"\n}\n";
+    d.write("Sanctuary.kdl", &manifest);
+    let ci = || {
+        Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+            .arg("ci")
+            .current_dir(d.path())
+            .env("NO_COLOR", "1")
+            .env("SANCT_CI_TOKEN", "ci-kill-token")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start ci")
+    };
+    let state = d.path().join(".sanctuary");
+    let clean = |after: &str| {
+        assert_eq!(leftovers(&project.name), Vec::<String>::new(), "{after}");
+        assert_eq!(temporaries(&state), Vec::<PathBuf>::new(), "{after}");
+        assert!(!state.join("lock").exists(), "{after}: lock left");
+        let secrets: Vec<_> = std::fs::read_dir(state.join("secrets"))
+            .map(|rd| rd.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(secrets.is_empty(), "{after}: {secrets:?}");
+    };
+
+    let started = std::time::Instant::now();
+    let status = ci().wait().expect("wait for ci");
+    let whole = started.elapsed();
+    assert_eq!(status.code(), Some(0), "a complete ci passes");
+    clean("a complete ci");
+
+    // Kill points spread over the length of a whole run, in an order that varies by run.
+    let mut seed = u64::from(std::process::id()) | 1;
+    let mut killed_with_debris = 0;
+    for _ in 0..10 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let at = whole.mul_f64((seed % 1000) as f64 / 1000.0);
+        let mut child = ci();
+        std::thread::sleep(at);
+        let _ = child.kill();
+        child.wait().expect("wait for ci");
+        if !leftovers(&project.name).is_empty() || !temporaries(&state).is_empty() {
+            killed_with_debris += 1;
+        }
+    }
+    let line = format!(
+        "ci kill schedule: {killed_with_debris} of 10 kills left something (whole run {whole:?})\n"
+    );
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+    let status = ci().wait().expect("wait for ci");
+    assert_eq!(status.code(), Some(0), "ci after the kills passes");
+    clean("the ci after ten kills");
+}
