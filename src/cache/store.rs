@@ -151,6 +151,10 @@ impl Cache {
             path: archive_path.clone(),
             source,
         };
+        // What a killed save left in this shard goes before another is written beside it.
+        if let Some(shard) = archive_path.parent() {
+            let _ = crate::debris::sweep(shard, true);
+        }
         let mut tmp = crate::fsutil::temp_beside(&archive_path).map_err(write_err)?;
         let (outputs, archive_sha256, archive_size) =
             archive::write_archive(tmp.as_file_mut(), &archive_path, &files)?;

@@ -3,7 +3,7 @@
 //! store; the task cache and the stat cache; the keys computed so far; the options.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::{OnceCell, Semaphore};
@@ -81,9 +81,12 @@ pub struct Session {
 }
 
 impl Session {
-    /// Opens the project's side stores; nothing talks to the engine yet.
+    /// Opens the project's side stores, removing what killed commands left in them; nothing
+    /// talks to the engine yet.
     pub fn new(manifest: Arc<Manifest>, options: Options) -> Result<Session> {
         let state_dir = manifest.project.state_dir.clone();
+        // Only the files of dead processes go, so no lock is needed: a live command's stay.
+        sweep_state_dir(&state_dir);
         let salt = Salt::load_or_create(&state_dir).map_err(|e| Error::Io {
             message: format!(
                 "cannot read or create the project salt in {}",
@@ -277,5 +280,23 @@ impl Session {
             tracing::warn!("cannot save the stat cache: {e}");
         }
         crate::fsutil::flush_deferred();
+    }
+}
+
+/// Removes the temporaries of dead processes ([`crate::debris`]) from the directories of the
+/// state directory that every command writes in: the state and lock files', the node
+/// records', the secret files' and the sync rules'. The cache's object shards are swept as
+/// they are written. A few directory reads: no command notices the cost.
+fn sweep_state_dir(state_dir: &Path) {
+    let cache = state_dir.join(crate::cache::DIR_NAME);
+    for dir in [
+        state_dir.to_path_buf(),
+        cache.join("nodes"),
+        state_dir.join("secrets"),
+        state_dir.join("sync"),
+    ] {
+        if let Err(e) = crate::debris::sweep(&dir, true) {
+            tracing::warn!("cannot sweep {}: {e}", dir.display());
+        }
     }
 }

@@ -688,3 +688,37 @@ fn secret_values_are_masked_in_text_json_and_the_cache() {
         );
     }
 }
+
+#[test]
+fn temporaries_of_dead_processes_in_the_state_directory_go_with_the_next_command() {
+    let p = Project::new(&cached_task("build", "src/a.txt", ""));
+    p.write("src/a.txt", "hello\n");
+    p.run_ok(&["run", "build"]);
+    // The highest pid is never handed out here; our own pid always runs.
+    let dead: u32 = fs::read_to_string("/proc/sys/kernel/pid_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let dead = format!(".sanctuary-tmp-{dead}-");
+    let live = format!(".sanctuary-tmp-{}-", std::process::id());
+    let debris = [
+        format!(".sanctuary/.state.json{dead}a1"),
+        format!(".sanctuary/cache/nodes/.task.build.json{dead}b2"),
+        format!(".sanctuary/secrets/{dead}c3/0-tok"),
+    ];
+    let kept = format!(".sanctuary/.state.json{live}d4");
+    for f in debris.iter().chain([&kept]) {
+        p.write(f, "half-written");
+    }
+    let r = p.run_ok(&["run", "build"]);
+    assert!(r.stdout.contains("build"), "{r:?}");
+    for f in &debris {
+        assert!(!p.path(f).exists(), "{f} left");
+    }
+    assert!(!p.path(&format!(".sanctuary/secrets/{dead}c3")).exists());
+    assert!(
+        p.path(&kept).exists(),
+        "a live process's temporary was removed"
+    );
+}
