@@ -221,12 +221,13 @@ fn copy_to(
             Err(hold) => results[i] = Some(Err(hold)),
         }
     }
-    // Parents before their contents, as the side expects.
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    order.sort_by(|&a, &b| items[a].path.cmp(&items[b].path));
-    let items: Vec<PutItem> = order.iter().map(|&k| items[k].clone()).collect();
-    let carried: Vec<(usize, Option<Vec<u8>>)> =
-        order.iter().map(|&k| carried[k].clone()).collect();
+    // Parents before their contents, as the side expects; moved, not copied: the items hold
+    // a whole batch of file content.
+    let mut paired: Vec<(PutItem, (usize, Option<Vec<u8>>))> =
+        items.into_iter().zip(carried).collect();
+    paired.sort_by(|a, b| a.0.path.cmp(&b.0.path));
+    let (items, carried): (Vec<PutItem>, Vec<(usize, Option<Vec<u8>>)>) =
+        paired.into_iter().unzip();
     let written = pair.side(to).put_many(&items);
     for (((i, host_form), result), item) in carried.into_iter().zip(written).zip(&items) {
         if result.is_ok() {
