@@ -131,7 +131,7 @@ fn parent_dir(path: &Path) -> &Path {
 }
 
 /// Makes the rename itself durable. Best effort: some file systems refuse to fsync a directory.
-fn sync_dir(dir: &Path) {
+pub fn sync_dir(dir: &Path) {
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
     }

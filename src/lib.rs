@@ -20,6 +20,7 @@ pub mod executors;
 pub mod fingerprint;
 pub mod fsutil;
 pub mod graph;
+pub mod history;
 pub mod manifest;
 pub mod observe;
 pub mod plan;

@@ -187,6 +187,7 @@ pub(crate) fn container_info(resp: ContainerInspectResponse) -> ContainerInfo {
         started_at: state.started_at.as_deref().and_then(parse_started_at),
         labels: to_btree(config.labels),
         image: config.image.unwrap_or_default(),
+        image_id: resp.image.unwrap_or_default(),
         ports,
         health_output,
         env: config

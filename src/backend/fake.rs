@@ -214,6 +214,7 @@ impl World {
             started_at: c.started_at,
             labels: c.spec.labels.clone(),
             image: c.spec.image.clone(),
+            image_id: format!("sha256:{}", c.spec.image),
             ports: if running {
                 published(&c.spec)
             } else {

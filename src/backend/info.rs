@@ -78,6 +78,8 @@ pub struct ContainerInfo {
     pub labels: BTreeMap<String, String>,
     /// Image reference the container was created from.
     pub image: String,
+    /// Id (`sha256:…`) of the image the container runs, whatever its reference now names.
+    pub image_id: String,
     pub ports: Vec<PublishedPort>,
     /// Output of the most recent health-check runs, oldest first.
     pub health_output: Vec<String>,

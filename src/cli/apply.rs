@@ -160,7 +160,13 @@ pub fn apply(ctx: &Context, args: ApplyArgs) -> Result<ExitCode> {
             println!("Nothing applied.");
             return Ok(ExitCode::Ok);
         }
+        let started = std::time::Instant::now();
         let (_, code) = engine::walk(&session, &plan, saved.is_some(), true).await?;
+        let command = std::iter::once("apply".to_string())
+            .chain(names.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        super::history::record(&session, &command, code, started.elapsed(), json, None).await;
         Ok(code)
     })
 }

@@ -7,6 +7,7 @@ mod cache;
 mod ci;
 mod engine;
 mod graph;
+mod history;
 mod list;
 pub mod output;
 mod run;
@@ -85,6 +86,10 @@ pub enum Command {
     Backups(backup::BackupsCommand),
     /// Restore a backup (verified first) into its volume or path, or another one.
     Restore(backup::RestoreArgs),
+    /// List the generations every apply records (`history show N` prints one).
+    History(history::Args),
+    /// Go back to an earlier generation: its manifest and the image ids it ran.
+    Rollback(history::RollbackArgs),
     /// `sanctuary TASK [ARGS…]` runs a task, as `sanctuary run TASK -- ARGS…` does.
     #[command(external_subcommand)]
     External(Vec<String>),
@@ -132,6 +137,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Backup(args) => backup::backup(&ctx, args),
         Command::Backups(cmd) => backup::backups(&ctx, cmd),
         Command::Restore(args) => backup::restore(&ctx, args),
+        Command::History(args) => history::run(&ctx, args),
+        Command::Rollback(args) => history::rollback(&ctx, args),
         Command::External(words) => {
             let (tasks, args) = split_external(words);
             // Without a manifest, a word that is not a command cannot be a task either.

@@ -285,7 +285,7 @@ impl Session {
 
 /// Removes the temporaries of dead processes ([`crate::debris`]) from the directories of the
 /// state directory that every command writes in: the state and lock files', the node
-/// records', the secret files' and the sync rules'. The cache's object shards are swept as
+/// records', the secret files', the sync rules' and the history's. The cache's object shards are swept as
 /// they are written. A few directory reads: no command notices the cost.
 fn sweep_state_dir(state_dir: &Path) {
     let cache = state_dir.join(crate::cache::DIR_NAME);
@@ -294,6 +294,7 @@ fn sweep_state_dir(state_dir: &Path) {
         cache.join("nodes"),
         state_dir.join("secrets"),
         state_dir.join("sync"),
+        state_dir.join(crate::history::DIR_NAME),
     ] {
         if let Err(e) = crate::debris::sweep(&dir, true) {
             tracing::warn!("cannot sweep {}: {e}", dir.display());

@@ -83,14 +83,20 @@ pub fn load(path: &Path) -> Result<Loaded, LoadError> {
         path: path.clone(),
         source,
     })?;
+    load_text(&path, &display_name(&path), &text)
+}
+
+/// Loads `text` as if it were the manifest at `path` (absolute), shown as `name`: relative
+/// paths, `.env` and the environment are those of `path`. For a manifest kept elsewhere, such
+/// as one recorded in a generation.
+pub fn load_text(path: &Path, name: &str, text: &str) -> Result<Loaded, LoadError> {
     let dir = path
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("/"));
     let dotenv = read_dotenv(&dir.join(".env"))?;
     let vars = interpolate::Vars::new(std::env::vars().collect(), dotenv);
-    let display = display_name(&path);
-    load_str(&display, &text, &path, &dir, &vars)
+    load_str(name, text, path, &dir, &vars)
 }
 
 /// Loads a manifest from text; `path` and `dir` anchor relative paths. Used by [`load`] and

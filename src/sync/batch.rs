@@ -136,6 +136,9 @@ fn fail_all(
     }
 }
 
+/// An action's index, and the host form of a `.json` file's text for the base.
+type Carried = (usize, Option<Vec<u8>>);
+
 fn copy_to(
     pair: &Pair,
     to: SideName,
@@ -223,11 +226,9 @@ fn copy_to(
     }
     // Parents before their contents, as the side expects; moved, not copied: the items hold
     // a whole batch of file content.
-    let mut paired: Vec<(PutItem, (usize, Option<Vec<u8>>))> =
-        items.into_iter().zip(carried).collect();
+    let mut paired: Vec<(PutItem, Carried)> = items.into_iter().zip(carried).collect();
     paired.sort_by(|a, b| a.0.path.cmp(&b.0.path));
-    let (items, carried): (Vec<PutItem>, Vec<(usize, Option<Vec<u8>>)>) =
-        paired.into_iter().unzip();
+    let (items, carried): (Vec<PutItem>, Vec<Carried>) = paired.into_iter().unzip();
     let written = pair.side(to).put_many(&items);
     for (((i, host_form), result), item) in carried.into_iter().zip(written).zip(&items) {
         if result.is_ok() {

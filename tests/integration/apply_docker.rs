@@ -904,3 +904,193 @@ service "never" {
         "{plan}"
     );
 }
+
+#[test]
+fn every_apply_that_changes_something_records_a_generation_that_history_shows() {
+    if !docker_available("history") {
+        return;
+    }
+    let project = TestProject::new("history");
+    let service = |greeting: &str| {
+        format!(
+            r#"
+service "web" {{
+    image "bb"
+    command "sleep" "1000"
+    stop-timeout "1s"
+    env GREETING="{greeting}"
+}}
+"#
+        )
+    };
+    let tmp = small_project(&project, &service("hello"));
+    let dir = tmp.path();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .expect("git");
+        assert!(out.status.success(), "git {args:?}: {}", text(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["config", "user.email", "ada@example.com"]);
+    git(&["config", "user.name", "Ada"]);
+    std::fs::write(dir.join(".gitignore"), ".sanctuary/\n").unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-qm", "A"]);
+    let commit_a = git(&["rev-parse", "HEAD"]);
+
+    expect(dir, &["apply", "-y"], 0);
+    // Nothing to change: no generation.
+    expect(dir, &["apply", "-y"], 0);
+    let kdl = std::fs::read_to_string(dir.join("Sanctuary.kdl")).unwrap();
+    std::fs::write(
+        dir.join("Sanctuary.kdl"),
+        kdl.replace("GREETING=\"hello\"", "GREETING=\"bonjour\""),
+    )
+    .unwrap();
+    let out = expect(dir, &["apply", "-y"], 0);
+    assert!(out.contains("Recorded generation 2 (applied)"), "{out}");
+
+    let listed = expect(dir, &["history"], 0);
+    let lines: Vec<&str> = listed.lines().collect();
+    assert_eq!(lines.len(), 3, "{listed}");
+    assert!(lines[0].starts_with("GEN"), "{listed}");
+    assert!(
+        lines[1].starts_with('1') && lines[1].contains("ada@example.com"),
+        "{listed}"
+    );
+    assert!(
+        lines[1].contains(&commit_a[..10]) && !lines[1].contains("dirty"),
+        "{listed}"
+    );
+    assert!(
+        lines[2].contains("+dirty") && lines[2].contains("applied"),
+        "{listed}"
+    );
+
+    let json: serde_json::Value =
+        serde_json::from_str(&expect(dir, &["--json", "history"], 0)).unwrap();
+    let gens = json["generations"].as_array().unwrap();
+    assert_eq!(gens.len(), 2);
+    assert_eq!(gens[1]["changed"], serde_json::json!(["service.web"]));
+    let image = gens[1]["images"]["web"].as_str().unwrap().to_string();
+    assert_eq!(image, docker_inspect(&project.object("web"))["Image"]);
+    assert_eq!(gens[0]["git"]["commit"], commit_a.as_str());
+    assert_eq!(gens[0]["git"]["reference"], "main");
+
+    let shown = expect(dir, &["history", "show", "2"], 0);
+    assert!(
+        shown.contains("--- generation 1") && shown.contains("+++ generation 2"),
+        "{shown}"
+    );
+    assert!(shown.contains("-    env GREETING=\"hello\""), "{shown}");
+    assert!(shown.contains("+    env GREETING=\"bonjour\""), "{shown}");
+    assert!(shown.contains("changed   service.web"), "{shown}");
+    assert!(
+        shown.contains(&format!("web                  {image}")),
+        "{shown}"
+    );
+
+    let missing = sanct(dir, &["history", "show", "9"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        text(&missing).contains("there is no generation 9 (the last is 2)"),
+        "{}",
+        text(&missing)
+    );
+}
+
+#[test]
+fn rollback_returns_to_the_image_ids_and_env_of_an_earlier_generation() {
+    if !docker_available("rollback") {
+        return;
+    }
+    let project = TestProject::new("rollback");
+    let tmp = small_project(
+        &project,
+        r#"
+service "web" {
+    image "bb"
+    command "sleep" "1000"
+    stop-timeout "1s"
+    env GREETING="hello"
+}
+"#,
+    );
+    let dir = tmp.path();
+    let web = project.object("web");
+    let env_of = |name: &str| -> Vec<String> {
+        docker_inspect(name)["Config"]["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    };
+    expect(dir, &["apply", "-y"], 0);
+    let image_a = docker_inspect(&web)["Image"].as_str().unwrap().to_string();
+
+    // B: another env and another image (its context changed).
+    std::fs::write(dir.join("ctx/version.txt"), "b\n").unwrap();
+    let kdl = std::fs::read_to_string(dir.join("Sanctuary.kdl")).unwrap();
+    std::fs::write(
+        dir.join("Sanctuary.kdl"),
+        kdl.replace("GREETING=\"hello\"", "GREETING=\"bonjour\""),
+    )
+    .unwrap();
+    let dockerfile = std::fs::read_to_string(dir.join("ctx/Dockerfile")).unwrap();
+    std::fs::write(
+        dir.join("ctx/Dockerfile"),
+        format!("{dockerfile}\nCOPY version.txt /version.txt\n"),
+    )
+    .unwrap();
+    expect(dir, &["apply", "-y"], 0);
+    let image_b = docker_inspect(&web)["Image"].as_str().unwrap().to_string();
+    assert_ne!(image_a, image_b);
+    assert!(env_of(&web).contains(&"GREETING=bonjour".to_string()));
+
+    let out = expect(dir, &["rollback", "-y"], 0);
+    assert!(out.contains("Rolling back to generation 1"), "{out}");
+    assert!(out.contains("Recorded generation 3 (applied)"), "{out}");
+    assert_eq!(docker_inspect(&web)["Image"], image_a.as_str());
+    assert!(env_of(&web).contains(&"GREETING=hello".to_string()));
+
+    let json: serde_json::Value =
+        serde_json::from_str(&expect(dir, &["--json", "history"], 0)).unwrap();
+    let gens = json["generations"].as_array().unwrap();
+    assert_eq!(gens.len(), 3);
+    assert_eq!(gens[2]["command"], "rollback 1");
+    assert_eq!(gens[2]["images"]["web"], image_a.as_str());
+    let shown: serde_json::Value =
+        serde_json::from_str(&expect(dir, &["--json", "history", "show", "3"], 0)).unwrap();
+    assert_eq!(shown["rollback_of"], 1);
+
+    // Rolling back again goes to the last clean generation before the current one: B.
+    expect(dir, &["rollback", "-y"], 0);
+    assert_eq!(docker_inspect(&web)["Image"], image_b.as_str());
+
+    let missing = sanct(dir, &["rollback", "9", "-y"]);
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+    assert!(text(&missing).contains("there is no generation 9"));
+
+    // An image that is gone is named, and nothing changes.
+    let before = container_id(&web);
+    let gone = Command::new("docker")
+        .args(["rmi", "-f", &image_a])
+        .output()
+        .unwrap();
+    assert!(gone.status.success(), "{}", text(&gone));
+    let refused = sanct(dir, &["rollback", "1", "-y"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", text(&refused));
+    assert!(
+        text(&refused).contains("the images of web") && text(&refused).contains("are gone"),
+        "{}",
+        text(&refused)
+    );
+    assert_eq!(container_id(&web), before);
+}

@@ -51,6 +51,7 @@ fn seen(d: &desired::DesiredContainer) -> ContainerInfo {
         started_at: None,
         labels: d.spec.labels.clone(),
         image: d.spec.image.clone(),
+        image_id: String::new(),
         ports: Vec::new(),
         health_output: Vec::new(),
         env: d.spec.env.clone(),

@@ -1,0 +1,421 @@
+//! `sanctuary history [--json]` lists the generations; `history show N` prints one, with the
+//! diff of its manifest against the generation before it. Recording a generation after an
+//! apply is here too, so what is written and what is shown stay in one place.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::Context;
+use crate::backend::names;
+use crate::engine::Session;
+use crate::engine::{Options, Selection};
+use crate::error::{Error, ExitCode, Result};
+use crate::history::{self, Generation, History, HistoryError, Outcome};
+use crate::manifest::{ImageRef, Manifest, TestCheck};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Print one generation: its record and the diff of its manifest against the one before.
+    Show {
+        /// The generation's number, as `history` lists it.
+        number: u64,
+    },
+}
+
+pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
+    let m = ctx.load()?.manifest;
+    let h = History::in_state_dir(&m.project.state_dir);
+    match args.command {
+        None => list(ctx, &h),
+        Some(Command::Show { number }) => show(ctx, &h, number),
+    }
+}
+
+fn error(e: HistoryError) -> Error {
+    match e {
+        HistoryError::NotFound { .. } => Error::usage(
+            e.to_string(),
+            "`sanctuary history` lists the recorded generations",
+        ),
+        other => Error::Infrastructure(other.to_string()),
+    }
+}
+
+fn list(ctx: &Context, h: &History) -> Result<ExitCode> {
+    let all = h.all().map_err(error)?;
+    if ctx.json {
+        let rows: Vec<serde_json::Value> = all
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let mut v = summary_json(g);
+                v["changed"] = serde_json::json!(changed(&all, i));
+                v
+            })
+            .collect();
+        println!("{}", serde_json::json!({ "generations": rows }));
+        return Ok(ExitCode::Ok);
+    }
+    if all.is_empty() {
+        println!("No generations yet: one is recorded by every apply that changes something.");
+        return Ok(ExitCode::Ok);
+    }
+    let rows: Vec<[String; 7]> = all
+        .iter()
+        .enumerate()
+        .map(|(i, g)| {
+            [
+                g.number.to_string(),
+                g.time.format("%Y-%m-%d %H:%M:%S").to_string(),
+                g.who.clone(),
+                g.outcome.as_str().to_string(),
+                commit_text(g),
+                changed(&all, i).len().to_string(),
+                g.command.clone(),
+            ]
+        })
+        .collect();
+    let header = [
+        "GEN",
+        "TIME (UTC)",
+        "WHO",
+        "RESULT",
+        "COMMIT",
+        "CHANGED",
+        "COMMAND",
+    ];
+    let mut widths = header.map(str::len);
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let mut out = String::new();
+        for (k, c) in cells.iter().enumerate() {
+            if k + 1 == cells.len() {
+                out.push_str(c);
+            } else {
+                out.push_str(&format!("{c:<w$}  ", w = widths[k]));
+            }
+        }
+        out
+    };
+    println!("{}", line(&header.map(str::to_string)));
+    for r in &rows {
+        println!("{}", line(r));
+    }
+    Ok(ExitCode::Ok)
+}
+
+/// The nodes generation `i` of `all` changed against the one before it (all of them for the
+/// first).
+fn changed(all: &[Generation], i: usize) -> Vec<String> {
+    match i.checked_sub(1).map(|p| &all[p]) {
+        Some(prev) => history::changed_nodes(prev, &all[i]),
+        None => all[i].fingerprints.keys().cloned().collect(),
+    }
+}
+
+fn commit_text(g: &Generation) -> String {
+    match &g.git {
+        Some(git) => format!(
+            "{}{}",
+            &git.commit[..git.commit.len().min(10)],
+            if git.dirty { "+dirty" } else { "" }
+        ),
+        None => "-".into(),
+    }
+}
+
+fn summary_json(g: &Generation) -> serde_json::Value {
+    serde_json::json!({
+        "number": g.number,
+        "time": g.time,
+        "who": g.who,
+        "command": g.command,
+        "outcome": g.outcome,
+        "manifest_sha256": g.manifest_sha256,
+        "git": g.git,
+        "images": g.images,
+        "duration_ms": g.duration_ms,
+    })
+}
+
+fn show(ctx: &Context, h: &History, number: u64) -> Result<ExitCode> {
+    let g = h.get(number).map_err(error)?;
+    let previous = match number.checked_sub(1).filter(|p| *p > 0) {
+        Some(p) => match h.get(p) {
+            Ok(prev) => Some(prev),
+            Err(HistoryError::NotFound { .. }) => None,
+            Err(e) => return Err(error(e)),
+        },
+        None => None,
+    };
+    let diff = previous.as_ref().and_then(|p| {
+        history::manifest_diff(
+            &p.manifest,
+            &g.manifest,
+            &format!("generation {}", p.number),
+            &format!("generation {}", g.number),
+        )
+    });
+    let changed = match &previous {
+        Some(p) => history::changed_nodes(p, &g),
+        None => g.fingerprints.keys().cloned().collect(),
+    };
+    if ctx.json {
+        let mut v = serde_json::to_value(&g).map_err(|e| Error::Infrastructure(e.to_string()))?;
+        v["changed"] = serde_json::json!(changed);
+        v["diff"] = serde_json::json!(diff);
+        println!("{v}");
+        return Ok(ExitCode::Ok);
+    }
+    println!("generation {}", g.number);
+    println!("  time      {}", g.time.format("%Y-%m-%d %H:%M:%S UTC"));
+    println!("  who       {}", g.who);
+    println!("  command   {}", g.command);
+    println!(
+        "  result    {} in {}",
+        g.outcome.as_str(),
+        humantime::format_duration(Duration::from_millis(g.duration_ms))
+    );
+    match &g.git {
+        Some(git) => println!(
+            "  commit    {}{}{}",
+            git.commit,
+            git.reference
+                .as_ref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default(),
+            if git.dirty {
+                ", with uncommitted changes"
+            } else {
+                ""
+            }
+        ),
+        None => println!("  commit    none (the manifest is not in a git repository)"),
+    }
+    println!("  manifest  sha256 {}", g.manifest_sha256);
+    if !g.images.is_empty() {
+        println!("  images");
+        for (svc, id) in &g.images {
+            println!("    {svc:<20} {id}");
+        }
+    }
+    if !changed.is_empty() {
+        println!("  changed   {}", changed.join(", "));
+    }
+    match (&previous, &diff) {
+        (Some(_), Some(d)) => print!("\n{d}"),
+        (Some(p), None) => println!("\nThe manifest is the same as generation {}'s.", p.number),
+        (None, _) => println!("\nThe first generation: no manifest to compare with."),
+    }
+    Ok(ExitCode::Ok)
+}
+
+/// Records the apply that just ran as a generation, if it changed anything. A generation
+/// that cannot be written does not undo the apply: the failure is reported on stderr.
+pub async fn record(
+    session: &Session,
+    command: &str,
+    code: ExitCode,
+    took: Duration,
+    json: bool,
+    rollback_of: Option<u64>,
+) {
+    let m = &session.manifest;
+    let outcome = match code {
+        ExitCode::Ok => Outcome::Applied,
+        ExitCode::Interrupted => Outcome::Interrupted,
+        _ => Outcome::Failed,
+    };
+    let fingerprints = session
+        .state()
+        .nodes
+        .values()
+        .map(|r| (format!("{}.{}", r.kind, r.name), r.fingerprint.clone()))
+        .collect();
+    let mut images = std::collections::BTreeMap::new();
+    if let Ok(backend) = session.backend().await {
+        for svc in m.services.keys() {
+            let name = names::container(&m.project.name, svc);
+            if let Ok(Some(info)) = backend.inspect_container(&name).await {
+                images.insert(svc.clone(), info.image_id);
+            }
+        }
+    }
+    let mut generation = Generation {
+        number: 0,
+        time: chrono::Utc::now(),
+        who: history::who(&m.dir),
+        command: command.to_string(),
+        manifest: m.source.clone(),
+        manifest_sha256: crate::plan::desired::sha256_hex(m.source.as_bytes()),
+        git: history::git_info(&m.dir),
+        images,
+        fingerprints,
+        outcome,
+        backups: Vec::new(),
+        duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
+        rollback_of,
+    };
+    let h = History::in_state_dir(&m.project.state_dir);
+    match h.record(&mut generation) {
+        Ok(n) if json => println!(
+            "{}",
+            serde_json::json!({ "event": "generation", "number": n, "outcome": outcome })
+        ),
+        Ok(n) => eprintln!("Recorded generation {n} ({}).", outcome.as_str()),
+        Err(e) => eprintln!("warning: {e}"),
+    }
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// The generation to go back to (default: the last one that applied cleanly before the
+    /// current one).
+    number: Option<u64>,
+    /// Do not ask for confirmation.
+    #[arg(short = 'y', long = "yes")]
+    yes: bool,
+}
+
+/// `sanctuary rollback [N]`: converges the stack to generation N's manifest, with every
+/// service on the image id it ran then (nothing is rebuilt), through the same plan and
+/// confirmation as apply, and records the result as a new generation.
+pub fn rollback(ctx: &Context, args: RollbackArgs) -> Result<ExitCode> {
+    let current = ctx.load()?.manifest;
+    let h = History::in_state_dir(&current.project.state_dir);
+    let target = match args.number {
+        Some(n) => h.get(n).map_err(error)?,
+        None => default_target(&h)?,
+    };
+    let m = Arc::new(pinned(&current, &target)?);
+    let session = super::engine::session(Arc::clone(&m), ctx.json, Options::default())?;
+    let rt = super::engine::runtime()?;
+    rt.block_on(async {
+        let _lock = session.lock(&format!("rollback {} {}", target.number, m.project.name))?;
+        missing_images(&session, &target).await?;
+        let plan = crate::engine::plan(&session, &Selection::Apply { targets: Vec::new() }).await?;
+        if ctx.json {
+            println!(
+                "{}",
+                serde_json::json!({ "event": "plan", "rollback_to": target.number, "plan": plan, "summary": plan.summary_line() })
+            );
+        } else {
+            println!(
+                "Rolling back to generation {} ({}, {}).",
+                target.number,
+                target.time.format("%Y-%m-%d %H:%M:%S UTC"),
+                commit_text(&target)
+            );
+            print!("{}", plan.render(false));
+        }
+        if !plan.has_changes() {
+            session.finish();
+            return Ok(ExitCode::Ok);
+        }
+        let question = format!(
+            "Roll project {} back to generation {}?",
+            plan.project, target.number
+        );
+        if !super::engine::confirmed(&question, args.yes, ctx.json)? {
+            println!("Nothing changed.");
+            return Ok(ExitCode::Ok);
+        }
+        let started = Instant::now();
+        let (_, code) = super::engine::walk(&session, &plan, false, true).await?;
+        let command = format!("rollback {}", target.number);
+        record(&session, &command, code, started.elapsed(), ctx.json, Some(target.number)).await;
+        Ok(code)
+    })
+}
+
+/// The last generation that applied cleanly before the current (last) one.
+fn default_target(h: &History) -> Result<Generation> {
+    let numbers = h.numbers().map_err(error)?;
+    let Some((_, earlier)) = numbers.split_last() else {
+        return Err(Error::usage(
+            "there is nothing to roll back to: no generation has been recorded",
+            "every apply that changes something records one; `sanctuary history` lists them",
+        ));
+    };
+    for &n in earlier.iter().rev() {
+        let g = h.get(n).map_err(error)?;
+        if g.outcome == Outcome::Applied {
+            return Ok(g);
+        }
+    }
+    Err(Error::usage(
+        "there is nothing to roll back to: no generation before the current one applied cleanly",
+        "`sanctuary history` lists the generations; `rollback N` goes back to a given one",
+    ))
+}
+
+/// Generation `g`'s manifest, loaded as if it stood where the current one does, with each
+/// service it recorded an image for pinned to that image id. Declared images that nothing
+/// uses any more once the services are pinned are left out, so nothing is rebuilt.
+fn pinned(current: &Manifest, g: &Generation) -> Result<Manifest> {
+    let name = format!("generation {} of {}", g.number, current.path.display());
+    let mut m = crate::manifest::load_text(&current.path, &name, &g.manifest)?.manifest;
+    for (svc, id) in &g.images {
+        if let Some(s) = m.services.get_mut(svc) {
+            s.image = ImageRef::External(id.clone());
+        }
+    }
+    let used =
+        |img: &str| {
+            let declared = |r: &ImageRef| matches!(r, ImageRef::Declared(n) if n == img);
+            m.services.values().any(|s| declared(&s.image))
+            || m.tasks.values().any(|t| t.image.as_ref().is_some_and(declared))
+            || m.tests.values().any(|t| {
+                matches!(&t.check, TestCheck::Command { image: Some(r), .. } if declared(r))
+            })
+            || m.images.values().any(|i| {
+                i.depends_on
+                    .iter()
+                    .any(|d| d.node.kind == crate::manifest::Kind::Image && d.node.name == img)
+            })
+        };
+    let unused: Vec<String> = m.images.keys().filter(|i| !used(i)).cloned().collect();
+    for i in unused {
+        m.images.shift_remove(&i);
+    }
+    Ok(m)
+}
+
+/// Fails, naming them, when images generation `g` ran are no longer on the engine.
+async fn missing_images(session: &Session, g: &Generation) -> Result<()> {
+    let backend = session.backend().await?;
+    let mut missing = Vec::new();
+    for (svc, id) in &g.images {
+        if backend.inspect_image(id).await?.is_none() {
+            missing.push(format!("{svc} ({id})"));
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let help = match &g.git {
+        Some(git) => format!(
+            "rebuild from the commit it was applied from: `git checkout {}` and `sanctuary apply`",
+            &git.commit[..git.commit.len().min(12)]
+        ),
+        None => "apply a manifest that builds them again".to_string(),
+    };
+    Err(Error::usage(
+        format!(
+            "cannot roll back to generation {}: the images of {} are gone",
+            g.number,
+            missing.join(", ")
+        ),
+        help,
+    ))
+}
