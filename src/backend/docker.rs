@@ -16,7 +16,7 @@ use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptions, CreateImageOptions, DownloadFromContainerOptions,
     ListContainersOptions, ListImagesOptions, ListNetworksOptions, ListVolumesOptions, LogsOptions,
     RemoveContainerOptions, RemoveImageOptions, RemoveVolumeOptions, StopContainerOptions,
-    UploadToContainerOptions,
+    TagImageOptions, UploadToContainerOptions,
 };
 use bollard::Docker;
 use futures_util::future::BoxFuture;
@@ -722,6 +722,22 @@ impl Backend for DockerBackend {
                     labels: i.labels.into_iter().collect(),
                 })
                 .collect())
+        })
+    }
+
+    fn tag_image<'a>(
+        &'a self,
+        id: &'a str,
+        repo: &'a str,
+        tag: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let options = TagImageOptions {
+                repo: Some(repo.to_string()),
+                tag: Some(tag.to_string()),
+            };
+            let result = self.docker.tag_image(id, Some(options)).await;
+            unit(result, Action::TagImage, ObjectKind::Image, id)
         })
     }
 

@@ -308,6 +308,22 @@ impl Backend for FakeBackend {
         })
     }
 
+    fn tag_image<'a>(
+        &'a self,
+        id: &'a str,
+        repo: &'a str,
+        tag: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let mut w = self.enter(Action::TagImage, id)?;
+            let Some(image) = w.images.values().find(|i| i.id == id).cloned() else {
+                return Err(not_found(ObjectKind::Image, id));
+            };
+            w.images.insert(format!("{repo}:{tag}"), image);
+            Ok(())
+        })
+    }
+
     fn remove_image<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let mut w = self.enter(Action::RemoveImage, id)?;

@@ -69,6 +69,14 @@ pub trait Backend: Send + Sync {
     /// Local images whose labels match `filter`.
     fn list_images<'a>(&'a self, filter: &'a LabelFilter) -> BoxFuture<'a, Result<Vec<ImageInfo>>>;
 
+    /// Gives image `id` the extra name `repo:tag` (moving that name if it named another).
+    fn tag_image<'a>(
+        &'a self,
+        id: &'a str,
+        repo: &'a str,
+        tag: &'a str,
+    ) -> BoxFuture<'a, Result<()>>;
+
     /// Removes an image by id or tag, keeping its parent layers: another build on the same
     /// engine may be using them as its cache at this moment.
     fn remove_image<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<()>>;

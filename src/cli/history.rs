@@ -267,14 +267,59 @@ pub async fn record(
         rollback_of,
     };
     let h = History::in_state_dir(&m.project.state_dir);
-    match h.record(&mut generation) {
-        Ok(n) if json => println!(
+    let n = match h.record(&mut generation) {
+        Ok(n) => n,
+        Err(e) => return eprintln!("warning: {e}"),
+    };
+    if json {
+        println!(
             "{}",
             serde_json::json!({ "event": "generation", "number": n, "outcome": outcome })
-        ),
-        Ok(n) => eprintln!("Recorded generation {n} ({}).", outcome.as_str()),
-        Err(e) => eprintln!("warning: {e}"),
+        );
+    } else {
+        eprintln!("Recorded generation {n} ({}).", outcome.as_str());
     }
+    if let Err(e) = keep_images(session, &h, &generation).await {
+        eprintln!("warning: cannot name the images of generation {n}: {e}");
+    }
+}
+
+/// The repository whose tags keep the images of recent generations: `<project>-generations`.
+pub fn generations_repo(project: &str) -> String {
+    format!("{project}-generations")
+}
+
+/// How far back a shrunken `keep-generations` is caught up with, beyond the one generation
+/// that leaves the window at each apply.
+const UNTAG_BACKLOG: u64 = 10;
+
+/// Names every image generation `g` ran `<project>-generations:g<N>-<service>`, so that no
+/// prune or re-pull can take an image a rollback may need, and takes those names from the
+/// generations that fell out of the last `keep-generations`.
+async fn keep_images(session: &Session, h: &History, g: &Generation) -> Result<()> {
+    if g.images.is_empty() {
+        return Ok(());
+    }
+    let m = &session.manifest;
+    let backend = session.backend().await?;
+    let repo = generations_repo(&m.project.name);
+    for (svc, id) in &g.images {
+        backend
+            .tag_image(id, &repo, &format!("g{}-{svc}", g.number))
+            .await?;
+    }
+    let Some(newest_out) = g.number.checked_sub(m.project.keep_generations) else {
+        return Ok(());
+    };
+    let oldest = newest_out.saturating_sub(UNTAG_BACKLOG).max(1);
+    for n in oldest..=newest_out {
+        let Ok(old) = h.get(n) else { continue };
+        for svc in old.images.keys() {
+            // Gone already, or refused: nothing a later apply cannot retry.
+            let _ = backend.remove_image(&format!("{repo}:g{n}-{svc}")).await;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, clap::Args)]

@@ -150,6 +150,8 @@ pub struct Project {
     pub description: Option<String>,
     /// Where state, cache and local backups live (default `.sanctuary` beside the manifest).
     pub state_dir: PathBuf,
+    /// How many of the latest generations keep their images named (default 5).
+    pub keep_generations: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]

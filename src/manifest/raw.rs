@@ -45,6 +45,8 @@ pub struct Project {
     pub description: Option<String>,
     #[knuffel(child, unwrap(argument))]
     pub state_dir: Option<Text>,
+    #[knuffel(child, unwrap(argument))]
+    pub keep_generations: Option<At<u64>>,
 }
 
 #[derive(knuffel::Decode, Debug)]

@@ -1074,6 +1074,37 @@ service "web" {
     expect(dir, &["rollback", "-y"], 0);
     assert_eq!(docker_inspect(&web)["Image"], image_b.as_str());
 
+    // Each generation names its images; with `keep-generations 2`, the oldest lose theirs.
+    let tags = || {
+        let mut t = docker_lines(&[
+            "images",
+            "--format",
+            "{{.Tag}}",
+            &format!("{}-generations", project.name),
+        ]);
+        t.sort();
+        t
+    };
+    assert_eq!(tags(), ["g1-web", "g2-web", "g3-web", "g4-web"]);
+    let kdl = std::fs::read_to_string(dir.join("Sanctuary.kdl")).unwrap();
+    let head = format!("project \"{}\"\n", project.name);
+    std::fs::write(
+        dir.join("Sanctuary.kdl"),
+        kdl.replacen(
+            &head,
+            &format!(
+                "project \"{}\" {{\n    keep-generations 2\n}}\n",
+                project.name
+            ),
+            1,
+        )
+        .replace("GREETING=\"bonjour\"", "GREETING=\"salut\""),
+    )
+    .unwrap();
+    let out = expect(dir, &["apply", "-y"], 0);
+    assert!(out.contains("Recorded generation 5"), "{out}");
+    assert_eq!(tags(), ["g4-web", "g5-web"]);
+
     let missing = sanct(dir, &["rollback", "9", "-y"]);
     assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
     assert!(text(&missing).contains("there is no generation 9"));

@@ -367,6 +367,7 @@ pub fn resolve(
             name: project_name,
             description: project.and_then(|p| p.description.clone()),
             state_dir,
+            keep_generations: project::keep_generations(&mut r, project),
         },
         secrets: IndexMap::new(),
         images: IndexMap::new(),

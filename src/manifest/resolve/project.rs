@@ -57,3 +57,22 @@ fn default_project_name(dir: &Path) -> String {
         name
     }
 }
+
+/// How many generations keep their images named: `keep-generations N`, at least 1.
+pub(super) fn keep_generations(r: &mut Resolver, project: Option<&raw::Project>) -> u64 {
+    match project.and_then(|p| p.keep_generations.as_ref()) {
+        Some(k) if **k == 0 => {
+            r.err(
+                Diag::error("`keep-generations` must be at least 1")
+                    .label(at(k.span()), "0 would leave no generation to roll back to")
+                    .help("keep-generations 5"),
+            );
+            1
+        }
+        Some(k) => **k,
+        None => DEFAULT_KEEP_GENERATIONS,
+    }
+}
+
+/// The generations whose images are kept when `keep-generations` is not given.
+pub const DEFAULT_KEEP_GENERATIONS: u64 = 5;
