@@ -78,10 +78,21 @@ impl Dir {
     }
 }
 
-/// A host port nothing listens on right now.
+/// A host port nothing listens on right now, from this process's block of 40 below the
+/// kernel's ephemeral range (10000 + 40 × (pid mod 500)): an ephemeral port could be handed to
+/// another test's listener or connection while a stack holds it, and the other Docker tests
+/// take their ports from blocks that never meet this one.
 fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    let base = 10000 + (std::process::id() % 500) as u16 * 40;
+    loop {
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        assert!(n < 40, "this process's 40 test ports are used up");
+        let port = base + n;
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Everything labelled with `project`: containers, networks, volumes, images.
