@@ -18,6 +18,8 @@ pub enum ExitCode {
     Usage = 2,
     Infrastructure = 3,
     Conflict = 4,
+    /// The apply failed and `--rollback-on-failure` put the previous generation back.
+    RolledBack = 5,
     Interrupted = 130,
 }
 

@@ -7,10 +7,12 @@ use std::sync::Arc;
 
 use super::engine;
 use super::graph::resolve_targets;
+use super::history;
 use super::run::RunOpts;
 use super::Context;
-use crate::engine::{Options, Selection};
+use crate::engine::{Options, Selection, Session};
 use crate::error::{Error, ExitCode, Result};
+use crate::history::History;
 use crate::manifest::Manifest;
 use crate::plan::Plan;
 
@@ -24,6 +26,9 @@ pub struct PlanArgs {
     /// Exit 0 when there are no changes, 2 when there are, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// Plan the manifest of this commit (a branch, tag or commit id), not the working tree's.
+    #[arg(long = "ref", value_name = "REF")]
+    reference: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -33,13 +38,31 @@ pub struct ApplyArgs {
     /// Do not ask for confirmation.
     #[arg(short = 'y', long = "yes")]
     yes: bool,
+    /// Apply the manifest, build contexts and task inputs of this commit (a branch, tag or
+    /// commit id), read with libgit2 — never the working tree's.
+    #[arg(long = "ref", value_name = "REF")]
+    reference: Option<String>,
+    #[command(flatten)]
+    after: AfterApply,
     #[command(flatten)]
     opts: RunOpts,
 }
 
+/// What happens once the changes are made: tests, and going back when it went wrong.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct AfterApply {
+    /// Run every test once the apply succeeded; a failing test fails the apply.
+    #[arg(long)]
+    pub test: bool,
+    /// When a service does not become ready (or, with --test, a test fails), go back to the
+    /// last generation that applied cleanly; exit 5 when that worked.
+    #[arg(long)]
+    pub rollback_on_failure: bool,
+}
+
 /// A saved plan: the plan and the manifest text it was made from.
 #[derive(serde::Serialize, serde::Deserialize)]
-struct SavedPlan {
+pub(super) struct SavedPlan {
     manifest_sha256: String,
     targets: Vec<String>,
     plan: Plan,
@@ -52,7 +75,7 @@ fn manifest_sha(m: &Manifest) -> String {
 pub fn plan(ctx: &Context, args: PlanArgs) -> Result<ExitCode> {
     let rt = engine::runtime()?;
     let early = crate::engine::connect_early(&rt);
-    let m = Arc::new(ctx.load()?.manifest);
+    let m = Arc::new(ctx.load_from(args.reference.as_deref())?.manifest);
     let targets = resolve_targets(&m, &args.targets)?;
     let session = engine::session(Arc::clone(&m), ctx.json, Options::default())?.adopt(early);
     let plan = rt.block_on(crate::engine::plan(&session, &Selection::Apply { targets }))?;
@@ -109,28 +132,58 @@ pub fn apply(ctx: &Context, args: ApplyArgs) -> Result<ExitCode> {
     };
     let rt = engine::runtime()?;
     let early = crate::engine::connect_early(&rt);
-    let m = Arc::new(ctx.load()?.manifest);
-    let saved = saved_path.as_deref().map(read_saved).transpose()?;
-    let names = match &saved {
-        Some(s) => s.targets.clone(),
-        None => args.targets.clone(),
+    let sourced = ctx.load_from(args.reference.as_deref())?;
+    let saved = match saved_path {
+        Some(p) => Some((read_saved(&p)?, p)),
+        None => None,
     };
-    let targets = resolve_targets(&m, &names)?;
     let options = Options {
         jobs: engine::jobs(args.opts.jobs),
         fail_fast: args.opts.fail_fast,
         force: args.opts.force,
         ..Options::default()
     };
+    let m = Arc::new(sourced.manifest);
     let session = engine::session(Arc::clone(&m), ctx.json, options)?.adopt(early);
-    let json = ctx.json;
-    rt.block_on(async {
+    let converge = Converge {
+        names: match &saved {
+            Some((s, _)) => s.targets.clone(),
+            None => args.targets.clone(),
+        },
+        yes: args.yes,
+        saved,
+        after: args.after,
+        at: sourced.at,
+        git: sourced.git,
+    };
+    rt.block_on(converge.run(ctx, &session))
+}
+
+/// One apply: plan, confirm, walk, test, record — and roll back when asked to and it failed.
+pub(super) struct Converge {
+    /// The nodes typed (all when empty).
+    pub names: Vec<String>,
+    pub yes: bool,
+    /// The saved plan being applied, and its file.
+    pub saved: Option<(SavedPlan, PathBuf)>,
+    pub after: AfterApply,
+    /// Where the working-tree manifest is (or would be): a rollback is loaded as if there.
+    pub at: PathBuf,
+    /// The commit the manifest was read from, under `--ref`.
+    pub git: Option<crate::history::GitInfo>,
+}
+
+impl Converge {
+    pub async fn run(self, ctx: &Context, session: &Session) -> Result<ExitCode> {
+        let m = &session.manifest;
+        let json = ctx.json;
+        let targets = resolve_targets(m, &self.names)?;
         // The lock comes first: an apply still under way elsewhere would otherwise look
         // like a stack with nothing to do.
         let _lock = session.lock(&format!("apply {}", m.project.name))?;
-        let plan = crate::engine::plan(&session, &Selection::Apply { targets }).await?;
-        if let (Some(saved), Some(path)) = (&saved, &saved_path) {
-            if saved.manifest_sha256 != manifest_sha(&m) {
+        let plan = crate::engine::plan(session, &Selection::Apply { targets }).await?;
+        if let Some((saved, path)) = &self.saved {
+            if saved.manifest_sha256 != manifest_sha(m) {
                 return Err(Error::StalePlan {
                     path: path.clone(),
                     reason: "the manifest changed since it was saved".into(),
@@ -152,21 +205,86 @@ pub fn apply(ctx: &Context, args: ApplyArgs) -> Result<ExitCode> {
             print!("{}", plan.render(false));
         }
         if !plan.has_changes() {
+            // Nothing was applied, so there is nothing to go back from.
+            if self.after.test {
+                return self.tests(ctx, session).await;
+            }
             session.finish();
             return Ok(ExitCode::Ok);
         }
         let question = format!("Apply these changes to project {}?", plan.project);
-        if saved.is_none() && !engine::confirmed(&question, args.yes, json)? {
+        if self.saved.is_none() && !engine::confirmed(&question, self.yes, json)? {
             println!("Nothing applied.");
             return Ok(ExitCode::Ok);
         }
         let started = std::time::Instant::now();
-        let (_, code) = engine::walk(&session, &plan, saved.is_some(), true).await?;
+        let (_, mut code) = engine::walk(session, &plan, self.saved.is_some(), true).await?;
+        if code == ExitCode::Ok && self.after.test {
+            code = self.tests(ctx, session).await?;
+        }
+        let failed = !matches!(code, ExitCode::Ok | ExitCode::Interrupted);
+        let h = History::in_state_dir(&m.project.state_dir);
+        // Chosen before this apply is recorded: the stack as it was when the apply began.
+        let target = match failed && self.after.rollback_on_failure {
+            true => history::last_applied(&h, &h.numbers().map_err(history::error)?)?,
+            false => None,
+        };
         let command = std::iter::once("apply".to_string())
-            .chain(names.iter().cloned())
+            .chain(
+                self.git
+                    .as_ref()
+                    .map(|g| format!("--ref {}", g.reference.as_deref().unwrap_or(&g.commit))),
+            )
+            .chain(self.names.iter().cloned())
             .collect::<Vec<_>>()
             .join(" ");
-        super::history::record(&session, &command, code, started.elapsed(), json, None).await;
-        Ok(code)
-    })
+        let made = history::Made {
+            command,
+            code,
+            took: started.elapsed(),
+            rollback_of: None,
+            git: self.git.clone(),
+            who_dir: self.at.parent().map(PathBuf::from).unwrap_or_default(),
+            rolled_back: target.is_some(),
+        };
+        history::record(session, made, json).await;
+        let Some(target) = target else {
+            if failed && self.after.rollback_on_failure {
+                eprintln!("error: nothing to roll back to: no generation before this apply applied cleanly");
+            }
+            return Ok(code);
+        };
+        if !json {
+            eprintln!(
+                "The apply failed; rolling back to generation {} (--rollback-on-failure).",
+                target.number
+            );
+        }
+        let back = history::rollback_session(&self.at, &target, json)?;
+        let back_code = history::roll_back(&back, &target, true, json).await?;
+        if back_code != ExitCode::Ok {
+            eprintln!(
+                "error: the rollback to generation {} failed too; `sanctuary plan` shows what is left",
+                target.number
+            );
+            return Ok(back_code);
+        }
+        if !json {
+            eprintln!(
+                "Rolled back: the stack runs generation {} again.",
+                target.number
+            );
+        }
+        Ok(ExitCode::RolledBack)
+    }
+
+    /// Every test, against the stack just applied, under the lock already held.
+    async fn tests(&self, ctx: &Context, session: &Session) -> Result<ExitCode> {
+        let tests = super::test::select(&session.manifest, &[], &[])?;
+        let selection = Selection::Tests {
+            tests,
+            stack: false,
+        };
+        super::test::run_tests(ctx, session, &selection, None, false).await
+    }
 }

@@ -40,7 +40,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     let rt = engine::runtime()?;
     rt.block_on(async {
         let selection = Selection::Tests { tests, stack: true };
-        let outcome = run_tests(ctx, &session, &selection, args.junit.as_deref()).await;
+        let outcome = run_tests(ctx, &session, &selection, args.junit.as_deref(), true).await;
         if args.keep {
             if !ctx.json {
                 println!("Keeping the stack of project {} (--keep).", m.project.name);

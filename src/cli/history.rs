@@ -2,6 +2,7 @@
 //! diff of its manifest against the generation before it. Recording a generation after an
 //! apply is here too, so what is written and what is shown stay in one place.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,7 +38,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     }
 }
 
-fn error(e: HistoryError) -> Error {
+pub fn error(e: HistoryError) -> Error {
     match e {
         HistoryError::NotFound { .. } => Error::usage(
             e.to_string(),
@@ -220,18 +221,28 @@ fn show(ctx: &Context, h: &History, number: u64) -> Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
-/// Records the apply that just ran as a generation, if it changed anything. A generation
+/// What an apply (or a rollback) that just ran did, for its generation.
+pub struct Made {
+    /// The command line, as `history` shows it (`apply web`, `rollback 3`).
+    pub command: String,
+    pub code: ExitCode,
+    pub took: Duration,
+    /// The generation a rollback went back to.
+    pub rollback_of: Option<u64>,
+    /// The commit, when the manifest was read from one (`--ref`); else the working tree's.
+    pub git: Option<history::GitInfo>,
+    /// The directory whose git config says who applied (the working tree's, under `--ref`).
+    pub who_dir: std::path::PathBuf,
+    /// Set when the apply failed and is being rolled back.
+    pub rolled_back: bool,
+}
+
+/// Records the apply that just ran as a generation and returns its number. A generation
 /// that cannot be written does not undo the apply: the failure is reported on stderr.
-pub async fn record(
-    session: &Session,
-    command: &str,
-    code: ExitCode,
-    took: Duration,
-    json: bool,
-    rollback_of: Option<u64>,
-) {
+pub async fn record(session: &Session, made: Made, json: bool) -> Option<u64> {
     let m = &session.manifest;
-    let outcome = match code {
+    let outcome = match made.code {
+        _ if made.rolled_back => Outcome::RolledBack,
         ExitCode::Ok => Outcome::Applied,
         ExitCode::Interrupted => Outcome::Interrupted,
         _ => Outcome::Failed,
@@ -243,33 +254,40 @@ pub async fn record(
         .map(|r| (format!("{}.{}", r.kind, r.name), r.fingerprint.clone()))
         .collect();
     let mut images = std::collections::BTreeMap::new();
+    let mut containers = std::collections::BTreeMap::new();
     if let Ok(backend) = session.backend().await {
         for svc in m.services.keys() {
             let name = names::container(&m.project.name, svc);
             if let Ok(Some(info)) = backend.inspect_container(&name).await {
                 images.insert(svc.clone(), info.image_id);
+                containers.insert(svc.clone(), info.id);
             }
         }
     }
+    let git = made.git.or_else(|| history::git_info(&m.dir));
     let mut generation = Generation {
         number: 0,
         time: chrono::Utc::now(),
-        who: history::who(&m.dir),
-        command: command.to_string(),
+        who: history::who(&made.who_dir),
+        command: made.command,
         manifest: m.source.clone(),
         manifest_sha256: crate::plan::desired::sha256_hex(m.source.as_bytes()),
-        git: history::git_info(&m.dir),
+        git,
         images,
+        containers,
         fingerprints,
         outcome,
         backups: Vec::new(),
-        duration_ms: u64::try_from(took.as_millis()).unwrap_or(u64::MAX),
-        rollback_of,
+        duration_ms: u64::try_from(made.took.as_millis()).unwrap_or(u64::MAX),
+        rollback_of: made.rollback_of,
     };
     let h = History::in_state_dir(&m.project.state_dir);
     let n = match h.record(&mut generation) {
         Ok(n) => n,
-        Err(e) => return eprintln!("warning: {e}"),
+        Err(e) => {
+            eprintln!("warning: {e}");
+            return None;
+        }
     };
     if json {
         println!(
@@ -282,6 +300,25 @@ pub async fn record(
     if let Err(e) = keep_images(session, &h, &generation).await {
         eprintln!("warning: cannot name the images of generation {n}: {e}");
     }
+    prune_checkouts(m, &h, &generation);
+    Some(n)
+}
+
+/// Removes the checkouts (`--ref`) no generation in the `keep-generations` window came from.
+fn prune_checkouts(m: &Manifest, h: &History, g: &Generation) {
+    let dir = m.project.state_dir.join(history::checkout::DIR_NAME);
+    if !dir.is_dir() {
+        return;
+    }
+    let first = g
+        .number
+        .saturating_sub(m.project.keep_generations - 1)
+        .max(1);
+    let keep = (first..=g.number)
+        .filter_map(|n| h.get(n).ok())
+        .filter_map(|g| g.git.map(|git| git.commit))
+        .collect();
+    history::checkout::prune(&dir, &keep);
 }
 
 /// The repository whose tags keep the images of recent generations: `<project>-generations`.
@@ -342,45 +379,79 @@ pub fn rollback(ctx: &Context, args: RollbackArgs) -> Result<ExitCode> {
         Some(n) => h.get(n).map_err(error)?,
         None => default_target(&h)?,
     };
-    let m = Arc::new(pinned(&current, &target)?);
-    let session = super::engine::session(Arc::clone(&m), ctx.json, Options::default())?;
+    let session = rollback_session(&current.path, &target, ctx.json)?;
     let rt = super::engine::runtime()?;
     rt.block_on(async {
-        let _lock = session.lock(&format!("rollback {} {}", target.number, m.project.name))?;
-        missing_images(&session, &target).await?;
-        let plan = crate::engine::plan(&session, &Selection::Apply { targets: Vec::new() }).await?;
-        if ctx.json {
-            println!(
-                "{}",
-                serde_json::json!({ "event": "plan", "rollback_to": target.number, "plan": plan, "summary": plan.summary_line() })
-            );
-        } else {
-            println!(
-                "Rolling back to generation {} ({}, {}).",
-                target.number,
-                target.time.format("%Y-%m-%d %H:%M:%S UTC"),
-                commit_text(&target)
-            );
-            print!("{}", plan.render(false));
-        }
-        if !plan.has_changes() {
-            session.finish();
-            return Ok(ExitCode::Ok);
-        }
-        let question = format!(
-            "Roll project {} back to generation {}?",
-            plan.project, target.number
-        );
-        if !super::engine::confirmed(&question, args.yes, ctx.json)? {
-            println!("Nothing changed.");
-            return Ok(ExitCode::Ok);
-        }
-        let started = Instant::now();
-        let (_, code) = super::engine::walk(&session, &plan, false, true).await?;
-        let command = format!("rollback {}", target.number);
-        record(&session, &command, code, started.elapsed(), ctx.json, Some(target.number)).await;
-        Ok(code)
+        let _lock = session.lock(&format!(
+            "rollback {} {}",
+            target.number, session.manifest.project.name
+        ))?;
+        roll_back(&session, &target, args.yes, ctx.json).await
     })
+}
+
+/// A session on generation `target`'s manifest, pinned to its image ids, as if the manifest
+/// stood at `at`.
+pub fn rollback_session(at: &Path, target: &Generation, json: bool) -> Result<Session> {
+    let m = Arc::new(pinned(at, target)?);
+    super::engine::session(m, json, Options::default())
+}
+
+/// Plans, confirms (unless `yes`) and walks the rollback to `target`, then records it. The
+/// caller holds the lock.
+pub async fn roll_back(
+    session: &Session,
+    target: &Generation,
+    yes: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    missing_images(session, target).await?;
+    let plan = crate::engine::plan(
+        session,
+        &Selection::Apply {
+            targets: Vec::new(),
+        },
+    )
+    .await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({ "event": "plan", "rollback_to": target.number, "plan": plan, "summary": plan.summary_line() })
+        );
+    } else {
+        println!(
+            "Rolling back to generation {} ({}, {}).",
+            target.number,
+            target.time.format("%Y-%m-%d %H:%M:%S UTC"),
+            commit_text(target)
+        );
+        print!("{}", plan.render(false));
+    }
+    if !plan.has_changes() {
+        session.finish();
+        return Ok(ExitCode::Ok);
+    }
+    let question = format!(
+        "Roll project {} back to generation {}?",
+        plan.project, target.number
+    );
+    if !super::engine::confirmed(&question, yes, json)? {
+        println!("Nothing changed.");
+        return Ok(ExitCode::Ok);
+    }
+    let started = Instant::now();
+    let (_, code) = super::engine::walk(session, &plan, false, true).await?;
+    let made = Made {
+        command: format!("rollback {}", target.number),
+        code,
+        took: started.elapsed(),
+        rollback_of: Some(target.number),
+        git: target.git.clone(),
+        who_dir: session.manifest.dir.clone(),
+        rolled_back: false,
+    };
+    record(session, made, json).await;
+    Ok(code)
 }
 
 /// The last generation that applied cleanly before the current (last) one.
@@ -392,24 +463,31 @@ fn default_target(h: &History) -> Result<Generation> {
             "every apply that changes something records one; `sanctuary history` lists them",
         ));
     };
-    for &n in earlier.iter().rev() {
+    last_applied(h, earlier)?.ok_or_else(|| {
+        Error::usage(
+            "there is nothing to roll back to: no generation before the current one applied cleanly",
+            "`sanctuary history` lists the generations; `rollback N` goes back to a given one",
+        )
+    })
+}
+
+/// The last of `numbers` whose generation applied cleanly.
+pub fn last_applied(h: &History, numbers: &[u64]) -> Result<Option<Generation>> {
+    for &n in numbers.iter().rev() {
         let g = h.get(n).map_err(error)?;
         if g.outcome == Outcome::Applied {
-            return Ok(g);
+            return Ok(Some(g));
         }
     }
-    Err(Error::usage(
-        "there is nothing to roll back to: no generation before the current one applied cleanly",
-        "`sanctuary history` lists the generations; `rollback N` goes back to a given one",
-    ))
+    Ok(None)
 }
 
 /// Generation `g`'s manifest, loaded as if it stood where the current one does, with each
 /// service it recorded an image for pinned to that image id. Declared images that nothing
 /// uses any more once the services are pinned are left out, so nothing is rebuilt.
-fn pinned(current: &Manifest, g: &Generation) -> Result<Manifest> {
-    let name = format!("generation {} of {}", g.number, current.path.display());
-    let mut m = crate::manifest::load_text(&current.path, &name, &g.manifest)?.manifest;
+fn pinned(at: &Path, g: &Generation) -> Result<Manifest> {
+    let name = format!("generation {} of {}", g.number, at.display());
+    let mut m = crate::manifest::load_text(at, &name, &g.manifest)?.manifest;
     for (svc, id) in &g.images {
         if let Some(s) = m.services.get_mut(svc) {
             s.image = ImageRef::External(id.clone());

@@ -5,7 +5,9 @@ mod apply;
 mod backup;
 mod cache;
 mod ci;
+mod drift;
 mod engine;
+mod follow;
 mod graph;
 mod history;
 mod list;
@@ -90,6 +92,10 @@ pub enum Command {
     History(history::Args),
     /// Go back to an earlier generation: its manifest and the image ids it ran.
     Rollback(history::RollbackArgs),
+    /// What changed outside sanctuary since the last generation (exit 2 when anything did).
+    Drift,
+    /// Apply each new commit of a git branch, as it arrives (GitOps).
+    Follow(follow::Args),
     /// `sanctuary TASK [ARGS…]` runs a task, as `sanctuary run TASK -- ARGS…` does.
     #[command(external_subcommand)]
     External(Vec<String>),
@@ -100,7 +106,8 @@ pub fn run() -> i32 {
     let cli = Cli::parse();
     let json = cli.json;
     // `plan --detailed-exitcode` promises 1 for any error, as Terraform's does.
-    let detailed = matches!(&cli.command, Command::Plan(a) if a.detailed_exitcode);
+    let detailed = matches!(&cli.command, Command::Plan(a) if a.detailed_exitcode)
+        || matches!(cli.command, Command::Drift);
     match dispatch(cli) {
         Ok(code) => code.code(),
         Err(e) => {
@@ -139,6 +146,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Restore(args) => backup::restore(&ctx, args),
         Command::History(args) => history::run(&ctx, args),
         Command::Rollback(args) => history::rollback(&ctx, args),
+        Command::Drift => drift::run(&ctx),
+        Command::Follow(args) => follow::run(&ctx, args),
         Command::External(words) => {
             let (tasks, args) = split_external(words);
             // Without a manifest, a word that is not a command cannot be a task either.
@@ -175,27 +184,112 @@ pub struct Context {
     pub json: bool,
 }
 
+/// A manifest and where it came from.
+pub struct Sourced {
+    pub manifest: manifest::Manifest,
+    /// Where the working-tree manifest is, or would be: under `--ref`, the machine's own
+    /// paths (state, binds, backups) resolve beside it.
+    pub at: PathBuf,
+    /// The commit it was read from, under `--ref`.
+    pub git: Option<crate::history::GitInfo>,
+}
+
 impl Context {
+    /// The manifest `-f` names, or the nearest Sanctuary.kdl.
+    fn manifest_path(&self) -> Result<PathBuf> {
+        match &self.file {
+            Some(f) => Ok(f.clone()),
+            None => Ok(manifest::discover(&cwd()?)?),
+        }
+    }
+
     /// Finds and loads the manifest, printing its warnings to stderr.
     pub fn load(&self) -> Result<Loaded> {
-        let path = match &self.file {
-            Some(f) => f.clone(),
-            None => {
-                let cwd = std::env::current_dir().map_err(|source| Error::Io {
-                    message: "cannot read the current directory".into(),
-                    source,
-                })?;
-                manifest::discover(&cwd)?
-            }
-        };
-        let loaded = manifest::load(&path)?;
+        let loaded = manifest::load(&self.manifest_path()?)?;
+        self.warn(&loaded);
+        Ok(loaded)
+    }
+
+    fn warn(&self, loaded: &Loaded) {
         if let Some(w) = &loaded.warnings {
             if !self.json {
                 output::eprint_diag(w);
             }
         }
-        Ok(loaded)
     }
+
+    /// The working tree's manifest, or with `reference` the one in that commit, read with
+    /// libgit2 and checked out under the state directory
+    /// ([`crate::history::checkout`]).
+    pub fn load_from(&self, reference: Option<&str>) -> Result<Sourced> {
+        let Some(reference) = reference else {
+            let manifest = self.load()?.manifest;
+            return Ok(Sourced {
+                at: manifest.path.clone(),
+                manifest,
+                git: None,
+            });
+        };
+        self.load_commit(&self.working_at()?, reference)
+    }
+
+    /// Where the working tree's manifest is, or would be: it need not exist when the
+    /// manifest is read from a commit, only its place matters.
+    pub fn working_at(&self) -> Result<PathBuf> {
+        match self.manifest_path() {
+            Err(Error::Manifest(manifest::LoadError::NotFound { .. })) => {
+                Ok(cwd()?.join(manifest::FILE_NAME))
+            }
+            other => std::path::absolute(other?).map_err(|source| Error::Io {
+                message: "cannot read the current directory".into(),
+                source,
+            }),
+        }
+    }
+
+    /// The manifest of commit `reference` of the repository holding `at`.
+    pub fn load_commit(&self, at: &std::path::Path, reference: &str) -> Result<Sourced> {
+        use crate::history::checkout;
+        let ref_error = |e: checkout::RefError| Error::usage(e.to_string(), e.help());
+        let resolved = checkout::resolve(at, reference).map_err(ref_error)?;
+        let here = at.parent().unwrap_or(std::path::Path::new("/"));
+        let name = format!("{} at {}", resolved.relative.display(), resolved.short());
+        // Loaded first as if it stood in the working tree: a commit whose manifest is invalid
+        // is refused before anything is written, and this says where the state directory is.
+        let probe = manifest::load_text_with_env(at, &name, &resolved.text, here)?.manifest;
+        let into = probe.project.state_dir.join(checkout::DIR_NAME);
+        let tree = checkout::check_out(&resolved, &into).map_err(ref_error)?;
+        let mut loaded = manifest::load_text_with_env(
+            &tree.join(&resolved.relative),
+            &name,
+            &resolved.text,
+            here,
+        )?;
+        self.warn(&loaded);
+        let m = &mut loaded.manifest;
+        let from = tree.join(
+            resolved
+                .relative
+                .parent()
+                .unwrap_or(std::path::Path::new("")),
+        );
+        checkout::keep_local_paths(m, &from, here);
+        // A project without a name takes the working directory's, not the checkout's.
+        m.project.name = probe.project.name;
+        m.project.state_dir = probe.project.state_dir;
+        Ok(Sourced {
+            manifest: loaded.manifest,
+            at: at.to_path_buf(),
+            git: Some(resolved.git_info()),
+        })
+    }
+}
+
+fn cwd() -> Result<PathBuf> {
+    std::env::current_dir().map_err(|source| Error::Io {
+        message: "cannot read the current directory".into(),
+        source,
+    })
 }
 
 fn report_error(e: &Error, json: bool) {

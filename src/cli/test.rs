@@ -59,6 +59,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
         &session,
         &selection,
         args.opts.junit.as_deref(),
+        true,
     ))
 }
 
@@ -116,15 +117,17 @@ pub fn select(m: &Manifest, names: &[String], tags: &[String]) -> Result<Vec<Nod
 /// Walks `selection` (tests and what they need), then reports the tests: failures with
 /// their output, the counts line, JUnit when asked. The exit code follows the worst
 /// failure: 1 a test (or a task) failed, 3 what the tests need could not be brought up.
+/// `lock`: take the lock when the walk changes the stack (false when the caller holds it).
 pub(super) async fn run_tests(
     ctx: &Context,
     session: &Session,
     selection: &Selection,
     junit_path: Option<&std::path::Path>,
+    lock: bool,
 ) -> Result<ExitCode> {
     let m = &session.manifest;
     let plan = crate::engine::plan(session, selection).await?;
-    let _lock = if plan.changes_the_stack() {
+    let _lock = if lock && plan.changes_the_stack() {
         Some(session.lock(&format!("test {}", m.project.name))?)
     } else {
         None

@@ -9,6 +9,9 @@
 //! there, is never replaced. A killed apply leaves no record or a whole one (and a temporary
 //! the next command sweeps).
 
+pub mod checkout;
+pub mod drift;
+pub mod follow;
 mod git;
 
 use std::collections::BTreeMap;
@@ -34,6 +37,10 @@ pub enum Outcome {
     Failed,
     /// Stopped by a signal at a safe point.
     Interrupted,
+    /// Failed (a service never became ready, or a test failed after it), and
+    /// `--rollback-on-failure` went back to the generation before it: the next generation
+    /// records that rollback.
+    RolledBack,
 }
 
 impl Outcome {
@@ -42,6 +49,7 @@ impl Outcome {
             Outcome::Applied => "applied",
             Outcome::Failed => "failed",
             Outcome::Interrupted => "interrupted",
+            Outcome::RolledBack => "rolled-back",
         }
     }
 }
@@ -64,6 +72,9 @@ pub struct Generation {
     pub git: Option<GitInfo>,
     /// Service name → id of the image its container runs.
     pub images: BTreeMap<String, String>,
+    /// Service name → id of its container, so that one recreated by hand is told apart.
+    #[serde(default)]
+    pub containers: BTreeMap<String, String>,
     /// Node (`service.web`) → fingerprint of what was realised.
     pub fingerprints: BTreeMap<String, String>,
     pub outcome: Outcome,

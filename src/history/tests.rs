@@ -10,6 +10,7 @@ fn generation(fps: &[(&str, &str)]) -> Generation {
         manifest_sha256: "0".repeat(64),
         git: None,
         images: BTreeMap::from([("web".to_string(), "sha256:abc".to_string())]),
+        containers: BTreeMap::new(),
         fingerprints: fps
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

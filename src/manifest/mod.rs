@@ -94,7 +94,23 @@ pub fn load_text(path: &Path, name: &str, text: &str) -> Result<Loaded, LoadErro
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("/"));
-    let dotenv = read_dotenv(&dir.join(".env"))?;
+    load_text_with_env(path, name, text, &dir)
+}
+
+/// [`load_text`], with `.env` read from `env_dir` instead of the manifest's directory: a
+/// manifest checked out of a commit takes the `.env` of the working directory, where local
+/// values live, never one from the repository.
+pub fn load_text_with_env(
+    path: &Path,
+    name: &str,
+    text: &str,
+    env_dir: &Path,
+) -> Result<Loaded, LoadError> {
+    let dir = path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"));
+    let dotenv = read_dotenv(&env_dir.join(".env"))?;
     let vars = interpolate::Vars::new(std::env::vars().collect(), dotenv);
     load_str(name, text, path, &dir, &vars)
 }
