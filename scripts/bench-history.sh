@@ -3,6 +3,8 @@
 # each against a reference measured in the same run:
 #   history   `sanctuary history` with 100 generations, against `sanctuary validate` (loading
 #             the manifest, the floor of every command)
+#   drift     `sanctuary drift` with 100 generations, against a no-op `sanctuary plan` of the
+#             same running stack
 #   rollback  `sanctuary rollback -y` to the previous generation (images present; the services
 #             are replaced, nothing is built), against a cold `sanctuary apply -y` of the same
 #             stack from nothing (containers, network, volumes and images removed)
@@ -63,10 +65,15 @@ for n in range(1, 101):
     json.dump(r, open(os.path.join(dst, f"{n:06}.json"), "w"), indent=2)
 PY
 cp -r "$ROOT/examples/voidcat/docker" "$ROOT/examples/voidcat/workspace" "$HIST/" 2>/dev/null || true
+# The stack's state as the last apply left it, so drift checks every object.
+cp "$DIR/.sanctuary/state.json" "$HIST/.sanctuary/state.json"
 
 hyperfine --style basic --warmup 3 --min-runs 30 --export-json "$WORK/history.json" \
     -n "history (100 generations)" "$BIN -f $HIST/Sanctuary.kdl history" \
     -n "validate" "$BIN -f $HIST/Sanctuary.kdl validate" >&2
+hyperfine --style basic --warmup 3 --min-runs 20 --export-json "$WORK/drift.json" \
+    -n "drift (100 generations)" "$BIN -f $HIST/Sanctuary.kdl drift" \
+    -n "plan (no changes)" "$S plan --detailed-exitcode" >&2
 
 # Rollback: each run goes back one generation (to the other env value), which replaces the
 # changed service; cold apply starts from nothing, images included.
@@ -82,6 +89,7 @@ w = sys.argv[1]
 def results(name):
     return json.load(open(os.path.join(w, name + ".json")))["results"]
 h, v = results("history")
+d, p = results("drift")
 rb, = results("rollback")
 cold, = results("cold")
 ms = lambda r: f"{r['mean'] * 1000:.1f} ms ± {(r['stddev'] or 0) * 1000:.1f}"
@@ -89,5 +97,6 @@ s = lambda r: f"{r['mean']:.2f} s ± {(r['stddev'] or 0):.2f}"
 print("| case | sanctuary | reference | ratio |")
 print("|---|---|---|---|")
 print(f"| `history`, 100 generations | {ms(h)} | `validate` {ms(v)} | {h['mean'] / v['mean']:.2f}× |")
+print(f"| `drift`, 100 generations | {ms(d)} | no-op `plan` {ms(p)} | {d['mean'] / p['mean']:.2f}× |")
 print(f"| `rollback` of voidcat, images present | {s(rb)} | cold `apply` {s(cold)} | {rb['mean'] / cold['mean']:.2f}× |")
 PY

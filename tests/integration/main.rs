@@ -12,6 +12,7 @@ mod backup_sftp;
 mod cli_basics;
 mod converge_docker;
 mod docs_kdl;
+mod gitops_docker;
 mod manifest_errors;
 mod manifest_fuzz;
 mod run_tasks;
