@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-docker.sh
+# The GitOps tests make their repositories with the git CLI.
+if ! command -v git >/dev/null; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git >/dev/null
+fi
 # A throwaway sshd on loopback for the offsite (rclone sftp) backup tests, which then fail
 # instead of skipping; it prints HOST:PORT:USER:KEYFILE.
 SANCTUARY_TEST_SFTP=$(scripts/ensure-sshd.sh)
