@@ -24,3 +24,5 @@ run "tasks: no-op, cold hash, 100 trivial tasks" scripts/bench-tasks.sh
 run "stack: voidcat with docker-compose vs sanctuary apply" scripts/bench-compose.sh
 run "sync: 10,000 files vs rsync and unison" scripts/bench-sync.sh
 run "backup and restore vs tar | zstd" env SIZE_MB="${SIZE_MB:-1000}" scripts/bench-backup.sh
+run "sweep: a session start with 4,000 dead temporaries" scripts/bench-sweep.sh
+run "history, drift and rollback on voidcat with 100 generations" scripts/bench-history.sh

@@ -9,7 +9,8 @@
 //!
 //! Ctrl-C or SIGTERM while it waits stops it with exit 0; during an apply, the apply stops at
 //! its next safe point (the commit is applied again on the next start) and follow exits with
-//! the apply's code, 130 or 143.
+//! the apply's code, 130 or 143. `--once` exits with the first failing commit's code (2 for
+//! one skipped as invalid), 0 when every new commit applied cleanly.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -44,8 +45,9 @@ pub struct Args {
 
 /// How one fetch-and-apply round ended.
 enum Round {
-    /// Every new commit was dealt with (or one will be tried again next time).
-    Done,
+    /// Every new commit was dealt with (or one will be tried again next time); the most
+    /// serious exit code among them.
+    Done(ExitCode),
     /// A signal stopped an apply: follow exits with its code.
     Interrupted,
 }
@@ -69,14 +71,13 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
         }
         loop {
             match round(ctx, &args, &at, &stop).await {
-                Ok(Round::Done) => {}
+                // `--once` reports how the round went, so a CI step fails with its deploy.
+                Ok(Round::Done(code)) if args.once => return Ok(code),
+                Ok(Round::Done(_)) => {}
                 Ok(Round::Interrupted) => return Ok(ExitCode::Interrupted),
                 // A fetch that failed is tried again at the next interval.
                 Err(e) if !args.once => output::eprint_diag(&e),
                 Err(e) => return Err(e),
-            }
-            if args.once {
-                return Ok(ExitCode::Ok);
             }
             tokio::select! {
                 _ = stop.cancelled() => {
@@ -103,9 +104,15 @@ async fn round(ctx: &Context, args: &Args, at: &Path, stop: &CancellationToken) 
     };
     let cursor = Cursor::new(&state_dir, &args.remote, &args.branch);
     let commits = follow::new_commits(here, &tip, cursor.get().as_deref()).map_err(git)?;
+    let mut worst = ExitCode::Ok;
+    let mut note = |code: ExitCode| {
+        if worst == ExitCode::Ok {
+            worst = code;
+        }
+    };
     for commit in commits {
         if stop.is_cancelled() {
-            return Ok(Round::Done);
+            return Ok(Round::Done(worst));
         }
         let short = &commit[..12];
         let result = match ctx.load_commit(at, &commit) {
@@ -115,6 +122,7 @@ async fn round(ctx: &Context, args: &Args, at: &Path, stop: &CancellationToken) 
                     eprintln!("Skipping commit {short}: its manifest cannot be applied.");
                 }
                 output::eprint_diag(&e);
+                note(e.exit_code());
                 None
             }
             Ok(mut sourced) => {
@@ -146,6 +154,7 @@ async fn round(ctx: &Context, args: &Args, at: &Path, stop: &CancellationToken) 
         match result {
             Some(Ok(ExitCode::Interrupted)) => return Ok(Round::Interrupted),
             Some(Ok(code)) => {
+                note(code);
                 event(ctx, &commit, "applied", Some(code));
                 if code != ExitCode::Ok && !ctx.json {
                     eprintln!(
@@ -157,11 +166,13 @@ async fn round(ctx: &Context, args: &Args, at: &Path, stop: &CancellationToken) 
             // Nothing ran (the lock is held, the engine is down): the next round tries again.
             Some(Err(e)) if e.exit_code() != ExitCode::Usage => {
                 output::eprint_diag(&e);
-                return Ok(Round::Done);
+                note(e.exit_code());
+                return Ok(Round::Done(worst));
             }
             Some(Err(e)) => {
                 event(ctx, &commit, "skipped", None);
                 output::eprint_diag(&e);
+                note(e.exit_code());
             }
             None => {}
         }
@@ -170,7 +181,7 @@ async fn round(ctx: &Context, args: &Args, at: &Path, stop: &CancellationToken) 
             source,
         })?;
     }
-    Ok(Round::Done)
+    Ok(Round::Done(worst))
 }
 
 fn event(ctx: &Context, commit: &str, what: &str, code: Option<ExitCode>) {

@@ -528,7 +528,7 @@ async fn missing_images(session: &Session, g: &Generation) -> Result<()> {
     }
     let help = match &g.git {
         Some(git) => format!(
-            "rebuild from the commit it was applied from: `git checkout {}` and `sanctuary apply`",
+            "rebuild them from the commit it was applied from: `sanctuary apply --ref {}`",
             &git.commit[..git.commit.len().min(12)]
         ),
         None => "apply a manifest that builds them again".to_string(),

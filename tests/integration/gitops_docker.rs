@@ -431,6 +431,19 @@ fn follow_applies_each_new_commit_in_order_and_skips_an_invalid_one() {
         log()
     );
     assert!(!follower.join(".sanctuary/lock").exists());
+
+    // `--once` deals with what is new and exits with how it went: 2 for a skipped commit, then
+    // 0 for a clean one; the cursor carried over from the follower.
+    std::fs::write(pusher.join("Sanctuary.kdl"), "service \"broken\" {\n").unwrap();
+    git(&pusher, &["commit", "-qam", "broken again"]);
+    git(&pusher, &["push", "-q", "../remote.git", "HEAD:main"]);
+    expect(&follower, &["follow", "origin", "main", "--once"], 2);
+    write_manifest(&pusher, &project, &web("five"));
+    git(&pusher, &["commit", "-qam", "five"]);
+    git(&pusher, &["push", "-q", "../remote.git", "HEAD:main"]);
+    expect(&follower, &["follow", "origin", "main", "--once"], 0);
+    assert_eq!(generations(&follower).len(), 5);
+    assert!(env_of(&name).contains(&"GREETING=five".to_string()));
 }
 
 #[test]
