@@ -15,7 +15,7 @@ use crate::docker_support::{
 };
 
 /// Connects (or skips loudly, or fails under `SANCTUARY_REQUIRE_DOCKER=1`).
-fn docker_available(test: &str) -> bool {
+pub(crate) fn docker_available(test: &str) -> bool {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(docker_or_skip(test)).is_some()
 }
@@ -27,7 +27,7 @@ fn port(slot: u16) -> u16 {
 }
 
 /// Runs `sanctuary args` in `dir`.
-fn sanct(dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn sanct(dir: &Path, args: &[&str]) -> Output {
     sanct_env(dir, args, &[])
 }
 
@@ -52,7 +52,7 @@ pub(crate) fn text(out: &Output) -> String {
 }
 
 /// Runs and asserts the exit code, returning stdout + stderr.
-fn expect(dir: &Path, args: &[&str], code: i32) -> String {
+pub(crate) fn expect(dir: &Path, args: &[&str], code: i32) -> String {
     let out = sanct(dir, args);
     let all = text(&out);
     assert_eq!(

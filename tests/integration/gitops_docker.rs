@@ -4,32 +4,16 @@
 //! engine. Each test has its own project, removed by its `TestProject` guard.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::apply_docker::{sanct_env, text};
-use crate::docker_support::{docker_inspect, docker_or_skip, write_busybox_context, TestProject};
-
-fn docker_available(test: &str) -> bool {
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(docker_or_skip(test)).is_some()
-}
+use crate::apply_docker::{docker_available, expect, sanct, text};
+use crate::docker_support::{docker_inspect, write_busybox_context, TestProject};
 
 /// A block of 40 host ports above the ephemeral range, for this test process.
 fn port(slot: u16) -> u16 {
     assert!(slot < 40);
     61000 + (std::process::id() % 100) as u16 * 40 + slot
-}
-
-fn sanct(dir: &Path, args: &[&str]) -> Output {
-    sanct_env(dir, args, &[])
-}
-
-fn expect(dir: &Path, args: &[&str], code: i32) -> String {
-    let out = sanct(dir, args);
-    let all = text(&out);
-    assert_eq!(out.status.code(), Some(code), "sanctuary {args:?}:\n{all}");
-    all
 }
 
 fn git(dir: &Path, args: &[&str]) -> String {
