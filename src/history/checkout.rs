@@ -269,3 +269,130 @@ pub fn prune(into: &Path, keep: &BTreeSet<String>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A repository in `dir` with one commit of `files`; returns the commit's id.
+    fn commit(repo: &git2::Repository, files: &[(&str, &str)], message: &str) -> String {
+        let top = repo.workdir().unwrap().to_path_buf();
+        let mut index = repo.index().unwrap();
+        for (path, text) in files {
+            let p = top.join(path);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(&p, text).unwrap();
+            index.add_path(Path::new(path)).unwrap();
+        }
+        index.write().unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let sig = git2::Signature::now("Ada", "ada@example.com").unwrap();
+        let parents: Vec<git2::Commit> = repo
+            .head()
+            .ok()
+            .and_then(|h| h.peel_to_commit().ok())
+            .into_iter()
+            .collect();
+        let parents: Vec<&git2::Commit> = parents.iter().collect();
+        repo.commit(Some("HEAD"), &sig, &sig, message, &tree, &parents)
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn a_commit_is_checked_out_whole_without_touching_the_working_tree() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init(tmp.path()).unwrap();
+        let first = commit(
+            &repo,
+            &[
+                ("app/Sanctuary.kdl", "project \"p\"\n"),
+                ("app/ctx/file", "one\n"),
+            ],
+            "one",
+        );
+        commit(&repo, &[("app/ctx/file", "two\n")], "two");
+        // The working tree differs from both commits.
+        fs::write(tmp.path().join("app/ctx/file"), "working tree\n").unwrap();
+
+        let manifest = tmp.path().join("app/Sanctuary.kdl");
+        let resolved = resolve(&manifest, "HEAD~1").unwrap();
+        assert_eq!(resolved.commit, first);
+        assert_eq!(resolved.relative, Path::new("app/Sanctuary.kdl"));
+        assert_eq!(resolved.text, "project \"p\"\n");
+        let into = tmp.path().join("state/checkouts");
+        let dir = check_out(&resolved, &into).unwrap();
+        assert_eq!(dir, into.join(&first));
+        assert_eq!(
+            fs::read_to_string(dir.join("app/ctx/file")).unwrap(),
+            "one\n"
+        );
+        assert_eq!(
+            fs::read_to_string(tmp.path().join("app/ctx/file")).unwrap(),
+            "working tree\n"
+        );
+        assert!(repo
+            .statuses(None)
+            .unwrap()
+            .iter()
+            .any(|s| s.path().ok() == Some("app/ctx/file")));
+        // Again: the same checkout, nothing staged left beside it.
+        assert_eq!(check_out(&resolved, &into).unwrap(), dir);
+        assert_eq!(fs::read_dir(&into).unwrap().count(), 1);
+
+        prune(&into, &BTreeSet::new());
+        assert!(!dir.exists());
+
+        let err = resolve(&manifest, "no-such-ref").unwrap_err();
+        assert!(
+            matches!(err, RefError::Unresolved { shallow: false, .. }),
+            "{err}"
+        );
+        let err = resolve(&tmp.path().join("Sanctuary.kdl"), "HEAD").unwrap_err();
+        assert!(matches!(err, RefError::NoManifest { .. }), "{err}");
+    }
+
+    #[test]
+    fn the_machines_paths_stay_in_the_working_directory() {
+        let from = Path::new("/state/checkouts/abc/app");
+        let to = Path::new("/srv/app");
+        let text = r#"project "p"
+secret "tok" {
+    file "./secrets/tok"
+}
+image "bb" {
+    context "ctx"
+}
+service "web" {
+    image "bb"
+    bind "./data" "/data"
+}
+"#;
+        let mut m = crate::manifest::load_str(
+            "Sanctuary.kdl",
+            text,
+            &from.join("Sanctuary.kdl"),
+            from,
+            &crate::manifest::interpolate::Vars::new(Default::default(), Default::default()),
+        )
+        .unwrap()
+        .manifest;
+        keep_local_paths(&mut m, from, to);
+        assert_eq!(m.project.state_dir, to.join(".sanctuary"));
+        assert_eq!(
+            m.secrets["tok"].source,
+            SecretSource::File(to.join("secrets/tok"))
+        );
+        assert_eq!(
+            m.services["web"].mounts[0].source,
+            MountSource::Bind(to.join("data"))
+        );
+        // The build context is the commit's.
+        match &m.images["bb"].source {
+            crate::manifest::ImageSource::Build { context, .. } => {
+                assert_eq!(context, &from.join("ctx"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -154,3 +154,70 @@ impl Cursor {
         crate::fsutil::write_atomic(&self.path, format!("{commit}\n").as_bytes())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn commit(repo: &git2::Repository, text: &str) -> String {
+        let top = repo.workdir().unwrap().to_path_buf();
+        std::fs::write(top.join("f"), text).unwrap();
+        let mut index = repo.index().unwrap();
+        index.add_path(Path::new("f")).unwrap();
+        let tree = repo.find_tree(index.write_tree().unwrap()).unwrap();
+        let sig = git2::Signature::now("Ada", "ada@example.com").unwrap();
+        let parent = repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        repo.commit(Some("HEAD"), &sig, &sig, text, &tree, &parents)
+            .unwrap()
+            .to_string()
+    }
+
+    #[test]
+    fn new_commits_are_those_after_the_cursor_oldest_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = git2::Repository::init(tmp.path()).unwrap();
+        let a = commit(&repo, "a");
+        let b = commit(&repo, "b");
+        let c = commit(&repo, "c");
+        let dir = tmp.path();
+        assert_eq!(
+            new_commits(dir, &c, Some(&a)).unwrap(),
+            [b.clone(), c.clone()]
+        );
+        assert_eq!(
+            new_commits(dir, &c, Some(&c)).unwrap(),
+            Vec::<String>::new()
+        );
+        // No cursor, or one the repository does not have: the tip only.
+        assert_eq!(
+            new_commits(dir, &c, None).unwrap(),
+            std::slice::from_ref(&c)
+        );
+        let unknown = "0".repeat(40);
+        assert_eq!(new_commits(dir, &c, Some(&unknown)).unwrap(), [c]);
+    }
+
+    #[test]
+    fn the_cursor_keeps_one_commit_and_ignores_anything_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cursor = Cursor::new(tmp.path(), "https://example.com/x.git", "main");
+        assert_eq!(cursor.get(), None);
+        let id = "ab".repeat(20);
+        cursor.set(&id).unwrap();
+        assert_eq!(cursor.get(), Some(id));
+        let file = fs_entry(tmp.path());
+        assert!(!file.contains('/') && !file.contains(':'), "{file}");
+        std::fs::write(tmp.path().join(DIR_NAME).join(&file), "garbage\n").unwrap();
+        assert_eq!(cursor.get(), None);
+    }
+
+    fn fs_entry(state: &Path) -> String {
+        let mut names: Vec<String> = std::fs::read_dir(state.join(DIR_NAME))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+            .collect();
+        assert_eq!(names.len(), 1);
+        names.pop().unwrap()
+    }
+}
