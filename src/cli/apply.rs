@@ -205,6 +205,21 @@ impl Converge {
             print!("{}", plan.render(false));
         }
         if !plan.has_changes() {
+            if history::unrecorded(session) {
+                let made = history::Made {
+                    command: format!(
+                        "{} (recording changes made since the last generation)",
+                        self.command()
+                    ),
+                    code: ExitCode::Ok,
+                    took: std::time::Duration::ZERO,
+                    rollback_of: None,
+                    git: self.git.clone(),
+                    who_dir: self.who_dir(),
+                    rolled_back: false,
+                };
+                history::record(session, made, json).await;
+            }
             // Nothing was applied, so there is nothing to go back from.
             if self.after.test {
                 return self.tests(ctx, session).await;
@@ -229,22 +244,13 @@ impl Converge {
             true => history::last_applied(&h, &h.numbers().map_err(history::error)?)?,
             false => None,
         };
-        let command = std::iter::once("apply".to_string())
-            .chain(
-                self.git
-                    .as_ref()
-                    .map(|g| format!("--ref {}", g.reference.as_deref().unwrap_or(&g.commit))),
-            )
-            .chain(self.names.iter().cloned())
-            .collect::<Vec<_>>()
-            .join(" ");
         let made = history::Made {
-            command,
+            command: self.command(),
             code,
             took: started.elapsed(),
             rollback_of: None,
             git: self.git.clone(),
-            who_dir: self.at.parent().map(PathBuf::from).unwrap_or_default(),
+            who_dir: self.who_dir(),
             rolled_back: target.is_some(),
         };
         history::record(session, made, json).await;
@@ -276,6 +282,24 @@ impl Converge {
             );
         }
         Ok(ExitCode::RolledBack)
+    }
+
+    /// The command line, as `history` shows it.
+    fn command(&self) -> String {
+        let reference = self
+            .git
+            .as_ref()
+            .map(|g| format!("--ref {}", g.reference.as_deref().unwrap_or(&g.commit)));
+        std::iter::once("apply".to_string())
+            .chain(reference)
+            .chain(self.names.iter().cloned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Where git says who applies: the working directory.
+    fn who_dir(&self) -> PathBuf {
+        self.at.parent().map(PathBuf::from).unwrap_or_default()
     }
 
     /// Every test, against the stack just applied, under the lock already held.

@@ -247,12 +247,7 @@ pub async fn record(session: &Session, made: Made, json: bool) -> Option<u64> {
         ExitCode::Interrupted => Outcome::Interrupted,
         _ => Outcome::Failed,
     };
-    let fingerprints = session
-        .state()
-        .nodes
-        .values()
-        .map(|r| (format!("{}.{}", r.kind, r.name), r.fingerprint.clone()))
-        .collect();
+    let fingerprints = fingerprints(session);
     let mut images = std::collections::BTreeMap::new();
     let mut containers = std::collections::BTreeMap::new();
     if let Ok(backend) = session.backend().await {
@@ -302,6 +297,38 @@ pub async fn record(session: &Session, made: Made, json: bool) -> Option<u64> {
     }
     prune_checkouts(m, &h, &generation);
     Some(n)
+}
+
+/// Node (`service.web`) → fingerprint, of everything the state store records.
+fn fingerprints(session: &Session) -> std::collections::BTreeMap<String, String> {
+    session
+        .state()
+        .nodes
+        .values()
+        .map(|r| (format!("{}.{}", r.kind, r.name), r.fingerprint.clone()))
+        .collect()
+}
+
+/// Whether the stack the state store records differs from the last generation's: an apply
+/// killed after its changes but before its record left them unrecorded. Only the stack's
+/// kinds count; `run` and `test` record tasks and tests without applying anything.
+pub fn unrecorded(session: &Session) -> bool {
+    let stack = |fps: &std::collections::BTreeMap<String, String>| {
+        fps.iter()
+            .filter(|(k, _)| {
+                ["image.", "volume.", "network.", "service."]
+                    .iter()
+                    .any(|p| k.starts_with(p))
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let now = stack(&fingerprints(session));
+    let h = History::in_state_dir(&session.manifest.project.state_dir);
+    match h.last().ok().flatten().and_then(|n| h.get(n).ok()) {
+        Some(g) => stack(&g.fingerprints) != now,
+        None => false,
+    }
 }
 
 /// Removes the checkouts (`--ref`) no generation in the `keep-generations` window came from.
