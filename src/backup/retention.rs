@@ -12,6 +12,8 @@
 //! its archive), orphans left by interrupted backups and the debris of interrupted writes
 //! ([`sweep`](super::sweep)).
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, Datelike, Utc};
 
 use super::catalog::list_snapshots;
@@ -151,10 +153,13 @@ pub struct PruneReport {
 }
 
 /// Applies `policy` to the snapshots of `backup` in one copy and removes orphans and debris.
+/// Snapshots in `pinned` (id → why) are kept whatever the policy says: recent generations
+/// recorded them for `rollback --with-data`.
 pub fn prune(
     store: &dyn Store,
     backup: &str,
     policy: &KeepPolicy,
+    pinned: &BTreeMap<String, String>,
     now: DateTime<Utc>,
     dry_run: bool,
 ) -> Result<PruneReport, BackupError> {
@@ -168,7 +173,13 @@ pub fn prune(
             verified: s.verified_ok(),
         })
         .collect();
-    let decisions = select_keep(&candidates, policy, now);
+    let mut decisions = select_keep(&candidates, policy, now);
+    for d in &mut decisions {
+        if let Some(why) = pinned.get(&d.id) {
+            d.keep = true;
+            d.reasons.push(why.clone());
+        }
+    }
     let mut deleted_files = Vec::new();
     for d in decisions.iter().filter(|d| !d.keep) {
         for s in snaps

@@ -733,9 +733,10 @@ pub fn verify_copies(
         .collect()
 }
 
-/// Applies the `keep` policy in every copy.
+/// Applies the `keep` policy in every copy, keeping the snapshots in `pinned` (id → why).
 pub fn prune_copies(
     b: &manifest::Backup,
+    pinned: &std::collections::BTreeMap<String, String>,
     now: DateTime<Utc>,
     dry_run: bool,
 ) -> Vec<(String, Result<PruneReport, BackupError>)> {
@@ -743,7 +744,7 @@ pub fn prune_copies(
     copy_targets(b)
         .into_iter()
         .map(|t| {
-            let r = prune(t.store.as_ref(), &b.name, &policy, now, dry_run);
+            let r = prune(t.store.as_ref(), &b.name, &policy, pinned, now, dry_run);
             (t.name, r)
         })
         .collect()

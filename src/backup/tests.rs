@@ -813,6 +813,7 @@ fn archive_without_manifest_is_not_listed_and_prune_cleans_it_when_stale() {
             last: 1,
             ..Default::default()
         },
+        &Default::default(),
         now,
         false,
     )
@@ -853,13 +854,29 @@ fn prune_keeps_the_policy_and_the_newest_verified_snapshot() {
         last: 2,
         ..Default::default()
     };
-    let dry = prune(&primary, "data", &policy, t(10, 0), true).unwrap();
+    let dry = prune(
+        &primary,
+        "data",
+        &policy,
+        &Default::default(),
+        t(10, 0),
+        true,
+    )
+    .unwrap();
     assert_eq!(
         list_snapshots(&primary, t(10, 0)).unwrap().snapshots.len(),
         6,
         "dry run"
     );
-    let report = prune(&primary, "data", &policy, t(10, 0), false).unwrap();
+    let report = prune(
+        &primary,
+        "data",
+        &policy,
+        &Default::default(),
+        t(10, 0),
+        false,
+    )
+    .unwrap();
     assert_eq!(dry, report);
     let left = list_snapshots(&primary, t(10, 0)).unwrap();
     let days: Vec<_> = left.of_backup("data").map(|s| s.created).collect();
@@ -874,6 +891,43 @@ fn prune_keeps_the_policy_and_the_newest_verified_snapshot() {
         primary.list().unwrap().len(),
         3 * 2 + 1 + 2,
         "manifests, archives, record"
+    );
+}
+
+#[test]
+fn prune_keeps_a_pinned_snapshot_the_policy_would_delete() {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let primary = DirStore::new(tmp.path().join("backups"));
+    for day in 0..4u32 {
+        fs::write(src.join("f"), format!("version {day}")).unwrap();
+        snapshot(&primary, "data", &src, t(day, 0));
+    }
+    let all = list_snapshots(&primary, t(10, 0)).unwrap();
+    let second = all
+        .of_backup("data")
+        .find(|s| s.created == t(1, 0))
+        .unwrap()
+        .id
+        .clone();
+    let policy = KeepPolicy {
+        last: 1,
+        ..Default::default()
+    };
+    let pinned = std::collections::BTreeMap::from([(second.clone(), "generation 7".to_string())]);
+    let report = prune(&primary, "data", &policy, &pinned, t(10, 0), false).unwrap();
+    let kept = report.decisions.iter().find(|d| d.id == second).unwrap();
+    assert!(kept.keep && kept.reasons.contains(&"generation 7".to_string()));
+    let days: Vec<_> = list_snapshots(&primary, t(10, 0))
+        .unwrap()
+        .of_backup("data")
+        .map(|s| s.created)
+        .collect();
+    assert_eq!(
+        days,
+        vec![t(1, 0), t(3, 0)],
+        "the newest and the pinned one"
     );
 }
 
@@ -1077,6 +1131,7 @@ fn rclone_copy_target_round_trips() {
             last: 1,
             ..Default::default()
         },
+        &Default::default(),
         t(0, 4),
         false,
     )
@@ -1908,7 +1963,15 @@ fn debris_is_listed_apart_from_snapshots_and_pruned_while_live_temporaries_stay(
         last: 1,
         ..Default::default()
     };
-    let report = prune(&primary, "data", &policy, Utc::now(), false).unwrap();
+    let report = prune(
+        &primary,
+        "data",
+        &policy,
+        &Default::default(),
+        Utc::now(),
+        false,
+    )
+    .unwrap();
     assert_eq!(report.deleted_files.len(), 2, "{:?}", report.deleted_files);
     let left = names_in(primary.root());
     assert!(left.contains(&live) && left.contains(&fresh_old_style.to_string()));

@@ -48,9 +48,14 @@ pub struct ApplyArgs {
     opts: RunOpts,
 }
 
-/// What happens once the changes are made: tests, and going back when it went wrong.
+/// What happens around the changes: backups before, tests after, and going back when it
+/// went wrong.
 #[derive(Debug, Clone, Copy, Default, clap::Args)]
 pub struct AfterApply {
+    /// Before changing anything, take every declared backup whose source exists; the
+    /// snapshots are recorded with the generation, for `rollback --with-data`.
+    #[arg(long)]
+    pub backup: bool,
     /// Run every test once the apply succeeded; a failing test fails the apply.
     #[arg(long)]
     pub test: bool,
@@ -217,6 +222,7 @@ impl Converge {
                     git: self.git.clone(),
                     who_dir: self.who_dir(),
                     rolled_back: false,
+                    backups: Vec::new(),
                 };
                 history::record(session, made, json).await;
             }
@@ -233,6 +239,16 @@ impl Converge {
             return Ok(ExitCode::Ok);
         }
         let started = std::time::Instant::now();
+        let backups = match self.after.backup {
+            true => match super::data::take(session, None, json).await? {
+                Ok(taken) => taken,
+                Err(code) => {
+                    eprintln!("error: a backup before the apply failed; nothing was applied");
+                    return Ok(code);
+                }
+            },
+            false => Vec::new(),
+        };
         let (_, mut code) = engine::walk(session, &plan, self.saved.is_some(), true).await?;
         if code == ExitCode::Ok && self.after.test {
             code = self.tests(ctx, session).await?;
@@ -252,6 +268,7 @@ impl Converge {
             git: self.git.clone(),
             who_dir: self.who_dir(),
             rolled_back: target.is_some(),
+            backups,
         };
         history::record(session, made, json).await;
         let Some(target) = target else {
@@ -267,7 +284,7 @@ impl Converge {
             );
         }
         let back = history::rollback_session(&self.at, &target, json)?;
-        let back_code = history::roll_back(&back, &target, true, json).await?;
+        let back_code = history::roll_back(&back, &target, None, true, json).await?;
         if back_code != ExitCode::Ok {
             eprintln!(
                 "error: the rollback to generation {} failed too; `sanctuary plan` shows what is left",
@@ -292,6 +309,7 @@ impl Converge {
             .map(|g| format!("--ref {}", g.reference.as_deref().unwrap_or(&g.commit)));
         std::iter::once("apply".to_string())
             .chain(reference)
+            .chain(self.after.backup.then(|| "--backup".to_string()))
             .chain(self.names.iter().cloned())
             .collect::<Vec<_>>()
             .join(" ")

@@ -353,6 +353,7 @@ pub fn backups(ctx: &Context, cmd: BackupsCommand) -> Result<ExitCode> {
             if !dry_run {
                 sweep_helpers_for_prune(ctx, &m, &targets)?;
             }
+            let pinned = super::data::pinned_snapshots(&m)?;
             let mut failed = None;
             let verb = if dry_run { "would delete" } else { "deleted" };
             for b in &targets {
@@ -360,7 +361,8 @@ pub fn backups(ctx: &Context, cmd: BackupsCommand) -> Result<ExitCode> {
                     println!("{}: no keep policy, nothing pruned", b.name);
                     continue;
                 }
-                for (copy, result) in runner::prune_copies(b, now, dry_run) {
+                let pinned = pinned.get(&b.name).cloned().unwrap_or_default();
+                for (copy, result) in runner::prune_copies(b, &pinned, now, dry_run) {
                     match result {
                         Err(e) => {
                             println!("{} {copy}: prune failed: {e}", b.name);

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::data::DataPlan;
 use super::Context;
 use crate::backend::names;
 use crate::engine::Session;
@@ -145,6 +146,8 @@ fn summary_json(g: &Generation) -> serde_json::Value {
         "manifest_sha256": g.manifest_sha256,
         "git": g.git,
         "images": g.images,
+        "backups": g.backups,
+        "rollback_of": g.rollback_of,
         "duration_ms": g.duration_ms,
     })
 }
@@ -213,6 +216,17 @@ fn show(ctx: &Context, h: &History, number: u64) -> Result<ExitCode> {
     if !changed.is_empty() {
         println!("  changed   {}", changed.join(", "));
     }
+    if !g.backups.is_empty() {
+        println!("  backups   taken before it changed anything (`rollback {} --with-data` restores them)", number.saturating_sub(1));
+        for b in &g.backups {
+            println!(
+                "    {:<20} {}  {}",
+                b.backup,
+                &b.snapshot[..12.min(b.snapshot.len())],
+                b.source
+            );
+        }
+    }
     match (&previous, &diff) {
         (Some(_), Some(d)) => print!("\n{d}"),
         (Some(p), None) => println!("\nThe manifest is the same as generation {}'s.", p.number),
@@ -235,6 +249,8 @@ pub struct Made {
     pub who_dir: std::path::PathBuf,
     /// Set when the apply failed and is being rolled back.
     pub rolled_back: bool,
+    /// The backups it took before changing anything.
+    pub backups: Vec<history::BackupTaken>,
 }
 
 /// Records the apply that just ran as a generation and returns its number. A generation
@@ -272,7 +288,7 @@ pub async fn record(session: &Session, made: Made, json: bool) -> Option<u64> {
         containers,
         fingerprints,
         outcome,
-        backups: Vec::new(),
+        backups: made.backups,
         duration_ms: u64::try_from(made.took.as_millis()).unwrap_or(u64::MAX),
         rollback_of: made.rollback_of,
     };
@@ -394,6 +410,10 @@ pub struct RollbackArgs {
     /// Do not ask for confirmation.
     #[arg(short = 'y', long = "yes")]
     yes: bool,
+    /// Also put back the data generation N ran with: the backups the generation after it
+    /// took (`apply --backup`), restored after the data there is now is backed up.
+    #[arg(long)]
+    with_data: bool,
 }
 
 /// `sanctuary rollback [N]`: converges the stack to generation N's manifest, with every
@@ -413,7 +433,12 @@ pub fn rollback(ctx: &Context, args: RollbackArgs) -> Result<ExitCode> {
             "rollback {} {}",
             target.number, session.manifest.project.name
         ))?;
-        roll_back(&session, &target, args.yes, ctx.json).await
+        // Checked under the lock: a prune cannot take a snapshot between check and restore.
+        let data = match args.with_data {
+            true => Some(DataPlan::for_target(&current.path, &h, &target)?),
+            false => None,
+        };
+        roll_back(&session, &target, data.as_ref(), args.yes, ctx.json).await
     })
 }
 
@@ -424,11 +449,13 @@ pub fn rollback_session(at: &Path, target: &Generation, json: bool) -> Result<Se
     super::engine::session(m, json, Options::default())
 }
 
-/// Plans, confirms (unless `yes`) and walks the rollback to `target`, then records it. The
-/// caller holds the lock.
+/// Plans, confirms (unless `yes`) and walks the rollback to `target`, then records it; with
+/// `data`, the current data is backed up and `data` restored before the walk. The caller
+/// holds the lock.
 pub async fn roll_back(
     session: &Session,
     target: &Generation,
+    data: Option<&DataPlan>,
     yes: bool,
     json: bool,
 ) -> Result<ExitCode> {
@@ -454,28 +481,82 @@ pub async fn roll_back(
         );
         print!("{}", plan.render(false));
     }
-    if !plan.has_changes() {
+    if let Some(data) = data {
+        data.show(&session.manifest, target.number, json);
+    }
+    if !plan.has_changes() && data.is_none() {
         session.finish();
         return Ok(ExitCode::Ok);
     }
-    let question = format!(
-        "Roll project {} back to generation {}?",
-        plan.project, target.number
-    );
+    let question = match data {
+        Some(d) => format!(
+            "Roll project {} back to generation {}, replacing the data of {}?",
+            plan.project,
+            target.number,
+            d.targets().join(", ")
+        ),
+        None => format!(
+            "Roll project {} back to generation {}?",
+            plan.project, target.number
+        ),
+    };
     if !super::engine::confirmed(&question, yes, json)? {
         println!("Nothing changed.");
         return Ok(ExitCode::Ok);
     }
     let started = Instant::now();
+    let mut backups = Vec::new();
+    let mut plan = plan;
+    if let Some(d) = data {
+        backups = match super::data::take(session, Some(&d.backups()), json).await? {
+            Ok(taken) => taken,
+            Err(code) => {
+                eprintln!("error: backing up the data there is now failed; nothing was changed");
+                return Ok(code);
+            }
+        };
+        if let Err(e) = d.restore(session, json).await {
+            eprintln!(
+                "error: the data was not all restored; the services that use it are stopped \
+                 until `sanctuary rollback {} --with-data` is run again or `sanctuary apply` starts them",
+                target.number
+            );
+            // Something did change (services stopped, maybe a volume replaced): on record.
+            let made = Made {
+                command: format!("rollback {} --with-data", target.number),
+                code: e.exit_code(),
+                took: started.elapsed(),
+                rollback_of: Some(target.number),
+                git: target.git.clone(),
+                who_dir: session.manifest.dir.clone(),
+                rolled_back: false,
+                backups,
+            };
+            record(session, made, json).await;
+            return Err(e);
+        }
+        // The services the restore stopped are started (or replaced) by this plan.
+        plan = crate::engine::plan(
+            session,
+            &Selection::Apply {
+                targets: Vec::new(),
+            },
+        )
+        .await?;
+    }
     let (_, code) = super::engine::walk(session, &plan, false, true).await?;
     let made = Made {
-        command: format!("rollback {}", target.number),
+        command: match data {
+            Some(_) => format!("rollback {} --with-data", target.number),
+            None => format!("rollback {}", target.number),
+        },
         code,
         took: started.elapsed(),
         rollback_of: Some(target.number),
         git: target.git.clone(),
         who_dir: session.manifest.dir.clone(),
         rolled_back: false,
+        backups,
     };
     record(session, made, json).await;
     Ok(code)

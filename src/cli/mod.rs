@@ -5,6 +5,7 @@ mod apply;
 mod backup;
 mod cache;
 mod ci;
+mod data;
 mod drift;
 mod engine;
 mod follow;

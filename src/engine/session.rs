@@ -70,6 +70,8 @@ pub struct Session {
     pub fingerprints: Mutex<HashMap<NodeId, String>>,
     /// What each test printed, for failure reports and JUnit.
     pub test_outputs: Mutex<BTreeMap<String, TestOutput>>,
+    /// Backup name → the snapshot each backup in this invocation left (created or unchanged).
+    pub snapshots: Mutex<BTreeMap<String, String>>,
     pub probes: Semaphore,
     pub engine_steps: Semaphore,
     pub removals: Semaphore,
@@ -103,6 +105,7 @@ impl Session {
             options,
             fingerprints: Mutex::new(HashMap::new()),
             test_outputs: Mutex::new(BTreeMap::new()),
+            snapshots: Mutex::new(BTreeMap::new()),
             probes: Semaphore::new(PROBES_IN_FLIGHT),
             engine_steps: Semaphore::new(ENGINE_STEPS_IN_FLIGHT),
             removals: Semaphore::new(REMOVALS_IN_FLIGHT),

@@ -101,6 +101,11 @@ pub async fn execute(
         )));
     }
     let _ = session.cache.record_success(&desired::backup_key(&b));
+    session
+        .snapshots
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(b.name.clone(), run.report.id().to_string());
     let detail = format!(
         "{}{}",
         run.report.summary(),

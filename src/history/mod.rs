@@ -78,14 +78,26 @@ pub struct Generation {
     /// Node (`service.web`) → fingerprint of what was realised.
     pub fingerprints: BTreeMap<String, String>,
     pub outcome: Outcome,
-    /// Ids of backups taken for it.
+    /// The backups `apply --backup` (or `rollback --with-data`) took just before it changed
+    /// anything: the data as the generation before this one left it.
     #[serde(default)]
-    pub backups: Vec<String>,
+    pub backups: Vec<BackupTaken>,
     /// How long the apply took.
     pub duration_ms: u64,
     /// The generation this one went back to, when it was made by `rollback`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_of: Option<u64>,
+}
+
+/// A snapshot taken for a generation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupTaken {
+    /// The backup node.
+    pub backup: String,
+    /// The snapshot's id in the backup's copies.
+    pub snapshot: String,
+    /// What it holds: `volume demo-data`, `directory ./data`.
+    pub source: String,
 }
 
 /// What can go wrong reading or writing the history.

@@ -631,3 +631,116 @@ service "slow" {{
         assert!(env_of(&project.object("slow")).contains(&format!("GREETING=g{round}")));
     }
 }
+
+/// A service that appends its version to the volume's log at every start.
+fn logger(version: &str) -> String {
+    format!(
+        r#"
+volume "data"
+service "web" {{
+    image "bb"
+    command "sh" "-c" "echo {version} >> /data/log; exec sleep 1000"
+    stop-timeout "1s"
+    mount "data" "/data"
+}}
+backup "data" {{
+    volume "data"
+    copy "local" path="./bk"
+    keep last=1
+}}
+"#
+    )
+}
+
+fn data_log(name: &str) -> String {
+    let out = Command::new("docker")
+        .args(["exec", name, "cat", "/data/log"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn rollback_with_data_puts_back_the_volume_the_generation_ran_with() {
+    if !docker_available("rollback_with_data") {
+        return;
+    }
+    let project = TestProject::new("withdata");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_busybox_context(&dir.join("ctx")).unwrap();
+    let name = project.object("web");
+    write_manifest(dir, &project, &logger("v1"));
+    let out = expect(dir, &["apply", "-y", "--backup"], 0);
+    assert!(out.contains("does not exist yet; nothing to save"), "{out}");
+    assert_eq!(data_log(&name), "v1\n");
+    write_manifest(dir, &project, &logger("v2"));
+    expect(dir, &["apply", "-y", "--backup"], 0);
+    assert_eq!(data_log(&name), "v1\nv2\n");
+    let gens = generations(dir);
+    assert_eq!(gens[0]["backups"], serde_json::json!([]), "{}", gens[0]);
+    let taken = gens[1]["backups"].as_array().unwrap().clone();
+    assert_eq!(taken.len(), 1, "{}", gens[1]);
+    assert_eq!(taken[0]["backup"], "data");
+    assert_eq!(
+        taken[0]["source"],
+        format!("volume {}", project.object("data"))
+    );
+    let saved = taken[0]["snapshot"].as_str().unwrap().to_string();
+    let show = expect(dir, &["history", "show", "2"], 0);
+    assert!(show.contains(&saved[..12]), "{show}");
+
+    // Says what it overwrites and from which snapshot, and changes nothing when refused.
+    let out = expect(dir, &["rollback", "1", "--with-data", "-y"], 0);
+    assert!(
+        out.contains(&format!(
+            "volume {} ← snapshot {}",
+            project.object("data"),
+            &saved[..12]
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("Stopped until the rollback starts them again: web."),
+        "{out}"
+    );
+    // The data as generation 1 left it, then generation 1's service appending again.
+    assert_eq!(data_log(&name), "v1\nv1\n");
+    let gens = generations(dir);
+    assert_eq!(gens.len(), 3);
+    assert_eq!(gens[2]["command"], "rollback 1 --with-data");
+    assert_eq!(gens[2]["rollback_of"], 1);
+    let safety = gens[2]["backups"][0]["snapshot"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(safety, saved, "the data there was, backed up first");
+
+    // `keep last=1` would leave one snapshot; the generations' two are both kept.
+    expect(dir, &["backups", "prune"], 0);
+    let list = expect(dir, &["--json", "backups", "list"], 0);
+    let ids: Vec<String> = serde_json::from_str::<serde_json::Value>(list.lines().last().unwrap())
+        .unwrap()["copies"][0]["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(ids.contains(&saved) && ids.contains(&safety), "{ids:?}");
+
+    // And that rollback can be undone with its data in turn.
+    expect(dir, &["rollback", "2", "--with-data", "-y"], 0);
+    assert_eq!(data_log(&name), "v1\nv2\nv2\n");
+
+    // Bad input: the current generation, and one whose successor took no backups.
+    let out = expect(dir, &["rollback", "4", "--with-data", "-y"], 2);
+    assert!(out.contains("generation 4 is the current one"), "{out}");
+    write_manifest(dir, &project, &logger("v3"));
+    expect(dir, &["apply", "-y"], 0);
+    let before = data_log(&name);
+    let out = expect(dir, &["rollback", "4", "--with-data", "-y"], 2);
+    assert!(out.contains("generation 5 took no backups"), "{out}");
+    assert_eq!(data_log(&name), before, "nothing changed");
+    assert_eq!(generations(dir).len(), 5);
+}
