@@ -256,10 +256,27 @@ impl Converge {
         let failed = !matches!(code, ExitCode::Ok | ExitCode::Interrupted);
         let h = History::in_state_dir(&m.project.state_dir);
         // Chosen before this apply is recorded: the stack as it was when the apply began.
-        let target = match failed && self.after.rollback_on_failure {
+        let mut target = match failed && self.after.rollback_on_failure {
             true => history::last_applied(&h, &h.numbers().map_err(history::error)?)?,
             false => None,
         };
+        let nowhere = failed && self.after.rollback_on_failure && target.is_none();
+        // Checked before the record says `rolled-back`: a rollback that cannot start leaves
+        // the apply plainly failed.
+        let mut back = None;
+        if let Some(t) = &target {
+            let ready = match history::rollback_session(&self.at, t, json) {
+                Ok(session) => history::missing_images(&session, t).await.map(|()| session),
+                Err(e) => Err(e),
+            };
+            match ready {
+                Ok(session) => back = Some(session),
+                Err(e) => {
+                    eprintln!("error: cannot roll back (--rollback-on-failure): {e}");
+                    target = None;
+                }
+            }
+        }
         let made = history::Made {
             command: self.command(),
             code,
@@ -271,8 +288,8 @@ impl Converge {
             backups,
         };
         history::record(session, made, json).await;
-        let Some(target) = target else {
-            if failed && self.after.rollback_on_failure {
+        let (Some(target), Some(back)) = (target, back) else {
+            if nowhere {
                 eprintln!("error: nothing to roll back to: no generation before this apply applied cleanly");
             }
             return Ok(code);
@@ -283,7 +300,6 @@ impl Converge {
                 target.number
             );
         }
-        let back = history::rollback_session(&self.at, &target, json)?;
         let back_code = history::roll_back(&back, &target, None, true, json).await?;
         if back_code != ExitCode::Ok {
             eprintln!(

@@ -10,7 +10,7 @@ use crate::history::History;
 use crate::state::StateFile;
 
 pub fn run(ctx: &Context) -> Result<ExitCode> {
-    let current = ctx.load()?.manifest;
+    let current = ctx.load_for_history()?;
     let h = History::in_state_dir(&current.project.state_dir);
     let Some(last) = h.last().map_err(super::history::error)? else {
         return Err(Error::usage(

@@ -31,7 +31,7 @@ enum Command {
 }
 
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
-    let m = ctx.load()?.manifest;
+    let m = ctx.load_for_history()?;
     let h = History::in_state_dir(&m.project.state_dir);
     match args.command {
         None => list(ctx, &h),
@@ -420,7 +420,7 @@ pub struct RollbackArgs {
 /// service on the image id it ran then (nothing is rebuilt), through the same plan and
 /// confirmation as apply, and records the result as a new generation.
 pub fn rollback(ctx: &Context, args: RollbackArgs) -> Result<ExitCode> {
-    let current = ctx.load()?.manifest;
+    let current = ctx.load_for_history()?;
     let h = History::in_state_dir(&current.project.state_dir);
     let target = match args.number {
         Some(n) => h.get(n).map_err(error)?,
@@ -623,7 +623,7 @@ fn pinned(at: &Path, g: &Generation) -> Result<Manifest> {
 }
 
 /// Fails, naming them, when images generation `g` ran are no longer on the engine.
-async fn missing_images(session: &Session, g: &Generation) -> Result<()> {
+pub async fn missing_images(session: &Session, g: &Generation) -> Result<()> {
     let backend = session.backend().await?;
     let mut missing = Vec::new();
     for (svc, id) in &g.images {

@@ -211,6 +211,36 @@ impl Context {
         Ok(loaded)
     }
 
+    /// The working manifest, for the commands that read the history (`history`, `rollback`,
+    /// `drift`). When it does not load — an edit under way is often why one rolls back —
+    /// the last generation's manifest stands in for it, found in the default state directory
+    /// beside it, with a warning; without a history there, the load error stands.
+    pub fn load_for_history(&self) -> Result<manifest::Manifest> {
+        let path = self.manifest_path()?;
+        let err = match self.load() {
+            Ok(loaded) => return Ok(loaded.manifest),
+            Err(e) => e,
+        };
+        let dir = path.parent().map(PathBuf::from).unwrap_or_default();
+        let h = crate::history::History::in_state_dir(&dir.join(".sanctuary"));
+        let Some(g) = h.last().ok().flatten().and_then(|n| h.get(n).ok()) else {
+            return Err(err);
+        };
+        let name = format!("generation {} of {}", g.number, path.display());
+        let Ok(stand_in) = manifest::load_text(&path, &name, &g.manifest) else {
+            return Err(err);
+        };
+        if !self.json {
+            output::eprint_diag(&err);
+        }
+        eprintln!(
+            "warning: {} does not load, so generation {}'s manifest stands in for it here",
+            path.display(),
+            g.number
+        );
+        Ok(stand_in.manifest)
+    }
+
     fn warn(&self, loaded: &Loaded) {
         if let Some(w) = &loaded.warnings {
             if !self.json {

@@ -743,4 +743,22 @@ fn rollback_with_data_puts_back_the_volume_the_generation_ran_with() {
     assert!(out.contains("generation 5 took no backups"), "{out}");
     assert_eq!(data_log(&name), before, "nothing changed");
     assert_eq!(generations(dir).len(), 5);
+
+    // A working manifest that does not load (an edit under way) does not stand between the
+    // user and the history: the last generation's manifest stands in for it.
+    std::fs::write(
+        dir.join("Sanctuary.kdl"),
+        "project \"half-edited\"\nservice {\n",
+    )
+    .unwrap();
+    let out = expect(dir, &["history"], 0);
+    assert!(out.contains("generation 5's manifest stands in"), "{out}");
+    assert!(out.contains("rollback 2 --with-data"), "{out}");
+    expect(dir, &["rollback", "-y"], 0);
+    assert_eq!(generations(dir).len(), 6);
+    assert!(
+        data_log(&name).ends_with("v2\n"),
+        "back on generation 4's service"
+    );
+    expect(dir, &["drift"], 0);
 }
