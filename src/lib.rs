@@ -6,7 +6,8 @@
 //! → `exec` (the scheduler's walk) → `executors` (one per kind) → `backend` (Docker).
 //! `engine` ties them together for every command; `cli` only loads, selects, walks and
 //! renders. `cache` and `state` are side stores under `.sanctuary/`; `backup` and `sync` are
-//! the libraries their executors use; `observe` reads the stack for `status` and `logs`.
+//! the libraries their executors use; `observe` reads the stack for `status` and `logs`;
+//! `proxy` is the TCP proxy in front of blue-green services.
 
 pub mod backend;
 pub mod backup;
@@ -24,6 +25,7 @@ pub mod history;
 pub mod manifest;
 pub mod observe;
 pub mod plan;
+pub mod proxy;
 pub mod secrets;
 pub mod state;
 pub mod sync;

@@ -842,6 +842,16 @@ impl Backend for DockerBackend {
         })
     }
 
+    fn rename_container<'a>(&'a self, name: &'a str, to: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let options = bollard::query_parameters::RenameContainerOptionsBuilder::new()
+                .name(to)
+                .build();
+            let result = self.docker.rename_container(name, options).await;
+            unit(result, Action::RenameContainer, ObjectKind::Container, name)
+        })
+    }
+
     fn inspect_container<'a>(
         &'a self,
         name: &'a str,

@@ -166,11 +166,14 @@ pub(crate) fn container_info(resp: ContainerInspectResponse) -> ContainerInfo {
         })
         .collect();
     let config = resp.config.unwrap_or_default();
-    let ports = resp
-        .network_settings
-        .and_then(|n| n.ports)
-        .map(published_ports)
-        .unwrap_or_default();
+    let settings = resp.network_settings.unwrap_or_default();
+    let ips = settings
+        .networks
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(net, e)| e.ip_address.filter(|ip| !ip.is_empty()).map(|ip| (net, ip)))
+        .collect();
+    let ports = settings.ports.map(published_ports).unwrap_or_default();
     ContainerInfo {
         id: resp.id.unwrap_or_default(),
         name: resp
@@ -197,6 +200,7 @@ pub(crate) fn container_info(resp: ContainerInspectResponse) -> ContainerInfo {
             .filter_map(|kv| kv.split_once('='))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
+        ips,
     }
 }
 

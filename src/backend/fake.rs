@@ -222,6 +222,21 @@ impl World {
             },
             health_output,
             env: c.spec.env.clone(),
+            ips: if running {
+                c.spec
+                    .networks
+                    .iter()
+                    .enumerate()
+                    .map(|(k, n)| {
+                        (
+                            n.network.clone(),
+                            format!("10.0.{k}.{}", c.id.len() % 250 + 2),
+                        )
+                    })
+                    .collect()
+            } else {
+                BTreeMap::new()
+            },
         })
     }
 }
@@ -529,6 +544,24 @@ impl Backend for FakeBackend {
             }
             w.containers.remove(name);
             w.archives.retain(|(c, _), _| c != name);
+            Ok(())
+        })
+    }
+
+    fn rename_container<'a>(&'a self, name: &'a str, to: &'a str) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let mut w = self.enter(Action::RenameContainer, name)?;
+            w.container(name)?;
+            if w.containers.contains_key(to) {
+                return Err(BackendError::Failed {
+                    action: Action::RenameContainer,
+                    target: name.to_string(),
+                    source: DaemonError::api(409, "the name is already in use"),
+                });
+            }
+            let mut c = w.containers.remove(name).expect("checked above");
+            c.spec.name = to.to_string();
+            w.containers.insert(to.to_string(), c);
             Ok(())
         })
     }

@@ -85,6 +85,8 @@ pub struct ContainerInfo {
     pub health_output: Vec<String>,
     /// The environment the container runs with (the image's own variables included).
     pub env: BTreeMap<String, String>,
+    /// Network name → the container's address on it, while it runs.
+    pub ips: BTreeMap<String, String>,
 }
 
 /// A port the daemon has published on the host.

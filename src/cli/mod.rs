@@ -13,6 +13,7 @@ mod graph;
 mod history;
 mod list;
 pub mod output;
+mod proxy;
 mod run;
 mod stack;
 mod sync;
@@ -97,6 +98,9 @@ pub enum Command {
     Drift,
     /// Apply each new commit of a git branch, as it arrives (GitOps).
     Follow(follow::Args),
+    /// The TCP proxy of blue-green services (runs inside their proxy containers).
+    #[command(subcommand)]
+    Proxy(proxy::Command),
     /// `sanctuary TASK [ARGS…]` runs a task, as `sanctuary run TASK -- ARGS…` does.
     #[command(external_subcommand)]
     External(Vec<String>),
@@ -149,6 +153,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Rollback(args) => history::rollback(&ctx, args),
         Command::Drift => drift::run(&ctx),
         Command::Follow(args) => follow::run(&ctx, args),
+        Command::Proxy(cmd) => proxy::run(cmd),
         Command::External(words) => {
             let (tasks, args) = split_external(words);
             // Without a manifest, a word that is not a command cannot be a task either.

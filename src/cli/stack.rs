@@ -123,30 +123,53 @@ fn uptime(started: Option<chrono::DateTime<chrono::Utc>>, running: bool) -> Stri
 pub fn status(ctx: &Context) -> Result<ExitCode> {
     let m = ctx.load()?.manifest;
     let rt = engine::runtime()?;
-    let rows: Vec<(String, Option<crate::backend::ContainerInfo>)> = rt.block_on(async {
+    let found: Vec<crate::observe::ServiceStatus> = rt.block_on(async {
         let backend = crate::engine::connect().await?;
-        let found = crate::observe::services(backend.as_ref(), &m).await?;
-        Ok::<_, Error>(
-            found
-                .into_iter()
-                .map(|s| (s.service, s.container))
-                .collect(),
-        )
+        Ok::<_, Error>(crate::observe::services(backend.as_ref(), &m).await?)
     })?;
+    // A blue-green service's ports are its proxy's.
+    let ports_of = |s: &crate::observe::ServiceStatus| -> Vec<crate::backend::PublishedPort> {
+        match &s.proxy {
+            Some(p) => p
+                .container
+                .as_ref()
+                .map(|c| c.ports.clone())
+                .unwrap_or_default(),
+            None => s
+                .container
+                .as_ref()
+                .map(|c| c.ports.clone())
+                .unwrap_or_default(),
+        }
+    };
     if ctx.json {
-        let list: Vec<_> = rows
+        let list: Vec<_> = found
             .iter()
-            .map(|(svc, info)| match info {
-                None => serde_json::json!({"service": svc, "state": "absent"}),
-                Some(i) => serde_json::json!({
-                    "service": svc,
-                    "container": i.name,
-                    "state": state_word(i.state),
-                    "health": health_word(i.health),
-                    "started_at": i.started_at,
-                    "image": i.image,
-                    "ports": i.ports.iter().map(|p| format!("{}:{}->{}/{}", p.host_ip, p.host_port, p.container_port, p.protocol.as_str())).collect::<Vec<_>>(),
-                }),
+            .map(|s| {
+                let mut v = match &s.container {
+                    None => serde_json::json!({"service": s.service, "state": "absent"}),
+                    Some(i) => serde_json::json!({
+                        "service": s.service,
+                        "container": i.name,
+                        "state": state_word(i.state),
+                        "health": health_word(i.health),
+                        "started_at": i.started_at,
+                        "image": i.image,
+                        "ports": ports_of(s).iter().map(|p| format!("{}:{}->{}/{}", p.host_ip, p.host_port, p.container_port, p.protocol.as_str())).collect::<Vec<_>>(),
+                    }),
+                };
+                if let Some(p) = &s.proxy {
+                    v["blue_green"] = serde_json::json!({
+                        "live": s.live_colour(),
+                        "proxy": p.container.as_ref().map(|c| serde_json::json!({
+                            "container": c.name, "state": state_word(c.state), "health": health_word(c.health),
+                        })),
+                        "upstream": p.report.as_ref().ok().and_then(|r| r.upstream.clone()),
+                        "open": p.report.as_ref().ok().map(|r| r.open.clone()),
+                        "error": p.report.as_ref().err(),
+                    });
+                }
+                v
             })
             .collect();
         println!(
@@ -155,28 +178,45 @@ pub fn status(ctx: &Context) -> Result<ExitCode> {
         );
         return Ok(ExitCode::Ok);
     }
-    let mut table: Vec<[String; 6]> =
-        vec![["SERVICE", "STATE", "HEALTH", "UPTIME", "PORTS", "IMAGE"].map(String::from)];
-    for (svc, info) in &rows {
-        table.push(match info {
+    let blue_green = found.iter().any(|s| s.proxy.is_some());
+    let mut table: Vec<[String; 7]> = vec![[
+        "SERVICE", "STATE", "HEALTH", "UPTIME", "PORTS", "IMAGE", "LIVE",
+    ]
+    .map(String::from)];
+    for s in &found {
+        let live = match &s.proxy {
+            None => String::new(),
+            Some(p) => match (s.live_colour(), &p.report) {
+                (Some(colour), Ok(r)) => format!(
+                    "{colour} (proxy {}, {} open)",
+                    p.container
+                        .as_ref()
+                        .map_or("absent", |c| health_word(c.health)),
+                    r.open.values().sum::<u64>()
+                ),
+                (None, Ok(_)) => "proxy points at no live container".into(),
+                (_, Err(e)) => format!("proxy: {e}"),
+            },
+        };
+        table.push(match &s.container {
             None => [
-                svc.clone(),
+                s.service.clone(),
                 "absent".into(),
                 "-".into(),
                 "-".into(),
                 "-".into(),
                 "-".into(),
+                live,
             ],
             Some(i) => {
                 // Docker lists a port once per address family; show each mapping once.
-                let mut ports: Vec<String> = i
-                    .ports
+                let mut ports: Vec<String> = ports_of(s)
                     .iter()
                     .map(|p| format!("{}->{}", p.host_port, p.container_port))
                     .collect();
                 ports.dedup();
                 [
-                    svc.clone(),
+                    s.service.clone(),
                     state_word(i.state).into(),
                     health_word(i.health).into(),
                     uptime(i.started_at, i.state == ContainerState::Running),
@@ -186,11 +226,14 @@ pub fn status(ctx: &Context) -> Result<ExitCode> {
                         ports.join(",")
                     },
                     i.image.clone(),
+                    live,
                 ]
             }
         });
     }
-    let widths: Vec<usize> = (0..6)
+    // The LIVE column only when a service is blue-green.
+    let columns = if blue_green { 7 } else { 6 };
+    let widths: Vec<usize> = (0..columns)
         .map(|c| {
             table
                 .iter()
@@ -200,7 +243,7 @@ pub fn status(ctx: &Context) -> Result<ExitCode> {
         })
         .collect();
     for row in &table {
-        let line: Vec<String> = row
+        let line: Vec<String> = row[..columns]
             .iter()
             .zip(&widths)
             .map(|(cell, w)| format!("{cell:<w$}"))

@@ -5,6 +5,7 @@
 //! Executors are the only code above the backend that talks to the engine.
 
 pub mod backup;
+pub mod blue_green;
 pub mod container;
 pub mod image;
 pub mod named;

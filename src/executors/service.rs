@@ -101,6 +101,18 @@ pub async fn execute(
     // Changing the container is the engine's work, bounded across the walk; the wait for
     // health below is not.
     let engine_slot = session.engine_steps.acquire().await.ok();
+    if svc.update.is_blue_green() {
+        let bg = super::blue_green::BlueGreen {
+            walk,
+            ctx,
+            backend: backend.as_ref(),
+            svc,
+            d: &d,
+        };
+        let detail = bg.run(decision.action, observed.as_ref()).await?;
+        drop(engine_slot);
+        return finish(walk, id, &d, detail);
+    }
     let detail = match decision.action {
         Action::UpToDate => None,
         Action::Blocked => {
@@ -183,8 +195,20 @@ pub async fn execute(
             )));
         }
     }
+    finish(walk, id, &d, detail.map(str::to_string))
+}
+
+/// Records what the service's container is now.
+fn finish(
+    walk: &Walk<'_>,
+    id: &NodeId,
+    d: &desired::DesiredContainer,
+    detail: Option<String>,
+) -> Result<Outcome, Failure> {
+    let session = walk.session;
+    let ran = detail.is_some();
     let outcome = match detail {
-        Some(word) => Outcome::Ran(Some(word.to_string())),
+        Some(word) => Outcome::Ran(Some(word)),
         None => Outcome::UpToDate(None),
     };
     session
@@ -194,7 +218,7 @@ pub async fn execute(
             fingerprint: d.fingerprint.clone(),
             spec: d.public.clone(),
             finished_at: chrono::Utc::now(),
-            result: if detail.is_some() {
+            result: if ran {
                 RecordResult::Ran
             } else {
                 RecordResult::UpToDate
@@ -209,7 +233,7 @@ pub async fn execute(
 }
 
 /// Puts the service's secret files in place, just before its container is created.
-fn write_secrets(
+pub(super) fn write_secrets(
     walk: &Walk<'_>,
     svc: &Service,
     d: &desired::DesiredContainer,

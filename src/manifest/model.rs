@@ -248,6 +248,31 @@ pub struct Service {
     pub ready_timeout: Duration,
     pub stop_timeout: Duration,
     pub labels: BTreeMap<String, String>,
+    /// How apply replaces the container.
+    pub update: Update,
+}
+
+/// How apply replaces a service's container.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Update {
+    /// Stop the old container, then start the new one.
+    #[default]
+    Recreate,
+    /// Start the new container beside the old one, switch traffic to it once it is ready,
+    /// drain the old one and remove it (see docs/deploys.md).
+    BlueGreen {
+        /// How long open connections to the old container may take to finish.
+        drain_timeout: Duration,
+        /// Keep the drained container, stopped, for an instant `sanctuary switch` back.
+        keep_previous: bool,
+    },
+}
+
+impl Update {
+    pub fn is_blue_green(&self) -> bool {
+        matches!(self, Update::BlueGreen { .. })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]

@@ -191,6 +191,12 @@ pub struct Service {
     pub stop_timeout: Option<Duration>,
     #[knuffel(children(name = "label"))]
     pub labels: Vec<Properties>,
+    #[knuffel(child, unwrap(argument))]
+    pub update: Option<Text>,
+    #[knuffel(child, unwrap(argument, str))]
+    pub drain_timeout: Option<Duration>,
+    #[knuffel(child, unwrap(argument))]
+    pub keep_previous: Option<bool>,
 }
 
 #[derive(knuffel::Decode, Debug)]

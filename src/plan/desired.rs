@@ -366,6 +366,12 @@ pub fn container(
     let mut public = serde_json::to_value(&spec).unwrap_or(Value::Null);
     public["env"] = serde_json::to_value(&public_env).unwrap_or(Value::Null);
     public["labels"] = serde_json::to_value(&svc.labels).unwrap_or(Value::Null);
+    // Only when set: every recreated service keeps the fingerprint it had before the
+    // strategy existed. Going blue-green (or back) replaces the container, which moves the
+    // published ports to the proxy (or back).
+    if svc.update.is_blue_green() {
+        public["update"] = Value::from("blue-green");
+    }
     // The key: command and plain env where `why` names them, the rest of the public spec
     // field by field, secrets as keyed hashes.
     let mut extra = public.clone();

@@ -165,6 +165,7 @@ pub(super) fn resolve_service(
     });
 
     let depends_on = r.depends_on(&format!("service `{name}`"), &s.depends_on);
+    let update = update(r, s, health.is_some(), &port_specs);
 
     Some(Service {
         name: name.clone(),
@@ -189,5 +190,69 @@ pub(super) fn resolve_service(
         ready_timeout: s.ready_timeout.unwrap_or(Duration(DEFAULT_READY_TIMEOUT)),
         stop_timeout: s.stop_timeout.unwrap_or(Duration(DEFAULT_STOP_TIMEOUT)),
         labels: merge_props(&s.labels),
+        update: update?,
+    })
+}
+
+/// `update "recreate"|"blue-green"`, with `drain-timeout` and `keep-previous`. A blue-green
+/// service needs a health check (the switch waits for it) and TCP ports only (its proxy
+/// forwards TCP).
+fn update(
+    r: &mut Resolver,
+    s: &raw::Service,
+    has_health: bool,
+    ports: &[PortSpec],
+) -> Option<Update> {
+    let name = &*s.name;
+    let blue_green = match s.update.as_ref().map(|u| (u.as_str(), u)) {
+        None | Some(("recreate", _)) => false,
+        Some(("blue-green", _)) => true,
+        Some((other, u)) => {
+            r.err(
+                Diag::error(format!("unknown update strategy `{other}`"))
+                    .label(at(u.span()), "not a strategy")
+                    .help("write `update \"recreate\"` (the default) or `update \"blue-green\"`"),
+            );
+            return None;
+        }
+    };
+    if !blue_green {
+        if s.drain_timeout.is_some() || s.keep_previous.is_some() {
+            r.err(
+                Diag::error(format!(
+                    "service `{name}`: `drain-timeout` and `keep-previous` apply to blue-green updates only"
+                ))
+                .label(at(s.name.span()), "this service is recreated")
+                .help("add `update \"blue-green\"`, or remove them"),
+            );
+        }
+        return Some(Update::Recreate);
+    }
+    let u = s.update.as_ref().expect("blue-green was written");
+    let mut ok = true;
+    if !has_health {
+        r.err(
+            Diag::error(format!("blue-green service `{name}` has no health check"))
+                .label(at(u.span()), "the switch waits until the new container is healthy")
+                .help("add a `health` block, e.g. `health { cmd \"wget\" \"-q\" \"-O-\" \"http://127.0.0.1:8080/\" }`"),
+        );
+        ok = false;
+    }
+    if let Some(p) = ports.iter().find(|p| p.protocol == Protocol::Udp) {
+        r.err(
+            Diag::error(format!(
+                "blue-green service `{name}` publishes UDP port {}",
+                p.container
+            ))
+            .label(at(u.span()), "its published ports are held by a TCP proxy")
+            .help("publish TCP ports only, or use `update \"recreate\"`"),
+        );
+        ok = false;
+    }
+    ok.then(|| Update::BlueGreen {
+        drain_timeout: s
+            .drain_timeout
+            .unwrap_or(Duration(std::time::Duration::from_secs(30))),
+        keep_previous: s.keep_previous.unwrap_or(false),
     })
 }

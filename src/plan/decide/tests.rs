@@ -55,6 +55,7 @@ fn seen(d: &desired::DesiredContainer) -> ContainerInfo {
         ports: Vec::new(),
         health_output: Vec::new(),
         env: d.spec.env.clone(),
+        ips: Default::default(),
     }
 }
 
