@@ -16,6 +16,7 @@ pub mod output;
 mod proxy;
 mod run;
 mod stack;
+mod switch;
 mod sync;
 mod test;
 mod validate;
@@ -98,6 +99,8 @@ pub enum Command {
     Drift,
     /// Apply each new commit of a git branch, as it arrives (GitOps).
     Follow(follow::Args),
+    /// Send a blue-green service's traffic back to the container it replaced (keep-previous).
+    Switch(switch::Args),
     /// The TCP proxy of blue-green services (runs inside their proxy containers).
     #[command(subcommand)]
     Proxy(proxy::Command),
@@ -154,6 +157,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Drift => drift::run(&ctx),
         Command::Follow(args) => follow::run(&ctx, args),
         Command::Proxy(cmd) => proxy::run(cmd),
+        Command::Switch(args) => switch::run(&ctx, args),
         Command::External(words) => {
             let (tasks, args) = split_external(words);
             // Without a manifest, a word that is not a command cannot be a task either.

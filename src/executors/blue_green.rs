@@ -48,6 +48,11 @@ pub fn previous_name(project: &str, service: &str) -> String {
     format!("{}-previous", names::container(project, service))
 }
 
+/// What `sanctuary switch` calls the previous container while it takes over.
+pub fn swap_name(project: &str, service: &str) -> String {
+    format!("{}-swap", names::container(project, service))
+}
+
 /// One blue-green service being converged.
 pub struct BlueGreen<'a> {
     pub walk: &'a Walk<'a>,
@@ -203,30 +208,8 @@ impl BlueGreen<'_> {
         }
     }
 
-    /// The upstream a container makes: its id and its address on the first network the
-    /// proxy shares with it.
-    async fn upstream_of(&self, name: &str) -> Result<Upstream, Failure> {
-        let info = self
-            .backend
-            .inspect_container(name)
-            .await
-            .map_err(engine_failure)?
-            .ok_or_else(|| Failure::infrastructure(format!("container {name} disappeared")))?;
-        let host = self
-            .d
-            .spec
-            .networks
-            .iter()
-            .find_map(|n| info.ips.get(&n.network))
-            .cloned()
-            .ok_or_else(|| {
-                Failure::infrastructure(format!("container {name} has no address on its networks"))
-            })?;
-        Ok(Upstream { id: info.id, host })
-    }
-
     async fn switch_to(&self, name: &str) -> Result<String, Failure> {
-        let upstream = self.upstream_of(name).await?;
+        let upstream = upstream_of(self.backend, name, &self.d.spec.networks).await?;
         let id = upstream.id.clone();
         let proxy = proxy_name(self.project(), &self.svc.name);
         control::switch(self.backend, &proxy, upstream)
@@ -258,6 +241,29 @@ impl BlueGreen<'_> {
     /// live container; one it does not point at is removed.
     async fn recover(&self, live_upstream: Option<&str>) -> Result<(), Failure> {
         let b = self.backend;
+        let swap = swap_name(self.project(), &self.svc.name);
+        if let Some(sw) = b.inspect_container(&swap).await.map_err(engine_failure)? {
+            let previous = previous_name(self.project(), &self.svc.name);
+            if live_upstream == Some(sw.id.as_str()) {
+                self.ctx
+                    .emit(&format!("finishing an interrupted switch to {swap}"));
+                self.retire_as_previous(&self.live()).await?;
+                b.rename_container(&swap, &self.live())
+                    .await
+                    .map_err(engine_failure)?;
+            } else {
+                self.ctx.emit(&format!(
+                    "putting {swap} back as {previous}: its switch did not happen"
+                ));
+                b.stop_container(&swap, self.svc.stop_timeout.0)
+                    .await
+                    .map_err(engine_failure)?;
+                let _ = b.remove_container(&previous, true).await;
+                b.rename_container(&swap, &previous)
+                    .await
+                    .map_err(engine_failure)?;
+            }
+        }
         let next = next_name(self.project(), &self.svc.name);
         let Some(n) = b.inspect_container(&next).await.map_err(engine_failure)? else {
             return Ok(());
@@ -279,56 +285,62 @@ impl BlueGreen<'_> {
         Ok(())
     }
 
+    async fn retire_as_previous(&self, name: &str) -> Result<(), Failure> {
+        retire(
+            self.backend,
+            name,
+            &previous_name(self.project(), &self.svc.name),
+            self.svc.stop_timeout.0,
+            true,
+        )
+        .await
+    }
+
     /// Takes a container out of service after it drained: removed, or stopped and kept as
     /// `-previous` with `keep-previous`.
     async fn retire(&self, name: &str) -> Result<(), Failure> {
-        let b = self.backend;
-        if b.inspect_container(name)
-            .await
-            .map_err(engine_failure)?
-            .is_none()
-        {
-            return Ok(());
-        }
         let (_, keep) = self.drain_timeout();
-        b.stop_container(name, self.svc.stop_timeout.0)
+        retire(
+            self.backend,
+            name,
+            &previous_name(self.project(), &self.svc.name),
+            self.svc.stop_timeout.0,
+            keep,
+        )
+        .await
+    }
+}
+
+/// Stops container `name` and removes it, or with `keep` renames it `previous` (replacing
+/// an older one). Nothing to do when it does not exist.
+pub async fn retire(
+    b: &dyn Backend,
+    name: &str,
+    previous: &str,
+    stop_timeout: Duration,
+    keep: bool,
+) -> Result<(), Failure> {
+    if b.inspect_container(name)
+        .await
+        .map_err(engine_failure)?
+        .is_none()
+    {
+        return Ok(());
+    }
+    b.stop_container(name, stop_timeout)
+        .await
+        .map_err(engine_failure)?;
+    if keep {
+        let _ = b.remove_container(previous, true).await;
+        b.rename_container(name, previous)
             .await
-            .map_err(engine_failure)?;
-        if keep {
-            let previous = previous_name(self.project(), &self.svc.name);
-            let _ = b.remove_container(&previous, true).await;
-            b.rename_container(name, &previous)
-                .await
-                .map_err(engine_failure)
-        } else {
-            b.remove_container(name, true).await.map_err(engine_failure)
-        }
+            .map_err(engine_failure)
+    } else {
+        b.remove_container(name, true).await.map_err(engine_failure)
     }
+}
 
-    /// Waits until no connection through the proxy is open to container `id`, up to the
-    /// drain timeout; says how it ended.
-    async fn drain(&self, id: &str) -> String {
-        let (timeout, _) = self.drain_timeout();
-        let proxy = proxy_name(self.project(), &self.svc.name);
-        let deadline = Instant::now() + timeout;
-        loop {
-            let open = match control::status(self.backend, &proxy).await {
-                Ok(s) => s.open.get(id).copied().unwrap_or(0),
-                Err(_) => 0,
-            };
-            if open == 0 {
-                return "drained".to_string();
-            }
-            if Instant::now() >= deadline {
-                return format!(
-                    "drain timeout: {open} connection{} cut",
-                    if open == 1 { "" } else { "s" }
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
+impl BlueGreen<'_> {
     fn colour_after(old: Option<&ContainerInfo>) -> &'static str {
         match old
             .and_then(|c| c.labels.get(LABEL_COLOUR))
@@ -462,7 +474,10 @@ impl BlueGreen<'_> {
         self.ctx
             .emit(&format!("switched traffic to {next} ({colour})"));
         let drained = match old {
-            Some(o) if o.id != new_id => self.drain(&o.id).await,
+            Some(o) if o.id != new_id => {
+                let proxy = proxy_name(&project, &self.svc.name);
+                drain(b, &proxy, &o.id, self.drain_timeout().0).await
+            }
             _ => "drained".to_string(),
         };
         self.retire(&live).await?;
@@ -470,5 +485,49 @@ impl BlueGreen<'_> {
             .await
             .map_err(engine_failure)?;
         Ok(format!("switched to {colour} ({drained})"))
+    }
+}
+
+/// The upstream container `name` makes: its id and its address on the first of `networks`
+/// (the proxy joins the same ones).
+pub async fn upstream_of(
+    backend: &dyn Backend,
+    name: &str,
+    networks: &[crate::backend::NetworkAttachment],
+) -> Result<Upstream, Failure> {
+    let info = backend
+        .inspect_container(name)
+        .await
+        .map_err(engine_failure)?
+        .ok_or_else(|| Failure::infrastructure(format!("container {name} disappeared")))?;
+    let host = networks
+        .iter()
+        .find_map(|n| info.ips.get(&n.network))
+        .cloned()
+        .ok_or_else(|| {
+            Failure::infrastructure(format!("container {name} has no address on its networks"))
+        })?;
+    Ok(Upstream { id: info.id, host })
+}
+
+/// Waits until no connection through `proxy` is open to container `id`, up to `timeout`;
+/// says how it ended.
+pub async fn drain(backend: &dyn Backend, proxy: &str, id: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let open = match control::status(backend, proxy).await {
+            Ok(s) => s.open.get(id).copied().unwrap_or(0),
+            Err(_) => 0,
+        };
+        if open == 0 {
+            return "drained".to_string();
+        }
+        if Instant::now() >= deadline {
+            return format!(
+                "drain timeout: {open} connection{} cut",
+                if open == 1 { "" } else { "s" }
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
