@@ -65,7 +65,7 @@ impl TestProject {
         BTreeMap::from([(PROJECT_LABEL.to_string(), self.name.clone())])
     }
 
-    fn filter(&self) -> String {
+    pub fn filter(&self) -> String {
         format!("label={PROJECT_LABEL}={}", self.name)
     }
 }

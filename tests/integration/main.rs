@@ -9,6 +9,7 @@ mod apply_docker;
 mod backend_docker;
 mod backup_docker;
 mod backup_sftp;
+mod blue_green_docker;
 mod cli_basics;
 mod converge_docker;
 mod docs_kdl;

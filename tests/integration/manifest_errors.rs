@@ -966,3 +966,58 @@ service "web" { image "busybox:1"; }
 "#,
     has = "test `up` has a `secret-file` but does not run in an image",
 );
+
+// ---- blue-green updates ----
+
+case!(
+    blue_green_without_health_check,
+    4,
+    "the switch waits until the new container is healthy",
+    r#"project "demo"
+service "web" {
+    image "busybox:1"
+    update "blue-green"
+}
+"#,
+);
+
+case!(
+    blue_green_with_udp_port,
+    5,
+    "held by a TCP proxy",
+    r#"project "demo"
+service "dns" {
+    image "busybox:1"
+    port "53/udp"
+    update "blue-green"
+    health {
+        cmd "true"
+    }
+}
+"#,
+);
+
+case!(
+    unknown_update_strategy,
+    4,
+    "not a strategy",
+    r#"project "demo"
+service "web" {
+    image "busybox:1"
+    update "rolling"
+}
+"#,
+    has = "update \"blue-green\"",
+);
+
+case!(
+    drain_timeout_without_blue_green,
+    2,
+    "this service is recreated",
+    r#"project "demo"
+service "web" {
+    image "busybox:1"
+    drain-timeout "5s"
+}
+"#,
+);
