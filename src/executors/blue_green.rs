@@ -531,3 +531,29 @@ pub async fn drain(backend: &dyn Backend, proxy: &str, id: &str, timeout: Durati
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// For a service that is recreated now: removes the proxy and the kept previous container
+/// it had while it was blue-green, so the ports are free for its own container again.
+pub async fn remove_leftovers(
+    b: &dyn Backend,
+    project: &str,
+    service: &str,
+) -> Result<(), Failure> {
+    for name in [
+        proxy_name(project, service),
+        previous_name(project, service),
+        next_name(project, service),
+        swap_name(project, service),
+    ] {
+        if b.inspect_container(&name)
+            .await
+            .map_err(engine_failure)?
+            .is_some()
+        {
+            b.remove_container(&name, true)
+                .await
+                .map_err(engine_failure)?;
+        }
+    }
+    Ok(())
+}

@@ -113,6 +113,9 @@ pub async fn execute(
         drop(engine_slot);
         return finish(walk, id, &d, detail);
     }
+    if decision.action != Action::UpToDate {
+        super::blue_green::remove_leftovers(backend.as_ref(), &m.project.name, &svc.name).await?;
+    }
     let detail = match decision.action {
         Action::UpToDate => None,
         Action::Blocked => {

@@ -362,6 +362,27 @@ fn a_killed_proxy_is_restarted_by_docker_and_switch_goes_back_to_the_kept_colour
     // A service that is not blue-green, or one with nothing kept, cannot be switched.
     let out = expect(dir, &["switch", "client"], 2);
     assert!(out.contains("is not blue-green"), "{out}");
+
+    // Back to `recreate`: the proxy and the kept container go, the service holds its port.
+    let manifest = std::fs::read_to_string(dir.join("Sanctuary.kdl")).unwrap();
+    let recreated: String = manifest
+        .lines()
+        .filter(|l| {
+            !["update", "drain-timeout", "keep-previous"]
+                .iter()
+                .any(|k| l.trim_start().starts_with(k))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(dir.join("Sanctuary.kdl"), recreated).unwrap();
+    expect(dir, &["apply", "-y"], 0);
+    assert_eq!(
+        containers(&project),
+        [project.object("client"), project.object("web")]
+    );
+    assert_eq!(get(host).as_deref(), Some("v2"));
+    let out = expect(dir, &["switch", "web"], 2);
+    assert!(out.contains("is not blue-green"), "{out}");
 }
 
 #[test]
