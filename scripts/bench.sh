@@ -26,3 +26,4 @@ run "sync: 10,000 files vs rsync and unison" scripts/bench-sync.sh
 run "backup and restore vs tar | zstd" env SIZE_MB="${SIZE_MB:-1000}" scripts/bench-backup.sh
 run "sweep: a session start with 4,000 dead temporaries" scripts/bench-sweep.sh
 run "history, drift and rollback on voidcat with 100 generations" scripts/bench-history.sh
+run "blue-green: proxy latency and throughput against direct and haproxy, replace against recreate" scripts/bench-proxy.sh

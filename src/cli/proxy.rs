@@ -33,9 +33,11 @@ pub enum Command {
     },
 }
 
+/// One thread: a connection's two halves and its accept stay on it, with no wake-ups across
+/// threads — on the small machines these stacks run on, that is what keeps the added
+/// latency low (measured in scripts/bench-proxy.sh).
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Infrastructure(format!("cannot start the proxy's runtime: {e}")))
