@@ -11,24 +11,31 @@ use crate::manifest::LoadError;
 
 /// Process exit codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(i32)]
 pub enum ExitCode {
-    Ok = 0,
-    Failed = 1,
-    Usage = 2,
-    Infrastructure = 3,
-    Conflict = 4,
+    Ok,
+    Failed,
+    Usage,
+    Infrastructure,
+    Conflict,
     /// The apply failed and `--rollback-on-failure` put the previous generation back.
-    RolledBack = 5,
-    Interrupted = 130,
+    RolledBack,
+    Interrupted,
+    /// The exit code of a command sanctuary ran for the user (`exec`), passed through.
+    Passthrough(i32),
 }
 
 impl ExitCode {
     /// The process exit code; an interruption reports the signal that caused it.
     pub fn code(self) -> i32 {
         match self {
+            ExitCode::Ok => 0,
+            ExitCode::Failed => 1,
+            ExitCode::Usage => 2,
+            ExitCode::Infrastructure => 3,
+            ExitCode::Conflict => 4,
+            ExitCode::RolledBack => 5,
             ExitCode::Interrupted => crate::exec::signals::interrupted_code(),
-            other => other as i32,
+            ExitCode::Passthrough(code) => code,
         }
     }
 }

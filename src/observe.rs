@@ -104,10 +104,11 @@ pub fn log_stream<'a>(
     sources: &'a [(String, String)],
     follow: bool,
     tail: Option<usize>,
+    since: Option<i64>,
 ) -> BoxStream<'a, (String, Result<LogLine, BackendError>)> {
     let streams = sources.iter().map(|(service, name)| {
         backend
-            .logs(name, follow, tail)
+            .logs_since(name, follow, tail, since)
             .map(move |l| (service.clone(), l))
             .boxed()
     });

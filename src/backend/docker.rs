@@ -405,7 +405,7 @@ impl DockerBackend {
 
     async fn last_logs(&self, name: &str) -> Vec<String> {
         let lines: Vec<Result<LogLine>> = self
-            .log_lines(name, false, Some(LOG_LINES_KEPT))
+            .log_lines(name, false, Some(LOG_LINES_KEPT), None)
             .collect()
             .await;
         lines
@@ -519,9 +519,11 @@ impl DockerBackend {
         name: &'a str,
         follow: bool,
         tail: Option<usize>,
+        since: Option<i64>,
     ) -> BoxStream<'a, Result<LogLine>> {
         let options = LogsOptions {
             follow,
+            since: since.map_or(0, |s| i32::try_from(s).unwrap_or(i32::MAX)),
             stdout: true,
             stderr: true,
             tail: tail
@@ -903,13 +905,14 @@ impl Backend for DockerBackend {
         Box::pin(self.exec_impl(container, cmd, env))
     }
 
-    fn logs<'a>(
+    fn logs_since<'a>(
         &'a self,
         name: &'a str,
         follow: bool,
         tail: Option<usize>,
+        since: Option<i64>,
     ) -> BoxStream<'a, Result<LogLine>> {
-        self.log_lines(name, follow, tail)
+        self.log_lines(name, follow, tail, since)
     }
 
     fn copy_out<'a>(&'a self, container: &'a str, path: &'a str) -> BoxFuture<'a, Result<Vec<u8>>> {

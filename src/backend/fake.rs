@@ -709,11 +709,12 @@ impl Backend for FakeBackend {
         })
     }
 
-    fn logs<'a>(
+    fn logs_since<'a>(
         &'a self,
         name: &'a str,
         _follow: bool,
         tail: Option<usize>,
+        _since: Option<i64>,
     ) -> BoxStream<'a, Result<LogLine>> {
         let lines: Vec<Result<LogLine>> = match self.enter(Action::Logs, name) {
             Err(e) => vec![Err(e)],

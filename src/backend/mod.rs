@@ -175,6 +175,17 @@ pub trait Backend: Send + Sync {
         name: &'a str,
         follow: bool,
         tail: Option<usize>,
+    ) -> BoxStream<'a, Result<LogLine>> {
+        self.logs_since(name, follow, tail, None)
+    }
+
+    /// [`Backend::logs`], from `since` (seconds since the epoch) on when set.
+    fn logs_since<'a>(
+        &'a self,
+        name: &'a str,
+        follow: bool,
+        tail: Option<usize>,
+        since: Option<i64>,
     ) -> BoxStream<'a, Result<LogLine>>;
 
     /// `path` inside the container, as a tar archive.

@@ -11,6 +11,7 @@ mod engine;
 mod follow;
 mod graph;
 mod history;
+mod lifecycle;
 mod list;
 pub mod output;
 mod proxy;
@@ -75,6 +76,7 @@ pub enum Command {
     /// Remove the project's containers and networks (volumes with --volumes, after backups).
     Destroy(stack::DestroyArgs),
     /// Each service's state, health, uptime, ports and image.
+    #[command(alias = "ps")]
     Status,
     /// Stream service logs, prefixed by service.
     Logs(stack::LogsArgs),
@@ -101,6 +103,14 @@ pub enum Command {
     Follow(follow::Args),
     /// Send a blue-green service's traffic back to the container it replaced (keep-previous).
     Switch(switch::Args),
+    /// Stop services' containers (all when none), dependents first; nothing is removed.
+    Stop(lifecycle::Args),
+    /// Start services' stopped containers (all when none), waiting until each is healthy.
+    Start(lifecycle::Args),
+    /// Stop, then start, services (all when none).
+    Restart(lifecycle::Args),
+    /// Run a command in a service's running container; its exit code is sanctuary's.
+    Exec(lifecycle::ExecArgs),
     /// The TCP proxy of blue-green services (runs inside their proxy containers).
     #[command(subcommand)]
     Proxy(proxy::Command),
@@ -157,6 +167,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Drift => drift::run(&ctx),
         Command::Follow(args) => follow::run(&ctx, args),
         Command::Proxy(cmd) => proxy::run(cmd),
+        Command::Stop(args) => lifecycle::run(&ctx, lifecycle::Verb::Stop, args),
+        Command::Start(args) => lifecycle::run(&ctx, lifecycle::Verb::Start, args),
+        Command::Restart(args) => lifecycle::run(&ctx, lifecycle::Verb::Restart, args),
+        Command::Exec(args) => lifecycle::exec(&ctx, args),
         Command::Switch(args) => switch::run(&ctx, args),
         Command::External(words) => {
             let (tasks, args) = split_external(words);

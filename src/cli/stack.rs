@@ -36,6 +36,25 @@ pub struct LogsArgs {
     /// Only the last N lines of each service.
     #[arg(long, value_name = "N")]
     tail: Option<usize>,
+    /// Only lines written since this time: a duration ago (`10m`, `1h30m`) or a timestamp
+    /// (`2026-12-03T09:00:00Z`).
+    #[arg(long, value_name = "WHEN", value_parser = parse_since)]
+    since: Option<i64>,
+}
+
+/// `--since`: seconds since the epoch, from a duration ago or an RFC 3339 timestamp.
+fn parse_since(s: &str) -> std::result::Result<i64, String> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp());
+    }
+    match humantime::parse_duration(s) {
+        Ok(d) => {
+            Ok(chrono::Utc::now().timestamp() - i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2))
+        }
+        Err(_) => Err(format!(
+            "`{s}` is neither a duration (`10m`, `1h30m`) nor a timestamp (`2026-12-03T09:00:00Z`)"
+        )),
+    }
 }
 
 pub fn destroy(ctx: &Context, args: DestroyArgs) -> Result<ExitCode> {
@@ -127,6 +146,7 @@ pub fn status(ctx: &Context) -> Result<ExitCode> {
         let backend = crate::engine::connect().await?;
         Ok::<_, Error>(crate::observe::services(backend.as_ref(), &m).await?)
     })?;
+    let on_purpose = crate::state::stopped::stopped_on_purpose(&m.project.state_dir);
     // A blue-green service's ports are its proxy's.
     let ports_of = |s: &crate::observe::ServiceStatus| -> Vec<crate::backend::PublishedPort> {
         match &s.proxy {
@@ -152,6 +172,7 @@ pub fn status(ctx: &Context) -> Result<ExitCode> {
                         "service": s.service,
                         "container": i.name,
                         "state": state_word(i.state),
+                        "stopped_on_purpose": on_purpose.contains(&s.service),
                         "health": health_word(i.health),
                         "started_at": i.started_at,
                         "image": i.image,
@@ -178,6 +199,13 @@ pub fn status(ctx: &Context) -> Result<ExitCode> {
         );
         return Ok(ExitCode::Ok);
     }
+    let state_text = |s: &crate::observe::ServiceStatus, i: &crate::backend::ContainerInfo| {
+        if i.state != ContainerState::Running && on_purpose.contains(&s.service) {
+            "stopped on purpose".to_string()
+        } else {
+            state_word(i.state).to_string()
+        }
+    };
     let blue_green = found.iter().any(|s| s.proxy.is_some());
     let mut table: Vec<[String; 7]> = vec![[
         "SERVICE", "STATE", "HEALTH", "UPTIME", "PORTS", "IMAGE", "LIVE",
@@ -217,7 +245,7 @@ pub fn status(ctx: &Context) -> Result<ExitCode> {
                 ports.dedup();
                 [
                     s.service.clone(),
-                    state_word(i.state).into(),
+                    state_text(s, i),
                     health_word(i.health).into(),
                     uptime(i.started_at, i.state == ContainerState::Running),
                     if ports.is_empty() {
@@ -284,7 +312,13 @@ pub fn logs(ctx: &Context, args: LogsArgs) -> Result<ExitCode> {
         let backend = crate::engine::connect().await?;
         let sources = crate::observe::log_sources(backend.as_ref(), &m, &services).await?;
         let mut all =
-            crate::observe::log_stream(backend.as_ref(), &sources, args.follow, args.tail);
+            crate::observe::log_stream(
+            backend.as_ref(),
+            &sources,
+            args.follow,
+            args.tail,
+            args.since,
+        );
         let mut errors: BTreeMap<String, String> = BTreeMap::new();
         while let Some((svc, line)) = all.next().await {
             match line {

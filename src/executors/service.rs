@@ -210,6 +210,12 @@ fn finish(
 ) -> Result<Outcome, Failure> {
     let session = walk.session;
     let ran = detail.is_some();
+    if ran {
+        // Apply brought it up: it is no longer stopped on purpose.
+        let state_dir = &session.manifest.project.state_dir;
+        let _ =
+            crate::state::stopped::mark_stopped(state_dir, std::slice::from_ref(&id.name), false);
+    }
     let outcome = match detail {
         Some(word) => Outcome::Ran(Some(word)),
         None => Outcome::UpToDate(None),

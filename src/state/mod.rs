@@ -4,6 +4,7 @@
 
 mod lock;
 mod state_file;
+pub mod stopped;
 mod store;
 
 pub use lock::{Holder, Lock, LockError};

@@ -14,6 +14,7 @@ mod cli_basics;
 mod converge_docker;
 mod docs_kdl;
 mod gitops_docker;
+mod lifecycle_docker;
 mod manifest_errors;
 mod manifest_fuzz;
 mod run_tasks;

@@ -1,0 +1,134 @@
+//! `stop`, `start`, `restart`, `exec`, `ps` and `logs --since` against real containers: they
+//! act on what apply made, in dependency order, remember a stop made on purpose, and `exec`
+//! passes the command's exit code through.
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::apply_docker::{docker_available, expect, sanct, text};
+use crate::docker_support::{docker_inspect, write_busybox_context, TestProject};
+
+fn running(name: &str) -> bool {
+    docker_inspect(name)["State"]["Running"] == serde_json::json!(true)
+}
+
+fn started_at(name: &str) -> String {
+    docker_inspect(name)["State"]["StartedAt"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn stopped_on_purpose(dir: &Path) -> Vec<String> {
+    std::fs::read(dir.join(".sanctuary/stopped.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+#[test]
+fn stop_start_restart_exec_and_logs_since_act_on_the_applied_containers() {
+    if !docker_available("lifecycle") {
+        return;
+    }
+    let project = TestProject::new("lifecycle");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_busybox_context(&dir.join("ctx")).unwrap();
+    let kdl = format!(
+        r#"project "{}"
+image "bb" {{
+    context "ctx"
+}}
+service "db" {{
+    image "bb"
+    command "sh" "-c" "echo db up; exec sleep 1000"
+    stop-timeout "1s"
+    health {{
+        cmd "true"
+        interval "1s"
+    }}
+}}
+service "web" {{
+    image "bb"
+    command "sh" "-c" "echo web up; exec sleep 1000"
+    stop-timeout "1s"
+    env GREETING="hi"
+    depends-on "db" condition="healthy"
+}}
+"#,
+        project.name
+    );
+    std::fs::write(dir.join("Sanctuary.kdl"), kdl).unwrap();
+    expect(dir, &["apply", "-y"], 0);
+    let (db, web) = (project.object("db"), project.object("web"));
+
+    // Dependents stop first; the stop is remembered.
+    let out = expect(dir, &["stop"], 0);
+    let (w, d) = (
+        out.find("web: stopped").unwrap(),
+        out.find("db: stopped").unwrap(),
+    );
+    assert!(w < d, "web before db: {out}");
+    assert!(!running(&db) && !running(&web));
+    assert_eq!(stopped_on_purpose(dir), ["db", "web"]);
+    let ps = expect(dir, &["ps"], 0);
+    assert!(ps.contains("stopped on purpose"), "{ps}");
+    // Nothing was removed: a plan starts them again, it does not recreate them.
+    let plan = expect(dir, &["plan"], 0);
+    assert!(
+        plan.contains("exists, stopped") && !plan.contains("create"),
+        "{plan}"
+    );
+
+    let out = expect(dir, &["start", "web"], 0);
+    assert!(out.contains("web: started"), "{out}");
+    assert!(running(&web) && !running(&db), "only the one named");
+    assert_eq!(stopped_on_purpose(dir), ["db"]);
+    let out = expect(dir, &["start"], 0);
+    let (d, w) = (
+        out.find("db: started").unwrap(),
+        out.find("web: already running").unwrap(),
+    );
+    assert!(d < w, "db before web: {out}");
+    assert!(stopped_on_purpose(dir).is_empty());
+
+    let before = started_at(&db);
+    expect(dir, &["restart", "db"], 0);
+    assert!(running(&db));
+    assert_ne!(started_at(&db), before, "restarted");
+
+    // exec: output and exit code through.
+    let out = expect(
+        dir,
+        &["exec", "web", "--", "sh", "-c", "echo $GREETING; exit 7"],
+        7,
+    );
+    assert!(out.contains("hi"), "{out}");
+    expect(dir, &["exec", "web", "true"], 0);
+    let out = expect(dir, &["exec", "wbe", "true"], 2);
+    assert!(out.contains("did you mean `web`?"), "{out}");
+    expect(dir, &["stop", "web"], 0);
+    let out = expect(dir, &["exec", "web", "true"], 2);
+    assert!(out.contains("is not running"), "{out}");
+    // An apply brings it back and clears the mark.
+    expect(dir, &["apply", "-y"], 0);
+    assert!(running(&web));
+    assert!(stopped_on_purpose(dir).is_empty());
+
+    // logs --since: a duration ago or a timestamp.
+    std::thread::sleep(Duration::from_secs(3));
+    let out = sanct(dir, &["logs", "web", "--since", "1s"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("web up"),
+        "{}",
+        text(&out)
+    );
+    let out = expect(dir, &["logs", "web", "--since", "1h"], 0);
+    assert!(out.contains("web up"), "{out}");
+    let out = expect(dir, &["logs", "--since", "2000-01-01T00:00:00Z"], 0);
+    assert!(out.contains("db up") && out.contains("web up"), "{out}");
+    let out = expect(dir, &["logs", "--since", "yesterday-ish"], 2);
+    assert!(out.contains("neither a duration"), "{out}");
+}
