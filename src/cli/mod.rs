@@ -50,6 +50,11 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
+    /// Switch a profile on: its services join the stack (repeatable; adds to
+    /// SANCTUARY_PROFILES).
+    #[arg(long = "profile", value_name = "NAME", global = true)]
+    pub profiles: Vec<String>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -122,6 +127,18 @@ pub enum Command {
 /// Parses arguments, runs the command, prints any error, and returns the exit code.
 pub fn run() -> i32 {
     let cli = Cli::parse();
+    if !cli.profiles.is_empty() {
+        // Every manifest this command loads (the working one, a commit's, a generation's)
+        // reads the same variable; set before any thread exists.
+        let mut all: Vec<String> = std::env::var(manifest::PROFILES_VAR)
+            .unwrap_or_default()
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(str::to_string)
+            .collect();
+        all.extend(cli.profiles.iter().cloned());
+        std::env::set_var(manifest::PROFILES_VAR, all.join(","));
+    }
     let json = cli.json;
     // `plan --detailed-exitcode` promises 1 for any error, as Terraform's does.
     let detailed = matches!(&cli.command, Command::Plan(a) if a.detailed_exitcode)
@@ -231,6 +248,14 @@ impl Context {
     pub fn load(&self) -> Result<Loaded> {
         let loaded = manifest::load(&self.manifest_path()?)?;
         self.warn(&loaded);
+        let declared = loaded.manifest.declared_profiles();
+        for p in &loaded.manifest.active_profiles {
+            if !declared.contains(p.as_str()) && !self.json {
+                let help = crate::manifest::diagnostic::did_you_mean(p, declared.iter().copied())
+                    .unwrap_or_else(|| "no service declares it".into());
+                eprintln!("warning: profile `{p}` is active but no service has it ({help})");
+            }
+        }
         Ok(loaded)
     }
 

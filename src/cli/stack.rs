@@ -229,7 +229,11 @@ pub fn status(ctx: &Context) -> Result<ExitCode> {
         table.push(match &s.container {
             None => [
                 s.service.clone(),
-                "absent".into(),
+                if m.service_active(&s.service) {
+                    "absent".into()
+                } else {
+                    "absent (profile off)".into()
+                },
                 "-".into(),
                 "-".into(),
                 "-".into(),

@@ -45,10 +45,9 @@ impl Selection {
         m.node_ids()
             .into_iter()
             .filter(|n| {
-                matches!(
-                    n.kind,
-                    Kind::Image | Kind::Volume | Kind::Network | Kind::Service
-                ) || (n.kind == Kind::Sync && m.syncs.get(&n.name).is_some_and(|s| s.on_apply))
+                matches!(n.kind, Kind::Image | Kind::Volume | Kind::Network)
+                    || (n.kind == Kind::Service && m.service_active(&n.name))
+                    || (n.kind == Kind::Sync && m.syncs.get(&n.name).is_some_and(|s| s.on_apply))
             })
             .collect()
     }

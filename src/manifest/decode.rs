@@ -67,6 +67,7 @@ const KNOWN: &[(&str, &[&str], &[&str])] = &[
             "update",
             "drain-timeout",
             "keep-previous",
+            "profile",
         ],
         &[],
     ),

@@ -11,6 +11,8 @@ mod parallel_parse;
 pub mod raw;
 mod references;
 mod resolve;
+
+pub use resolve::PROFILES_VAR;
 pub mod values;
 
 use std::collections::HashMap;

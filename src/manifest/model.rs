@@ -142,6 +142,8 @@ pub struct Manifest {
     pub tests: IndexMap<String, Test>,
     pub backups: IndexMap<String, Backup>,
     pub syncs: IndexMap<String, Sync>,
+    /// The profiles switched on (`--profile`, `SANCTUARY_PROFILES`).
+    pub active_profiles: std::collections::BTreeSet<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -250,6 +252,9 @@ pub struct Service {
     pub labels: BTreeMap<String, String>,
     /// How apply replaces the container.
     pub update: Update,
+    /// The profiles it belongs to: when any, it is part of the stack only while one of them
+    /// is active (or when it is named).
+    pub profiles: Vec<String>,
 }
 
 /// How apply replaces a service's container.
@@ -481,6 +486,22 @@ pub enum SyncTarget {
 }
 
 impl Manifest {
+    /// Whether service `name` is part of the whole stack: it has no profile, or one of its
+    /// profiles is active.
+    pub fn service_active(&self, name: &str) -> bool {
+        self.services.get(name).is_some_and(|s| {
+            s.profiles.is_empty() || s.profiles.iter().any(|p| self.active_profiles.contains(p))
+        })
+    }
+
+    /// Every profile a service declares.
+    pub fn declared_profiles(&self) -> std::collections::BTreeSet<&str> {
+        self.services
+            .values()
+            .flat_map(|s| s.profiles.iter().map(String::as_str))
+            .collect()
+    }
+
     /// Every declared node, in kind order then declaration order.
     pub fn node_ids(&self) -> Vec<NodeId> {
         let mut ids = Vec::new();

@@ -197,6 +197,8 @@ pub struct Service {
     pub drain_timeout: Option<Duration>,
     #[knuffel(child, unwrap(argument))]
     pub keep_previous: Option<bool>,
+    #[knuffel(child, unwrap(arguments))]
+    pub profile: Option<Vec<String>>,
 }
 
 #[derive(knuffel::Decode, Debug)]

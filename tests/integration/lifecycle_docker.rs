@@ -132,3 +132,90 @@ service "web" {{
     let out = expect(dir, &["logs", "--since", "yesterday-ish"], 2);
     assert!(out.contains("neither a duration"), "{out}");
 }
+
+#[test]
+fn profiles_keep_a_service_out_of_the_stack_until_switched_on_or_named() {
+    if !docker_available("profiles") {
+        return;
+    }
+    let project = TestProject::new("profiles");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_busybox_context(&dir.join("ctx")).unwrap();
+    let kdl = format!(
+        r#"project "{}"
+image "bb" {{
+    context "ctx"
+}}
+service "web" {{
+    image "bb"
+    command "sleep" "1000"
+    stop-timeout "1s"
+}}
+service "debug" {{
+    image "bb"
+    command "sleep" "1000"
+    stop-timeout "1s"
+    profile "debug" "tools"
+}}
+service "admin" {{
+    image "bb"
+    command "sleep" "1000"
+    stop-timeout "1s"
+    profile "admin"
+}}
+"#,
+        project.name
+    );
+    std::fs::write(dir.join("Sanctuary.kdl"), kdl).unwrap();
+    let (web, debug, admin) = (
+        project.object("web"),
+        project.object("debug"),
+        project.object("admin"),
+    );
+    let exists = |name: &str| {
+        std::process::Command::new("docker")
+            .args(["inspect", name])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let plan = expect(dir, &["plan"], 0);
+    assert!(
+        plan.contains("service.web") && !plan.contains("service.debug"),
+        "{plan}"
+    );
+    expect(dir, &["apply", "-y"], 0);
+    assert!(running(&web) && !exists(&debug));
+    let status = expect(dir, &["status"], 0);
+    assert!(status.contains("absent (profile off)"), "{status}");
+
+    // Either of its profiles switches it on; SANCTUARY_PROFILES does too.
+    expect(dir, &["--profile", "tools", "apply", "-y"], 0);
+    assert!(running(&debug) && !exists(&admin));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+        .args(["apply", "-y"])
+        .env("SANCTUARY_PROFILES", "admin, other")
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(running(&admin));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("profile `other` is active but no service has it"),
+        "{}",
+        text(&out)
+    );
+    // Without the profile an apply leaves it as it is: declared, so not an orphan.
+    expect(dir, &["apply", "-y"], 0);
+    assert!(running(&debug) && running(&admin));
+    expect(dir, &["destroy", "-y"], 0);
+
+    // Named, it comes up without its profile.
+    expect(dir, &["apply", "-y", "debug"], 0);
+    assert!(running(&debug) && !exists(&web));
+    let out = expect(dir, &["--profile", "debgu", "plan"], 0);
+    assert!(out.contains("did you mean `debug`?"), "{out}");
+}

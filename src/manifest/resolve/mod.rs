@@ -378,6 +378,7 @@ pub fn resolve(
         tests: IndexMap::new(),
         backups: IndexMap::new(),
         syncs: IndexMap::new(),
+        active_profiles: active_profiles(),
     };
 
     let mut ports: Vec<(String, PortSpec, SourceSpan)> = Vec::new();
@@ -545,3 +546,17 @@ fn container_path(r: &mut Resolver, p: &Text) -> String {
     }
     p.to_string()
 }
+
+/// The profiles `SANCTUARY_PROFILES` switches on (comma-separated); `--profile` adds to it.
+fn active_profiles() -> std::collections::BTreeSet<String> {
+    std::env::var(PROFILES_VAR)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The variable that names the active profiles.
+pub const PROFILES_VAR: &str = "SANCTUARY_PROFILES";

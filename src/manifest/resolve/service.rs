@@ -191,6 +191,7 @@ pub(super) fn resolve_service(
         stop_timeout: s.stop_timeout.unwrap_or(Duration(DEFAULT_STOP_TIMEOUT)),
         labels: merge_props(&s.labels),
         update: update?,
+        profiles: s.profile.clone().unwrap_or_default(),
     })
 }
 
