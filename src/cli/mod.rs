@@ -116,12 +116,29 @@ pub enum Command {
     Restart(lifecycle::Args),
     /// Run a command in a service's running container; its exit code is sanctuary's.
     Exec(lifecycle::ExecArgs),
+    /// Print a shell completion script: `sanctuary completions bash > /etc/bash_completion.d/sanctuary`.
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff): `sanctuary man | man -l -`.
+    Man,
     /// The TCP proxy of blue-green services (runs inside their proxy containers).
     #[command(subcommand)]
     Proxy(proxy::Command),
     /// `sanctuary TASK [ARGS…]` runs a task, as `sanctuary run TASK -- ARGS…` does.
     #[command(external_subcommand)]
     External(Vec<String>),
+}
+
+/// Writes `bytes` to stdout; a reader that stops early (`| head`) is not an error.
+fn print_all(bytes: &[u8], what: &str) -> Result<ExitCode> {
+    use std::io::Write;
+    match std::io::stdout().lock().write_all(bytes) {
+        Ok(()) => Ok(ExitCode::Ok),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::Ok),
+        Err(source) => Err(Error::Io {
+            message: format!("cannot write {what}"),
+            source,
+        }),
+    }
 }
 
 /// Parses arguments, runs the command, prints any error, and returns the exit code.
@@ -184,6 +201,23 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Drift => drift::run(&ctx),
         Command::Follow(args) => follow::run(&ctx, args),
         Command::Proxy(cmd) => proxy::run(cmd),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "sanctuary", &mut out);
+            print_all(&out, "the completion script")
+        }
+        Command::Man => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_mangen::Man::new(cmd)
+                .render(&mut out)
+                .map_err(|source| Error::Io {
+                    message: "cannot render the man page".into(),
+                    source,
+                })?;
+            print_all(&out, "the man page")
+        }
         Command::Stop(args) => lifecycle::run(&ctx, lifecycle::Verb::Stop, args),
         Command::Start(args) => lifecycle::run(&ctx, lifecycle::Verb::Start, args),
         Command::Restart(args) => lifecycle::run(&ctx, lifecycle::Verb::Restart, args),

@@ -524,3 +524,46 @@ fn keep_special_bits_keeps_setuid_from_a_foreign_archive() {
         .code(2)
         .stderr_has("--archive");
 }
+
+#[test]
+fn completions_complete_commands_in_bash_and_the_man_page_lists_them() {
+    let out = Test::new().args(&["completions", "bash"]).run();
+    out.code(0);
+    let script =
+        std::env::temp_dir().join(format!("sanctuary-completion-{}.bash", std::process::id()));
+    std::fs::write(&script, &out.stdout).unwrap();
+    // What bash offers after `sanctuary ap` and after `sanctuary rollback --w`.
+    let offered = |line: &str| {
+        let words: Vec<&str> = line.split(' ').collect();
+        let probe = format!(
+            "source {}; COMP_WORDS=({}); COMP_CWORD={}; COMP_LINE='{line}'; COMP_POINT={}; _sanctuary sanctuary '{}' '{}'; printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+            script.display(),
+            words.join(" "),
+            words.len() - 1,
+            line.len(),
+            words[words.len() - 1],
+            words[words.len() - 2],
+        );
+        let out = Command::new("bash").args(["-c", &probe]).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let commands = offered("sanctuary ap");
+    assert!(commands.lines().any(|l| l == "apply"), "{commands}");
+    let flags = offered("sanctuary rollback --w");
+    assert!(flags.lines().any(|l| l == "--with-data"), "{flags}");
+    let _ = std::fs::remove_file(&script);
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        Test::new()
+            .args(&["completions", shell])
+            .run()
+            .code(0)
+            .stdout_has("sanctuary");
+    }
+    Test::new().args(&["completions", "nushell"]).run().code(2);
+
+    let man = Test::new().args(&["man"]).run();
+    man.code(0).stdout_has(".TH sanctuary 1");
+    for cmd in ["apply", "rollback", "switch", "exec"] {
+        man.stdout_has(cmd);
+    }
+}
