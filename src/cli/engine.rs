@@ -34,11 +34,9 @@ pub fn reporter(json: bool) -> Arc<dyn Reporter> {
     report::make(report::choose_from_env(json))
 }
 
-/// A token cancelled by Ctrl-C (SIGINT) or SIGTERM. Call inside the runtime.
+/// A token cancelled by Ctrl-C (SIGINT) or SIGTERM: a child of the process's one listener.
 pub fn interrupt_token() -> CancellationToken {
-    let token = CancellationToken::new();
-    let _ = crate::exec::signals::install(token.clone());
-    token
+    crate::exec::signals::process_token()
 }
 
 pub fn jobs(j: Option<usize>) -> usize {

@@ -56,11 +56,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     let at = ctx.working_at()?;
     let rt = engine::runtime()?;
     rt.block_on(async {
-        let stop = CancellationToken::new();
-        crate::exec::signals::install(stop.clone()).map_err(|source| Error::Io {
-            message: "cannot listen for Ctrl-C".into(),
-            source,
-        })?;
+        // The same listener as every walk's: one signal stops the apply under way and the
+        // following, however many rounds came before.
+        let stop = engine::interrupt_token();
         if !ctx.json {
             eprintln!(
                 "Following {} {} every {} (Ctrl-C stops).",

@@ -54,6 +54,49 @@ pub fn install(token: CancellationToken) -> std::io::Result<JoinHandle<()>> {
     }))
 }
 
+/// The process's one listener, on a thread of its own: every command's token is a child of
+/// its token, so a long `follow` that walks a thousand times still has one listener, and the
+/// listener outlives any runtime a command starts and drops.
+static PROCESS: std::sync::OnceLock<CancellationToken> = std::sync::OnceLock::new();
+
+/// A token the first SIGINT or SIGTERM cancels (a second one exits the process, as
+/// [`install`] does). The listener is started on first use, and its handlers are registered
+/// before this returns. Works inside or outside a runtime.
+pub fn process_token() -> CancellationToken {
+    PROCESS
+        .get_or_init(|| {
+            let token = CancellationToken::new();
+            let (ready, registered) = std::sync::mpsc::channel();
+            let cancel = token.clone();
+            let started = std::thread::Builder::new()
+                .name("sanctuary-signals".into())
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(_) => return,
+                    };
+                    rt.block_on(async move {
+                        match install(cancel) {
+                            Ok(listener) => {
+                                let _ = ready.send(());
+                                let _ = listener.await;
+                            }
+                            Err(_) => drop(ready),
+                        }
+                    });
+                });
+            if started.is_ok() {
+                // Either registered, or the thread gave up (the channel closes): go on.
+                let _ = registered.recv();
+            }
+            token
+        })
+        .child_token()
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
