@@ -380,13 +380,7 @@ impl Context {
         )?;
         self.warn(&loaded);
         let m = &mut loaded.manifest;
-        let from = tree.join(
-            resolved
-                .relative
-                .parent()
-                .unwrap_or(std::path::Path::new("")),
-        );
-        checkout::keep_local_paths(m, &from, here);
+        checkout::keep_local_paths(m, &probe);
         // A project without a name takes the working directory's, not the checkout's.
         m.project.name = probe.project.name;
         m.project.state_dir = probe.project.state_dir;

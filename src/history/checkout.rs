@@ -218,39 +218,47 @@ pub fn check_out(resolved: &Resolved, into: &Path) -> Result<PathBuf, RefError> 
     }
 }
 
-/// Points every path of `m` that names the machine's data rather than the repository's
-/// content from the checkout `from` back to the working directory `to`.
-pub fn keep_local_paths(m: &mut Manifest, from: &Path, to: &Path) {
-    let move_path = |p: &mut PathBuf| {
-        if let Ok(rest) = p.strip_prefix(from) {
-            *p = to.join(rest);
-        }
-    };
-    move_path(&mut m.project.state_dir);
-    for s in m.secrets.values_mut() {
-        if let SecretSource::File(p) = &mut s.source {
-            move_path(p);
+/// Gives every path of `m` (loaded in the checkout) that names the machine's data rather than
+/// the repository's content the value it has in `local`: the same text loaded as if it stood
+/// in the working directory. Taking the working directory's resolution, rather than rebasing
+/// the checkout's, keeps `../data` pointing beside the working tree, where a rebase could not
+/// tell it from an absolute path once resolved.
+pub fn keep_local_paths(m: &mut Manifest, local: &Manifest) {
+    m.project.state_dir = local.project.state_dir.clone();
+    for (name, s) in m.secrets.iter_mut() {
+        if let (SecretSource::File(p), Some(SecretSource::File(l))) =
+            (&mut s.source, local.secrets.get(name).map(|l| &l.source))
+        {
+            *p = l.clone();
         }
     }
-    for svc in m.services.values_mut() {
-        for mount in &mut svc.mounts {
-            if let MountSource::Bind(p) = &mut mount.source {
-                move_path(p);
+    for (name, svc) in m.services.iter_mut() {
+        let Some(l) = local.services.get(name) else {
+            continue;
+        };
+        for (mount, lm) in svc.mounts.iter_mut().zip(&l.mounts) {
+            if let (MountSource::Bind(p), MountSource::Bind(lp)) = (&mut mount.source, &lm.source) {
+                *p = lp.clone();
             }
         }
     }
-    for b in m.backups.values_mut() {
-        if let BackupSource::Path(p) = &mut b.source {
-            move_path(p);
+    for (name, b) in m.backups.iter_mut() {
+        let Some(l) = local.backups.get(name) else {
+            continue;
+        };
+        if let (BackupSource::Path(p), BackupSource::Path(lp)) = (&mut b.source, &l.source) {
+            *p = lp.clone();
         }
-        for c in &mut b.copies {
-            if let CopyTarget::Dir(p) = &mut c.target {
-                move_path(p);
+        for (c, lc) in b.copies.iter_mut().zip(&l.copies) {
+            if let (CopyTarget::Dir(p), CopyTarget::Dir(lp)) = (&mut c.target, &lc.target) {
+                *p = lp.clone();
             }
         }
     }
-    for s in m.syncs.values_mut() {
-        move_path(&mut s.host);
+    for (name, s) in m.syncs.iter_mut() {
+        if let Some(l) = local.syncs.get(name) {
+            s.host = l.host.clone();
+        }
     }
 }
 
@@ -366,26 +374,37 @@ image "bb" {
 service "web" {
     image "bb"
     bind "./data" "/data"
+    bind "../shared" "/shared"
+    bind "/etc/timezone" "/etc/timezone"
 }
 "#;
-        let mut m = crate::manifest::load_str(
-            "Sanctuary.kdl",
-            text,
-            &from.join("Sanctuary.kdl"),
-            from,
-            &crate::manifest::interpolate::Vars::new(Default::default(), Default::default()),
-        )
-        .unwrap()
-        .manifest;
-        keep_local_paths(&mut m, from, to);
+        let load = |dir: &Path| {
+            crate::manifest::load_str(
+                "Sanctuary.kdl",
+                text,
+                &dir.join("Sanctuary.kdl"),
+                dir,
+                &crate::manifest::interpolate::Vars::new(Default::default(), Default::default()),
+            )
+            .unwrap()
+            .manifest
+        };
+        let mut m = load(from);
+        keep_local_paths(&mut m, &load(to));
         assert_eq!(m.project.state_dir, to.join(".sanctuary"));
         assert_eq!(
             m.secrets["tok"].source,
             SecretSource::File(to.join("secrets/tok"))
         );
+        let binds: Vec<&MountSource> = m.services["web"].mounts.iter().map(|m| &m.source).collect();
         assert_eq!(
-            m.services["web"].mounts[0].source,
-            MountSource::Bind(to.join("data"))
+            binds,
+            [
+                &MountSource::Bind(to.join("data")),
+                &MountSource::Bind(PathBuf::from("/srv/shared")),
+                &MountSource::Bind(PathBuf::from("/etc/timezone")),
+            ],
+            "relative paths beside the working tree, `..` included; absolute ones as written"
         );
         // The build context is the commit's.
         match &m.images["bb"].source {
