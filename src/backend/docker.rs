@@ -844,6 +844,18 @@ impl Backend for DockerBackend {
         })
     }
 
+    fn top<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(Vec<String>, Vec<Vec<String>>)>> {
+        Box::pin(async move {
+            match self.docker.top_processes(name, None).await {
+                Ok(r) => Ok((
+                    r.titles.unwrap_or_default(),
+                    r.processes.unwrap_or_default(),
+                )),
+                Err(e) => Err(failed_in(Action::Top, ObjectKind::Container, name, e)),
+            }
+        })
+    }
+
     fn rename_container<'a>(&'a self, name: &'a str, to: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let options = bollard::query_parameters::RenameContainerOptionsBuilder::new()

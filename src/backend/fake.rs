@@ -548,6 +548,18 @@ impl Backend for FakeBackend {
         })
     }
 
+    fn top<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(Vec<String>, Vec<Vec<String>>)>> {
+        Box::pin(async move {
+            let mut w = self.enter(Action::Top, name)?;
+            let c = w.container(name)?;
+            let cmd = c.spec.command.clone().unwrap_or_default().join(" ");
+            Ok((
+                vec!["PID".to_string(), "CMD".to_string()],
+                vec![vec!["1".to_string(), cmd]],
+            ))
+        })
+    }
+
     fn rename_container<'a>(&'a self, name: &'a str, to: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let mut w = self.enter(Action::RenameContainer, name)?;

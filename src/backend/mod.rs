@@ -126,6 +126,9 @@ pub trait Backend: Send + Sync {
     /// Removes a container; `force` also removes a running one.
     fn remove_container<'a>(&'a self, name: &'a str, force: bool) -> BoxFuture<'a, Result<()>>;
 
+    /// The processes running in container `name`, as `ps` shows them: column titles, rows.
+    fn top<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(Vec<String>, Vec<Vec<String>>)>>;
+
     /// Gives container `name` the name `to`, running or not.
     fn rename_container<'a>(&'a self, name: &'a str, to: &'a str) -> BoxFuture<'a, Result<()>>;
 

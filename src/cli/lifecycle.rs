@@ -250,3 +250,64 @@ pub fn exec(ctx: &Context, args: ExecArgs) -> Result<ExitCode> {
     })?;
     Ok(ExitCode::Passthrough(status.code().unwrap_or(128 + 9)))
 }
+
+/// `top [SERVICE…]`: the processes of each running service's container, as Docker's `top`
+/// lists them.
+pub fn top(ctx: &Context, args: Args) -> Result<ExitCode> {
+    let m = ctx.load()?.manifest;
+    let services = selected(&m, &args.services)?;
+    let rt = engine::runtime()?;
+    rt.block_on(async {
+        let backend = crate::engine::connect().await?;
+        let b = backend.as_ref();
+        for svc in services {
+            let name = names::container(&m.project.name, &svc.name);
+            let running = b
+                .inspect_container(&name)
+                .await?
+                .is_some_and(|c| c.state == ContainerState::Running);
+            if !running {
+                if !ctx.json && !args.services.is_empty() {
+                    println!("{}: not running", svc.name);
+                }
+                continue;
+            }
+            let (titles, rows) = b.top(&name).await?;
+            if ctx.json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "service": svc.name, "titles": titles, "processes": rows })
+                );
+                continue;
+            }
+            println!("{}", svc.name);
+            let widths: Vec<usize> = (0..titles.len())
+                .map(|c| {
+                    std::iter::once(&titles)
+                        .chain(&rows)
+                        .filter_map(|r| r.get(c))
+                        .map(|v| v.chars().count())
+                        .max()
+                        .unwrap_or(0)
+                })
+                .collect();
+            for row in std::iter::once(&titles).chain(&rows) {
+                let cells: Vec<String> = row
+                    .iter()
+                    .zip(&widths)
+                    .enumerate()
+                    // The last column (the command) is not padded.
+                    .map(|(k, (v, w))| {
+                        if k + 1 == row.len() {
+                            v.clone()
+                        } else {
+                            format!("{v:<w$}")
+                        }
+                    })
+                    .collect();
+                println!("  {}", cells.join("  "));
+            }
+        }
+        Ok(ExitCode::Ok)
+    })
+}

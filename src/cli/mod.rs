@@ -114,6 +114,8 @@ pub enum Command {
     Start(lifecycle::Args),
     /// Stop, then start, services (all when none).
     Restart(lifecycle::Args),
+    /// The processes running in each service's container.
+    Top(lifecycle::Args),
     /// Run a command in a service's running container; its exit code is sanctuary's.
     Exec(lifecycle::ExecArgs),
     /// Print a shell completion script: `sanctuary completions bash > /etc/bash_completion.d/sanctuary`.
@@ -222,6 +224,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Start(args) => lifecycle::run(&ctx, lifecycle::Verb::Start, args),
         Command::Restart(args) => lifecycle::run(&ctx, lifecycle::Verb::Restart, args),
         Command::Exec(args) => lifecycle::exec(&ctx, args),
+        Command::Top(args) => lifecycle::top(&ctx, args),
         Command::Switch(args) => switch::run(&ctx, args),
         Command::External(words) => {
             let (tasks, args) = split_external(words);

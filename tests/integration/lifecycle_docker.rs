@@ -98,6 +98,11 @@ service "web" {{
     assert!(running(&db));
     assert_ne!(started_at(&db), before, "restarted");
 
+    // top: the processes of each running container.
+    let top = expect(dir, &["top"], 0);
+    assert!(top.contains("db\n") && top.contains("sleep 1000"), "{top}");
+    assert!(top.contains("PID"), "{top}");
+
     // exec: output and exit code through.
     let out = expect(
         dir,
