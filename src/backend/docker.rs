@@ -5,6 +5,7 @@
 //! newer API than Docker 20.10 speaks). 404 answers become `None` from `inspect_*` and
 //! [`BackendError::NotFound`] elsewhere; 304 answers ("already started/stopped") are success.
 
+use crate::backend::Processes;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
@@ -844,13 +845,13 @@ impl Backend for DockerBackend {
         })
     }
 
-    fn top<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(Vec<String>, Vec<Vec<String>>)>> {
+    fn top<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Processes>> {
         Box::pin(async move {
             match self.docker.top_processes(name, None).await {
-                Ok(r) => Ok((
-                    r.titles.unwrap_or_default(),
-                    r.processes.unwrap_or_default(),
-                )),
+                Ok(r) => Ok(Processes {
+                    titles: r.titles.unwrap_or_default(),
+                    rows: r.processes.unwrap_or_default(),
+                }),
                 Err(e) => Err(failed_in(Action::Top, ObjectKind::Container, name, e)),
             }
         })

@@ -6,6 +6,7 @@
 //! `inspect` answer `None`. Every call is recorded, and a test can make an operation fail on
 //! a target, make a container never healthy, make one exit on start, or occupy a host port.
 
+use crate::backend::Processes;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -548,15 +549,15 @@ impl Backend for FakeBackend {
         })
     }
 
-    fn top<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(Vec<String>, Vec<Vec<String>>)>> {
+    fn top<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Processes>> {
         Box::pin(async move {
             let mut w = self.enter(Action::Top, name)?;
             let c = w.container(name)?;
             let cmd = c.spec.command.clone().unwrap_or_default().join(" ");
-            Ok((
-                vec!["PID".to_string(), "CMD".to_string()],
-                vec![vec!["1".to_string(), cmd]],
-            ))
+            Ok(Processes {
+                titles: vec!["PID".to_string(), "CMD".to_string()],
+                rows: vec![vec!["1".to_string(), cmd]],
+            })
         })
     }
 

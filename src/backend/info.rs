@@ -89,6 +89,13 @@ pub struct ContainerInfo {
     pub ips: BTreeMap<String, String>,
 }
 
+/// The processes of a container, as `ps` lists them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Processes {
+    pub titles: Vec<String>,
+    pub rows: Vec<Vec<String>>,
+}
+
 /// A port the daemon has published on the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PublishedPort {

@@ -30,7 +30,7 @@ use futures_util::{StreamExt, TryStreamExt};
 pub use error::{Action, BackendError, DaemonError, ObjectKind};
 pub use info::{
     ContainerInfo, ContainerListing, ContainerState, Ensured, ExecResult, HealthState, ImageInfo,
-    LabelFilter, LogLine, LogStream, ObjectListing, PublishedPort,
+    LabelFilter, LogLine, LogStream, ObjectListing, Processes, PublishedPort,
 };
 pub use spec::{
     ContainerSpec, HealthCheck, ImageBuild, MountSource, MountSpec, NetworkAttachment, PortSpec,
@@ -127,7 +127,7 @@ pub trait Backend: Send + Sync {
     fn remove_container<'a>(&'a self, name: &'a str, force: bool) -> BoxFuture<'a, Result<()>>;
 
     /// The processes running in container `name`, as `ps` shows them: column titles, rows.
-    fn top<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(Vec<String>, Vec<Vec<String>>)>>;
+    fn top<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Processes>>;
 
     /// Gives container `name` the name `to`, running or not.
     fn rename_container<'a>(&'a self, name: &'a str, to: &'a str) -> BoxFuture<'a, Result<()>>;

@@ -272,7 +272,7 @@ pub fn top(ctx: &Context, args: Args) -> Result<ExitCode> {
                 }
                 continue;
             }
-            let (titles, rows) = b.top(&name).await?;
+            let crate::backend::Processes { titles, rows } = b.top(&name).await?;
             if ctx.json {
                 println!(
                     "{}",
