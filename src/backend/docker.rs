@@ -5,7 +5,6 @@
 //! newer API than Docker 20.10 speaks). 404 answers become `None` from `inspect_*` and
 //! [`BackendError::NotFound`] elsewhere; 304 answers ("already started/stopped") are success.
 
-use crate::backend::Processes;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
@@ -30,7 +29,7 @@ use super::docker_convert::{
 use super::error::{Action, BackendError, DaemonError, ObjectKind};
 use super::info::{
     ContainerInfo, ContainerListing, ContainerState, Ensured, ExecResult, HealthState, ImageInfo,
-    LabelFilter, LogLine, ObjectListing,
+    LabelFilter, LogLine, ObjectListing, Processes,
 };
 use super::log_lines::split_lines;
 use super::spec::{ContainerSpec, ImageBuild};

@@ -6,7 +6,6 @@
 //! `inspect` answer `None`. Every call is recorded, and a test can make an operation fail on
 //! a target, make a container never healthy, make one exit on start, or occupy a host port.
 
-use crate::backend::Processes;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -17,7 +16,7 @@ use futures_util::stream::{self, BoxStream, StreamExt};
 use super::error::{Action, BackendError, DaemonError, ObjectKind};
 use super::info::{
     ContainerInfo, ContainerListing, ContainerState, Ensured, ExecResult, HealthState, ImageInfo,
-    LabelFilter, LogLine, LogStream, ObjectListing, PublishedPort,
+    LabelFilter, LogLine, LogStream, ObjectListing, Processes, PublishedPort,
 };
 use super::spec::{ContainerSpec, ImageBuild};
 use super::{remaining, Backend, OutputSink, Result};
