@@ -505,6 +505,19 @@ pub async fn roll_back(
         return Ok(ExitCode::Ok);
     }
     let started = Instant::now();
+    let made = |code: ExitCode, backups: Vec<history::BackupTaken>| Made {
+        command: match data {
+            Some(_) => format!("rollback {} --with-data", target.number),
+            None => format!("rollback {}", target.number),
+        },
+        code,
+        took: started.elapsed(),
+        rollback_of: Some(target.number),
+        git: target.git.clone(),
+        who_dir: session.manifest.dir.clone(),
+        rolled_back: false,
+        backups,
+    };
     let mut backups = Vec::new();
     let mut plan = plan;
     if let Some(d) = data {
@@ -522,17 +535,7 @@ pub async fn roll_back(
                 target.number
             );
             // Something did change (services stopped, maybe a volume replaced): on record.
-            let made = Made {
-                command: format!("rollback {} --with-data", target.number),
-                code: e.exit_code(),
-                took: started.elapsed(),
-                rollback_of: Some(target.number),
-                git: target.git.clone(),
-                who_dir: session.manifest.dir.clone(),
-                rolled_back: false,
-                backups,
-            };
-            record(session, made, json).await;
+            record(session, made(e.exit_code(), backups), json).await;
             return Err(e);
         }
         // The services the restore stopped are started (or replaced) by this plan.
@@ -545,20 +548,7 @@ pub async fn roll_back(
         .await?;
     }
     let (_, code) = super::engine::walk(session, &plan, false, true).await?;
-    let made = Made {
-        command: match data {
-            Some(_) => format!("rollback {} --with-data", target.number),
-            None => format!("rollback {}", target.number),
-        },
-        code,
-        took: started.elapsed(),
-        rollback_of: Some(target.number),
-        git: target.git.clone(),
-        who_dir: session.manifest.dir.clone(),
-        rolled_back: false,
-        backups,
-    };
-    record(session, made, json).await;
+    record(session, made(code, backups), json).await;
     Ok(code)
 }
 

@@ -39,22 +39,7 @@ pub struct ExecArgs {
 /// The named services (all when none), dependencies first.
 fn selected<'m>(m: &'m Manifest, names: &[String]) -> Result<Vec<&'m Service>> {
     for n in names {
-        if !m.services.contains_key(n) {
-            return Err(Error::UnknownTarget {
-                what: "service",
-                name: n.clone(),
-                help: crate::manifest::diagnostic::did_you_mean(
-                    n,
-                    m.services.keys().map(String::as_str),
-                )
-                .unwrap_or_else(|| {
-                    format!(
-                        "services: {}",
-                        m.services.keys().cloned().collect::<Vec<_>>().join(", ")
-                    )
-                }),
-            });
-        }
+        super::service(m, n)?;
     }
     let all: Vec<&Service> = m.services.values().collect();
     let index = |name: &str| all.iter().position(|s| s.name == name);

@@ -130,6 +130,21 @@ pub enum Command {
     External(Vec<String>),
 }
 
+/// The service `name` of `m`, or the usage error every command gives for an unknown one.
+pub(crate) fn service<'m>(m: &'m manifest::Manifest, name: &str) -> Result<&'m manifest::Service> {
+    m.services.get(name).ok_or_else(|| Error::UnknownTarget {
+        what: "service",
+        name: name.to_string(),
+        help: manifest::diagnostic::did_you_mean(name, m.services.keys().map(String::as_str))
+            .unwrap_or_else(|| {
+                format!(
+                    "services: {}",
+                    m.services.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            }),
+    })
+}
+
 /// Writes `bytes` to stdout; a reader that stops early (`| head`) is not an error.
 fn print_all(bytes: &[u8], what: &str) -> Result<ExitCode> {
     use std::io::Write;

@@ -288,21 +288,7 @@ pub fn status(ctx: &Context) -> Result<ExitCode> {
 pub fn logs(ctx: &Context, args: LogsArgs) -> Result<ExitCode> {
     let m = ctx.load()?.manifest;
     for s in &args.services {
-        if !m.services.contains_key(s) {
-            let help =
-                crate::manifest::diagnostic::did_you_mean(s, m.services.keys().map(String::as_str))
-                    .unwrap_or_else(|| {
-                        format!(
-                            "services: {}",
-                            m.services.keys().cloned().collect::<Vec<_>>().join(", ")
-                        )
-                    });
-            return Err(Error::UnknownTarget {
-                what: "service",
-                name: s.clone(),
-                help,
-            });
-        }
+        super::service(&m, s)?;
     }
     let services: Vec<String> = if args.services.is_empty() {
         m.services.keys().cloned().collect()

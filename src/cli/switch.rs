@@ -48,17 +48,7 @@ fn networks(project: &str, svc: &Service) -> Vec<crate::backend::NetworkAttachme
 
 pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     let m = Arc::new(ctx.load()?.manifest);
-    let Some(svc) = m.services.get(&args.service) else {
-        return Err(Error::UnknownTarget {
-            what: "service",
-            name: args.service.clone(),
-            help: crate::manifest::diagnostic::did_you_mean(
-                &args.service,
-                m.services.keys().map(String::as_str),
-            )
-            .unwrap_or_else(|| "`sanctuary status` lists the services".to_string()),
-        });
-    };
+    let svc = super::service(&m, &args.service)?;
     let Update::BlueGreen { drain_timeout, .. } = &svc.update else {
         return Err(Error::usage(
             format!("service `{}` is not blue-green: there is no other colour to switch to", svc.name),

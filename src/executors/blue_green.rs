@@ -392,9 +392,13 @@ impl BlueGreen<'_> {
             .await
             .map_err(engine_failure)?
             .is_some();
+        // The proxy's upstream, once it is known to run and answer; recovery renames
+        // containers but never moves it.
+        let mut known = None;
         if proxy_exists {
             let upstream = self.ensure_proxy().await?;
             self.recover(upstream.as_deref()).await?;
+            known = Some(upstream);
         }
         // What recovery changed is decided on afresh.
         let observed_now;
@@ -426,7 +430,10 @@ impl BlueGreen<'_> {
                     b.start_container(&live).await.map_err(engine_failure)?;
                     word = Some("started".to_string());
                 }
-                let upstream = self.ensure_proxy().await?;
+                let upstream = match known {
+                    Some(u) => u,
+                    None => self.ensure_proxy().await?,
+                };
                 self.wait_ready(&live).await?;
                 let id = observed.map(|c| c.id.clone());
                 if upstream != id {
@@ -435,19 +442,23 @@ impl BlueGreen<'_> {
                 }
                 Ok(word)
             }
-            Action::Replace if made_for_blue_green => self.replace(observed).await.map(Some),
+            Action::Replace if made_for_blue_green => {
+                if known.is_none() {
+                    self.ensure_proxy().await?;
+                }
+                self.replace(observed).await.map(Some)
+            }
             _ => self.fresh(observed).await.map(|w| Some(w.to_string())),
         }
     }
 
     /// The switch itself: next beside live, ready, switched, live drained and retired, next
-    /// renamed live.
+    /// renamed live. The proxy runs and answers.
     async fn replace(&self, old: Option<&ContainerInfo>) -> Result<String, Failure> {
         let b = self.backend;
         let project = self.project().to_string();
         let live = self.live();
         let next = next_name(&project, &self.svc.name);
-        self.ensure_proxy().await?;
         super::service::write_secrets(self.walk, self.svc, self.d)?;
         let colour = Self::colour_after(old);
         self.ctx
@@ -539,18 +550,16 @@ pub async fn remove_leftovers(
     project: &str,
     service: &str,
 ) -> Result<(), Failure> {
-    for name in [
+    let names = [
         proxy_name(project, service),
         previous_name(project, service),
         next_name(project, service),
         swap_name(project, service),
-    ] {
-        if b.inspect_container(&name)
-            .await
-            .map_err(engine_failure)?
-            .is_some()
-        {
-            b.remove_container(&name, true)
+    ];
+    let found = futures_util::future::join_all(names.iter().map(|n| b.inspect_container(n))).await;
+    for (name, info) in names.iter().zip(found) {
+        if info.map_err(engine_failure)?.is_some() {
+            b.remove_container(name, true)
                 .await
                 .map_err(engine_failure)?;
         }

@@ -113,7 +113,12 @@ pub async fn execute(
         drop(engine_slot);
         return finish(walk, id, &d, detail);
     }
-    if decision.action != Action::UpToDate {
+    // Only a container blue-green made (or none at all) can have a proxy beside it: a
+    // recreated service that was blue-green before takes its ports back.
+    let was_blue_green = observed
+        .as_ref()
+        .is_none_or(|c| c.labels.contains_key(super::blue_green::LABEL_COLOUR));
+    if decision.action != Action::UpToDate && was_blue_green {
         super::blue_green::remove_leftovers(backend.as_ref(), &m.project.name, &svc.name).await?;
     }
     let detail = match decision.action {

@@ -12,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::apply_docker::{docker_available, expect, sanct, text};
-use crate::docker_support::{write_busybox_context, TestProject};
+use crate::docker_support::{
+    docker_lines, kill_after, wait_for, write_busybox_context, TestProject,
+};
 
 /// A block of 20 host ports for this test process, apart from the other Docker tests' blocks.
 fn port(slot: u16) -> u16 {
@@ -112,26 +114,12 @@ impl Load {
     }
 }
 
+/// The names of the project's containers, sorted.
 fn containers(project: &TestProject) -> Vec<String> {
-    let out = Command::new("docker")
-        .args(["ps", "-a", "--format", "{{.Names}}", "--filter"])
-        .arg(project.filter())
-        .output()
-        .unwrap();
-    let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .map(str::to_string)
-        .collect();
+    let filter = project.filter();
+    let mut names = docker_lines(&["ps", "-a", "--format", "{{.Names}}", "--filter", &filter]);
     names.sort();
     names
-}
-
-fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + within;
-    while !cond() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn setup(name: &str) -> (TestProject, tempfile::TempDir) {
@@ -276,17 +264,7 @@ fn sanctuary_killed_mid_switch_converges_to_one_live_colour_and_the_port_keeps_a
     for (round, delay_ms) in [300u64, 900, 1500, 2200].into_iter().enumerate() {
         let version = format!("v{}", round + 1);
         write(dir, &project, &version, host, "");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sanctuary"))
-            .args(["apply", "-y"])
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        child.wait().unwrap();
+        kill_after(dir, &["apply", "-y"], Duration::from_millis(delay_ms));
         expect(dir, &["apply", "-y"], 0);
         expect(dir, &["plan", "--detailed-exitcode"], 0);
         let names = containers(&project);

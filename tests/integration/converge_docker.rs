@@ -217,6 +217,7 @@ fn prepare(case: &Case, project: &str, dir: &Path) -> Vec<(String, String)> {
         ("HOME".into(), home.display().to_string()),
         ("USER".into(), "alice".into()),
         ("ANTHROPIC_API_KEY".into(), "sk-test".into()),
+        ("DB_PASSWORD".into(), "db-test".into()),
     ]
 }
 

@@ -177,3 +177,30 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// Waits until `cond` holds, polling every 100 ms, up to `within`.
+pub fn wait_for(what: &str, within: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + within;
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < end,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Runs `sanctuary args` in `dir` and kills it with SIGKILL after `delay`.
+pub fn kill_after(dir: &Path, args: &[&str], delay: std::time::Duration) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(delay);
+    let _ = child.kill();
+    child.wait().unwrap();
+}

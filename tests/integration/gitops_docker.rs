@@ -5,10 +5,12 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::apply_docker::{docker_available, expect, sanct, text};
-use crate::docker_support::{docker_inspect, write_busybox_context, TestProject};
+use crate::docker_support::{
+    docker_inspect, kill_after, wait_for, write_busybox_context, TestProject,
+};
 
 /// A block of 40 host ports above the ephemeral range, for this test process.
 fn port(slot: u16) -> u16 {
@@ -282,15 +284,6 @@ fn rollback_on_failure_puts_the_previous_generation_back_and_it_answers() {
     write_manifest(dir, &project, &http_service("four", host, NEVER));
     let out = expect(dir, &["apply", "-y"], 3);
     assert!(out.contains("Recorded generation 6 (failed)"), "{out}");
-}
-
-/// Waits until `cond` holds, up to `within`.
-fn wait_for(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + within;
-    while !cond() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(250));
-    }
 }
 
 fn generations(dir: &Path) -> Vec<serde_json::Value> {
@@ -607,17 +600,7 @@ service "slow" {{
         } else {
             &["rollback", "-y"]
         };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sanctuary"))
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        child.wait().unwrap();
+        kill_after(dir, args, Duration::from_millis(delay_ms));
         history_is_whole(dir);
         // The next command converges, and records what it changed.
         expect(dir, &["apply", "-y"], 0);
