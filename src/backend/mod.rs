@@ -8,6 +8,7 @@
 //!
 //! The project's own objects are found by label ([`LabelFilter`]), never by name patterns.
 
+pub mod chunks;
 pub mod context;
 pub mod docker;
 mod docker_convert;

@@ -26,9 +26,9 @@ use std::io::{self, Read};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 
+use crate::backend::chunks::{self, ChunkReader};
 use crate::backend::names;
 use crate::backend::{Backend, BackendError, ContainerSpec, MountSource, MountSpec, TarChunks};
 
@@ -91,12 +91,6 @@ fn docker_err(backup: &str, step: String) -> impl FnOnce(BackendError) -> RunErr
     }
 }
 
-/// Chunks in flight between the engine and the synchronous archive code: enough to keep
-/// both sides busy without holding much in memory.
-const CHANNEL_CHUNKS: usize = 16;
-/// Size of the chunks a local tar stream is sent to the engine in.
-const SEND_CHUNK: usize = 1 << 20;
-
 /// The helper container a volume is being read through; [`ReadHelper::close`] removes it
 /// once the stream has been read.
 pub struct ReadHelper {
@@ -140,28 +134,30 @@ pub async fn open_volume(
         backup,
         format!("creating a helper container for volume {volume}"),
     ))?;
-    let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL_CHUNKS);
+    let (tx, reader) = chunks::reader();
     let container = spec.name.clone();
     let what = format!("reading volume {volume}");
     let stop = stop.clone();
     tokio::spawn(async move {
-        let mut chunks = backend.copy_out_stream(&container, MOUNT_POINT);
+        let mut stream = backend.copy_out_stream(&container, MOUNT_POINT);
         loop {
             let chunk = tokio::select! {
-                chunk = chunks.next() => match chunk {
+                chunk = stream.next() => match chunk {
                     Some(chunk) => chunk,
-                    None => break,
+                    None => {
+                        tx.finish().await;
+                        break;
+                    }
                 },
                 () = stop.requested_async() => {
-                    // An error, not the end: a closed channel would read as a complete stream.
                     let _ = tx.send(Err(stopped_io())).await;
                     break;
                 }
             };
             let failed = chunk.is_err();
             let chunk = chunk.map_err(|e| io::Error::other(format!("{what}: {e}")));
-            // A closed channel means the reader gave up; nothing is left to do.
-            if tx.send(chunk).await.is_err() || failed {
+            // A reader that is gone gave up; nothing is left to do.
+            if !tx.send(chunk).await || failed {
                 break;
             }
         }
@@ -170,71 +166,21 @@ pub async fn open_volume(
         ReadHelper {
             container: spec.name,
         },
-        ChunkReader {
-            rx,
-            current: Bytes::new(),
-        },
+        reader,
     ))
-}
-
-/// A blocking [`Read`] over chunks sent from the runtime. Must not be read on a runtime
-/// thread.
-pub struct ChunkReader {
-    rx: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
-    current: Bytes,
-}
-
-impl Read for ChunkReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(chunk) => self.current = chunk?,
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
 }
 
 /// Sends a synchronous tar stream to the engine in chunks: a thread reads it and feeds a
 /// bounded channel that the returned stream drains.
 fn send_chunks(mut tar: impl Read + Send + 'static) -> TarChunks<'static, io::Error> {
-    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Bytes>>(CHANNEL_CHUNKS);
-    std::thread::spawn(move || loop {
-        let mut buf = vec![0u8; SEND_CHUNK];
-        let chunk = match read_full(&mut tar, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                buf.truncate(n);
-                Ok(Bytes::from(buf))
-            }
-            Err(e) => Err(e),
-        };
-        let failed = chunk.is_err();
-        if tx.blocking_send(chunk).is_err() || failed {
-            break;
+    let (mut writer, stream) = crate::backend::chunks::channel();
+    std::thread::spawn(move || match io::copy(&mut tar, &mut writer) {
+        Ok(_) => {
+            let _ = writer.finish();
         }
+        Err(e) => writer.fail(e),
     });
-    futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|chunk| (chunk, rx))
-    })
-    .boxed()
-}
-
-/// Fills `buf` as far as `r` allows; fewer bytes only at the end of the stream.
-fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match r.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
+    stream
 }
 
 /// The staging volume this process unpacks a restore of `volume` into before it is swapped

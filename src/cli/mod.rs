@@ -160,6 +160,7 @@ fn print_all(bytes: &[u8], what: &str) -> Result<ExitCode> {
 
 /// Parses arguments, runs the command, prints any error, and returns the exit code.
 pub fn run() -> i32 {
+    init_logging();
     let cli = Cli::parse();
     if !cli.profiles.is_empty() {
         // Every manifest this command loads (the working one, a commit's, a generation's)
@@ -188,6 +189,33 @@ pub fn run() -> i32 {
             }
         }
     }
+}
+
+/// The variable that chooses which diagnostics reach stderr.
+pub const LOG_VAR: &str = "SANCTUARY_LOG";
+
+/// Diagnostics (`tracing` events) go to stderr, never stdout, which carries reports and
+/// `--json`: warnings of sanctuary by default, more with `SANCTUARY_LOG` (filter directives
+/// as `RUST_LOG` takes them: `debug`, `sanctuary::sync=trace,bollard=debug`). Each line
+/// carries the time since the command started, so a slow phase shows where it is.
+fn init_logging() {
+    use std::io::IsTerminal;
+    use tracing_subscriber::EnvFilter;
+    let default = || EnvFilter::new("sanctuary=warn");
+    let filter = match std::env::var(LOG_VAR) {
+        Ok(v) if !v.trim().is_empty() => EnvFilter::try_new(&v).unwrap_or_else(|e| {
+            eprintln!("warning: ignoring {LOG_VAR}={v:?}: {e}");
+            default()
+        }),
+        _ => default(),
+    };
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(!no_color && std::io::stderr().is_terminal())
+        .with_timer(tracing_subscriber::fmt::time::uptime())
+        .try_init();
 }
 
 fn dispatch(cli: Cli) -> Result<ExitCode> {

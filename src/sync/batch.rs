@@ -153,12 +153,25 @@ fn copy_to(
         Op::Copy { entry, .. } => entry,
         _ => unreachable!("copy_to is given copies only"),
     };
-    // The target still looks as scanned.
-    let paths: Vec<RelPath> = indices.iter().map(|&i| actions[i].path.clone()).collect();
-    let targets = match pair.side(to).stat_many(&paths) {
-        Ok(t) => t,
+    // The target still looks as scanned. A side that keeps new arrivals checks the paths
+    // the scan saw empty itself, as it writes.
+    let skip_empty = pair.side(to).keeps_new_arrivals();
+    let looked: Vec<usize> = (0..indices.len())
+        .filter(|&k| !skip_empty || snaps.of(to).get(&actions[indices[k]].path).is_some())
+        .collect();
+    let paths: Vec<RelPath> = looked
+        .iter()
+        .map(|&k| actions[indices[k]].path.clone())
+        .collect();
+    let mut targets = vec![None; indices.len()];
+    match pair.side(to).stat_many(&paths) {
+        Ok(seen) => {
+            for (&k, stat) in looked.iter().zip(seen) {
+                targets[k] = stat;
+            }
+        }
         Err(e) => return fail_all(indices, results, &e),
-    };
+    }
     let mut files = Vec::new();
     let mut dirs = Vec::new();
     for (k, &i) in indices.iter().enumerate() {
@@ -174,13 +187,17 @@ fn copy_to(
             files.push(i);
         }
     }
-    // The source still looks as scanned, then its bytes.
-    let paths: Vec<RelPath> = files.iter().map(|&i| actions[i].path.clone()).collect();
+    // The source still looks as scanned (unless the side holds the bytes the scan
+    // hashed), then its bytes.
+    let (held, looked): (Vec<usize>, Vec<usize>) = files
+        .iter()
+        .partition(|&&i| pair.side(from).holds_scanned(&actions[i].path));
+    let paths: Vec<RelPath> = looked.iter().map(|&i| actions[i].path.clone()).collect();
     let sources = match pair.side(from).stat_many(&paths) {
         Ok(s) => s,
-        Err(e) => return fail_all(&files, results, &e),
+        Err(e) => return fail_all(&looked, results, &e),
     };
-    let fresh: Vec<usize> = files
+    let mut fresh: Vec<usize> = looked
         .iter()
         .zip(&sources)
         .filter_map(|(&i, now)| {
@@ -192,6 +209,7 @@ fn copy_to(
             }
         })
         .collect();
+    fresh.extend(held);
     let paths: Vec<RelPath> = fresh.iter().map(|&i| actions[i].path.clone()).collect();
     let contents = pair.side(from).read_many(&paths);
     let mut items = Vec::new();
@@ -202,6 +220,7 @@ fn copy_to(
             put: Put::Dir {
                 mode: entry_of(i).mode,
             },
+            replaces: false,
         });
         carried.push((i, None));
     }
@@ -217,6 +236,7 @@ fn copy_to(
                         mode: entry.mode,
                         mtime_ms: entry.mtime,
                     },
+                    replaces: snaps.of(to).get(path).is_some(),
                 });
                 // Only `.json` files keep their text in the base.
                 carried.push((i, path.is_json().then_some(host_form)));
@@ -259,7 +279,10 @@ fn copy_to(
                 record_json(new_base, path, &text);
             }
         }
-        results[i] = Some(result.map_err(Hold::from));
+        results[i] = Some(result.map_err(|e| match e {
+            super::side::SideError::Appeared { .. } => changed(&actions[i].path, to),
+            e => Hold::from(e),
+        }));
     }
 }
 

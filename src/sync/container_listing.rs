@@ -28,7 +28,8 @@ pub const STAT_MANY_SCRIPT: &str = r#"f=$1; shift; stat -c "$f" "$@" 2>/dev/null
 /// n, then n directories that must not be symlinks (else nothing moves: exit 3, naming it);
 /// then records: `D k DEST` moves the staged directory `t<k>` to DEST unless something is
 /// there already; `F k DIR` moves every file staged in `g<k>` into the directory DIR (one
-/// `mv` for the group; each rename replaces a file atomically). Prints `NONCE|D|k` for a
+/// `mv` for the group; each rename replaces a file atomically); `N k DIR` likewise, but never
+/// replaces a file that is there (`mv -n`). Prints `NONCE|D|k` for a
 /// directory and `NONCE|F|PATH` for a staged file that did not move, then removes the stage.
 pub const MOVE_SCRIPT: &str = r#"stage=$1; nonce=$2; n=$3; shift 3
 while [ "$n" -gt 0 ]; do
@@ -39,8 +40,9 @@ while [ $# -ge 3 ]; do
   case $1 in
     D) if [ ! -e "$3" ] && [ ! -L "$3" ]; then mv -f "$stage/t$2" "$3" 2>/dev/null; fi
        if [ -e "$stage/t$2" ]; then echo "$nonce|D|$2"; fi ;;
-    F) g="$stage/g$2"
-       mv -f "$g"/* "$g"/.[!.]* "$g"/..?* "$3"/ 2>/dev/null
+    F|N) g="$stage/g$2"
+       if [ "$1" = F ]; then o=-f; else o=-n; fi
+       mv $o "$g"/* "$g"/.[!.]* "$g"/..?* "$3"/ 2>/dev/null
        for f in "$g"/* "$g"/.[!.]* "$g"/..?*; do
          if [ -e "$f" ] || [ -L "$f" ]; then echo "$nonce|F|$f"; fi
        done ;;

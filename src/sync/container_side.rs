@@ -30,7 +30,7 @@ use super::container_tar::{self, Owner, Staged, TarItem};
 use super::model::{Entry, EntryKind, RelPath, Snapshot};
 use super::rewrite::{Direction, RuleSet};
 use super::side::{CachedHash, HashCache, Put, PutItem, Side, SideError, Stat, RACY_WINDOW_MS};
-use crate::backend::{Backend, BackendError};
+use crate::backend::{chunks, Backend, BackendError};
 use crate::debris;
 
 /// How files written into the container are owned and permissioned.
@@ -61,6 +61,8 @@ pub struct ContainerSide {
     stages: AtomicU64,
     /// Cancelled: every call in flight ends at once with an `Interrupted` error.
     stop: Option<CancellationToken>,
+    /// The listing [`Side::root_exists`] made, for the scan that follows it.
+    prelisted: Mutex<Option<Listing>>,
 }
 
 /// The mode bits a file gets in the container.
@@ -161,6 +163,7 @@ impl ContainerSide {
             tree_bytes: AtomicU64::new(0),
             stages: AtomicU64::new(0),
             stop: None,
+            prelisted: Mutex::new(None),
         }
     }
 
@@ -237,6 +240,27 @@ impl ContainerSide {
 
     fn copy_in(&self, dir: &str, tar: Vec<u8>) -> io::Result<()> {
         self.block(self.backend.copy_in(&self.container, dir, tar))
+    }
+
+    /// Unpacks into directory `dir` the archive `write` produces, built on a thread of its
+    /// own while it is sent, so reading and sending overlap and memory holds a few chunks.
+    fn copy_in_written(
+        &self,
+        dir: &str,
+        write: impl FnOnce(&mut chunks::ChunkWriter) -> io::Result<()> + Send,
+    ) -> io::Result<()> {
+        let (mut writer, stream) = chunks::channel();
+        std::thread::scope(|s| {
+            // The upload ending first (failed, or stopped) drops the stream, and the
+            // writer's next send fails: the thread always ends.
+            s.spawn(move || match write(&mut writer) {
+                Ok(()) => {
+                    let _ = writer.finish();
+                }
+                Err(e) => writer.fail(e),
+            });
+            self.block(self.backend.copy_in_stream(&self.container, dir, stream))
+        })
     }
 
     fn parent_dir(&self, path: &RelPath) -> String {
@@ -443,6 +467,8 @@ type Hashed = (RelPath, Entry, Option<CachedHash>, Owner, Option<TarItem>);
 /// What the listing scripts found.
 struct Listing {
     root_owner: Option<Owner>,
+    /// Whether the root is a directory.
+    root_is_dir: bool,
     entries: Vec<(RelPath, Listed)>,
     temps: Vec<String>,
 }
@@ -525,6 +551,7 @@ impl ContainerSide {
         };
         let mut found = Listing {
             root_owner: None,
+            root_is_dir: false,
             entries: Vec::with_capacity(records.len()),
             temps: Vec::new(),
         };
@@ -533,6 +560,7 @@ impl ContainerSide {
                 Record::Temp(abs) => found.temps.push(abs),
                 Record::Stat(abs, Some(l)) if abs == self.root() => {
                     found.root_owner = Some(l.owner);
+                    found.root_is_dir = l.kind == EntryKind::Dir;
                 }
                 Record::Stat(abs, Some(l)) => match listing::relative(&self.root, &abs) {
                     Some(path) => found.entries.push((path, l)),
@@ -684,13 +712,49 @@ impl ContainerSide {
         if paths.len() as u64 * ROUND_TRIP_BYTES < tree {
             return self.fetch_each(paths);
         }
-        let bytes = self.copy_out(&format!("{}/.", self.root))?;
         let want: std::collections::HashSet<&RelPath> = paths.iter().collect();
-        Ok(container_tar::read_tree(&bytes)?
-            .items
-            .into_iter()
-            .filter(|(p, _)| want.contains(p))
-            .collect())
+        let tree = self.copy_out_read(&format!("{}/.", self.root), |tar| {
+            container_tar::read_tree_where(tar, |p| want.contains(p))
+        })?;
+        Ok(tree.items.into_iter().collect())
+    }
+
+    /// `abs` out of the container, read by `read` on a thread of its own as it arrives, so
+    /// reading the archive overlaps its transfer and memory holds a few chunks of it.
+    fn copy_out_read<T: Send>(
+        &self,
+        abs: &str,
+        read: impl FnOnce(&mut chunks::ChunkReader) -> io::Result<T> + Send,
+    ) -> io::Result<T> {
+        use futures_util::StreamExt;
+        let (tx, mut reader) = chunks::reader();
+        std::thread::scope(|s| {
+            // The transfer ending first (failed, stopped) drops the sender, and the reader
+            // fails: the thread always ends.
+            let parsed = s.spawn(move || read(&mut reader));
+            let sent = self.block(async move {
+                let mut stream = self.backend.copy_out_stream(&self.container, abs);
+                while let Some(chunk) = stream.next().await {
+                    match chunk {
+                        Ok(c) => {
+                            if !tx.send(Ok(c)).await {
+                                // The reader failed; its error says why.
+                                return Ok(());
+                            }
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                tx.finish().await;
+                Ok(())
+            });
+            let parsed = parsed
+                .join()
+                .unwrap_or_else(|_| Err(other("reading the archive panicked")));
+            // The transfer's own error is the cause of a reader's cut stream.
+            sent?;
+            parsed
+        })
     }
 
     fn fetch_each(&self, paths: &[RelPath]) -> io::Result<HashMap<RelPath, TarItem>> {
@@ -778,6 +842,14 @@ impl Side for ContainerSide {
     }
 
     fn root_exists(&self) -> Result<bool, SideError> {
+        // The listing the scan needs answers this too: one round trip instead of two. A
+        // root that is missing (or a container that cannot list) is asked directly.
+        if let Ok(Some(listing)) = self.list() {
+            if listing.root_is_dir {
+                *self.prelisted.lock().unwrap_or_else(|e| e.into_inner()) = Some(listing);
+                return Ok(true);
+            }
+        }
         let (code, out) = self
             .sh(
                 r#"if [ -d "$1" ]; then echo yes; else echo no; fi"#,
@@ -806,7 +878,16 @@ impl Side for ContainerSide {
             path: self.describe(),
             source,
         };
-        match self.list().map_err(scan_err)? {
+        let prelisted = self
+            .prelisted
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let listed = match prelisted {
+            Some(l) => Some(l),
+            None => self.list().map_err(scan_err)?,
+        };
+        match listed {
             Some(listing) => self.scan_listed(listing, ignore, to_host, cache),
             // No `find` or `stat` that lists the tree (or a part could not be read): one
             // archive of the whole tree, as Docker reads it.
@@ -965,10 +1046,22 @@ impl Side for ContainerSide {
         Ok(abs.iter().map(|a| seen.get(a).copied()).collect())
     }
 
+    fn keeps_new_arrivals(&self) -> bool {
+        true
+    }
+
+    fn holds_scanned(&self, path: &RelPath) -> bool {
+        let now = now_ms();
+        self.fetched.lock().is_ok_and(|m| {
+            m.get(path)
+                .is_some_and(|i| now - i.mtime_ms >= RACY_WINDOW_MS)
+        })
+    }
+
     fn read_many(&self, paths: &[RelPath]) -> Vec<Result<Vec<u8>, SideError>> {
-        // Content the scan fetched is the content it hashed; the engine has checked that
-        // the file's mtime did not move since. A file changed within the racy window might
-        // have changed in the same second: it is read again.
+        // Content the scan fetched is the content it hashed, which is what the base records
+        // (see `holds_scanned`). A file changed within the racy window might have changed in
+        // the same second as the scan: it is read again.
         let now = now_ms();
         let mut kept = self
             .fetched
@@ -1057,7 +1150,10 @@ impl Side for ContainerSide {
             outer
         };
         let mut tops: Vec<&RelPath> = Vec::new();
-        let mut groups: BTreeMap<Option<RelPath>, usize> = BTreeMap::new();
+        // Files are grouped by directory and by whether they replace what the scan saw
+        // (moved with `mv -f`) or go where the scan saw nothing (`mv -n`: whatever appeared
+        // since stays).
+        let mut groups: BTreeMap<(Option<RelPath>, bool), usize> = BTreeMap::new();
         // Where each item sits in the stage, and the record that reports it.
         let mut staged_as: Vec<(String, Unmoved)> = Vec::with_capacity(items.len());
         for item in items {
@@ -1088,7 +1184,9 @@ impl Side for ContainerSide {
                 }
                 (None, Put::File { .. }) => {
                     let n = groups.len();
-                    let k = *groups.entry(item.path.parent()).or_insert(n);
+                    let k = *groups
+                        .entry((item.path.parent(), item.replaces))
+                        .or_insert(n);
                     staged_as.push((
                         format!("g{k}/{}", item.path.file_name()),
                         Unmoved::File(k, item.path.file_name().to_string()),
@@ -1120,13 +1218,13 @@ impl Side for ContainerSide {
             entries.push((name.as_str(), staged, owner));
         }
         let stage = self.next_stage();
-        let archive = match container_tar::staged_archive(&stage, stage_owner, &entries, now_s()) {
-            Ok(a) => a,
-            Err(e) => return fail_all(e),
-        };
+        let sent = self.copy_in_written(self.root(), |out| {
+            container_tar::write_staged_archive(out, &stage, stage_owner, &entries, now_s())
+                .map(drop)
+        });
         drop(entries);
         let stage_abs = format!("{}/{stage}", self.root);
-        if let Err(e) = self.copy_in(self.root(), archive) {
+        if let Err(e) = sent {
             // Whatever was unpacked is debris now; a later scan sweeps it if this fails too.
             let _ = self.sh_unstoppable(r#"rm -rf "$1""#, &[stage_abs]);
             return fail_all(e);
@@ -1136,7 +1234,7 @@ impl Side for ContainerSide {
         for top in &tops {
             guard.extend(listing::ancestors(&self.root, top.parent().as_ref()));
         }
-        for dir in groups.keys() {
+        for (dir, _) in groups.keys() {
             guard.extend(listing::ancestors(&self.root, dir.as_ref()));
         }
         let nonce = listing::nonce();
@@ -1145,13 +1243,15 @@ impl Side for ContainerSide {
         for (k, top) in tops.iter().enumerate() {
             args.extend(["D".to_string(), k.to_string(), self.abs(top)]);
         }
-        for (dir, k) in &groups {
+        for ((dir, replaces), k) in &groups {
             let dest = match dir {
                 Some(d) => self.abs(d),
                 None => self.root().to_string(),
             };
-            args.extend(["F".to_string(), k.to_string(), dest]);
+            let op = if *replaces { "F" } else { "N" };
+            args.extend([op.to_string(), k.to_string(), dest]);
         }
+        tracing::debug!(entries = items.len(), "batch sent; moving it into place");
         let (code, out) = match self.sh_unstoppable(listing::MOVE_SCRIPT, &args) {
             Ok(r) => r,
             Err(e) => return fail_all(e),
@@ -1192,6 +1292,12 @@ impl Side for ContainerSide {
                     Unmoved::Dir(k) => unmoved_dirs.contains(k),
                     Unmoved::File(k, name) => unmoved_files.contains(&(*k, name.clone())),
                 };
+                // Only a path the scan saw empty can be refused: something arrived there.
+                if stuck && (!item.replaces || matches!(unmoved, Unmoved::Dir(_))) {
+                    return Err(SideError::Appeared {
+                        path: self.show(&item.path),
+                    });
+                }
                 if stuck {
                     return Err(write_err(
                         &item.path,

@@ -99,7 +99,13 @@ fn item_of<R: Read>(entry: &mut tar::Entry<'_, R>) -> io::Result<Option<TarItem>
 /// Reads a whole tree. Names that are not UTF-8 or not valid relative paths are skipped
 /// with a warning (the host side does the same).
 pub fn read_tree(bytes: &[u8]) -> io::Result<TarTree> {
-    let mut archive = tar::Archive::new(bytes);
+    read_tree_where(bytes, |_| true)
+}
+
+/// Reads a tree as it arrives, keeping the entries `keep` accepts (the content of others is
+/// skipped over, not held).
+pub fn read_tree_where(tar: impl Read, keep: impl Fn(&RelPath) -> bool) -> io::Result<TarTree> {
+    let mut archive = tar::Archive::new(tar);
     let mut tree = TarTree::default();
     for entry in archive.entries()? {
         let mut entry = entry?;
@@ -109,16 +115,24 @@ pub fn read_tree(bytes: &[u8]) -> io::Result<TarTree> {
             continue;
         };
         let name = name.trim_start_matches("./").trim_end_matches('/');
-        let Some(item) = item_of(&mut entry)? else {
-            continue;
-        };
         if name.is_empty() || name == "." {
-            tree.root_owner = Some(item.owner);
+            if let Some(item) = item_of(&mut entry)? {
+                tree.root_owner = Some(item.owner);
+            }
             continue;
         }
-        match RelPath::new(name) {
-            Ok(path) => tree.items.push((path, item)),
-            Err(_) => tracing::warn!(name, "skipping an unusable container path"),
+        let path = match RelPath::new(name) {
+            Ok(path) => path,
+            Err(_) => {
+                tracing::warn!(name, "skipping an unusable container path");
+                continue;
+            }
+        };
+        if !keep(&path) {
+            continue;
+        }
+        if let Some(item) = item_of(&mut entry)? {
+            tree.items.push((path, item));
         }
     }
     Ok(tree)
@@ -203,24 +217,18 @@ pub enum Staged<'a> {
     },
 }
 
-/// An archive of many entries, each `(name, entry, owner)`, below the directory `stage`
-/// (which the archive creates first, 0700 and owned by `stage_owner`, so nothing in the
-/// container reads a half-written batch, while whoever moves entries out of it may). Names
-/// are relative to `stage`, parents before their contents.
-pub fn staged_archive(
+/// Writes an archive of many entries, each `(name, entry, owner)`, below the directory
+/// `stage` (which the archive creates first, 0700 and owned by `stage_owner`, so nothing in
+/// the container reads a half-written batch, while whoever moves entries out of it may) to
+/// `out`. Names are relative to `stage`, parents before their contents.
+pub fn write_staged_archive<W: io::Write>(
+    out: W,
     stage: &str,
     stage_owner: Owner,
     entries: &[(&str, Staged<'_>, Owner)],
     mtime_s: u64,
-) -> io::Result<Vec<u8>> {
-    let total: usize = entries
-        .iter()
-        .map(|(_, e, _)| match e {
-            Staged::File { bytes, .. } => bytes.len() + 1024,
-            Staged::Dir { .. } => 512,
-        })
-        .sum();
-    let mut b = tar::Builder::new(Vec::with_capacity(total + 4096));
+) -> io::Result<W> {
+    let mut b = tar::Builder::new(out);
     let mut h = header(tar::EntryType::Directory, 0o700, stage_owner, mtime_s);
     b.append_data(&mut h, stage, io::empty())?;
     for (name, entry, owner) in entries {

@@ -179,6 +179,15 @@ pub enum SyncError {
         /// The cause.
         source: SideError,
     },
+    /// What the pass wrote could not be made durable, so the base was not recorded (the
+    /// next pass sees both sides changed and keeps both).
+    #[error("cannot flush what the pass wrote on the {side} side; the pass is not recorded")]
+    Flush {
+        /// Which side.
+        side: SideName,
+        /// The cause.
+        source: SideError,
+    },
     /// The base could not be loaded or saved.
     #[error(transparent)]
     Base(#[from] BaseStoreError),
@@ -254,12 +263,18 @@ pub fn sync_pass(
         host_cache.clear();
         container_cache.clear();
     }
+    tracing::debug!("scanning {}", host.describe());
     let host_snap = host
         .scan(&ignore, None, &mut host_cache)
         .map_err(|source| SyncError::Scan {
             side: SideName::Host,
             source,
         })?;
+    tracing::debug!(
+        entries = host_snap.len(),
+        "scanning {}",
+        container.describe()
+    );
     let container_snap = container
         .scan(&ignore, Some(&opts.rules), &mut container_cache)
         .map_err(|source| SyncError::Scan {
@@ -473,6 +488,7 @@ pub fn sync_pass(
         }
         let (run, results) = if end > next {
             let run = &ordered[next..end];
+            tracing::debug!(actions = run.len(), bytes, "applying a batch");
             (run, apply_batch(&pair, run, &snaps, &mut new_base))
         } else {
             end = next + 1;
@@ -518,6 +534,11 @@ pub fn sync_pass(
         }
     }
     if changed_base {
+        // The base must never record a write the disk could still lose.
+        for (side, s) in [(SideName::Host, host), (SideName::Container, container)] {
+            s.flush()
+                .map_err(|source| SyncError::Flush { side, source })?;
+        }
         store.save(&new_base)?;
     }
     Ok(report)

@@ -25,12 +25,18 @@ use crate::fsutil;
 #[derive(Debug, Clone)]
 pub struct HostSide {
     root: PathBuf,
+    /// [`Side::put_many`] wrote files that are not flushed yet (shared by clones: they are
+    /// the same directory).
+    unflushed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl HostSide {
     /// A side rooted at `root` (which need not exist yet; [`Side::root_exists`] tells).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        HostSide { root: root.into() }
+        HostSide {
+            root: root.into(),
+            unflushed: Default::default(),
+        }
     }
 
     /// The root directory.
@@ -188,6 +194,35 @@ fn now_ms() -> i64 {
 
 fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
+}
+
+impl HostSide {
+    /// One file of a batch: through a temporary name and a rename, as
+    /// [`Side::write_file`], with the source's mode and mtime; not flushed (the batch is).
+    fn put_file(
+        &self,
+        path: &RelPath,
+        bytes: &[u8],
+        mode: u32,
+        mtime_ms: i64,
+    ) -> Result<(), SideError> {
+        self.check_ancestors(path)?;
+        let target = self.abs(path);
+        let err = |source| SideError::Write {
+            path: self.show(path),
+            source,
+        };
+        let mut tmp = fsutil::temp_beside(&target).map_err(err)?;
+        tmp.write_all(bytes).map_err(err)?;
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(mode & 0o7777))
+            .map_err(err)?;
+        let mtime =
+            UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(mtime_ms).unwrap_or(0));
+        tmp.as_file().set_modified(mtime).map_err(err)?;
+        tmp.persist(&target).map_err(|e| err(e.error))?;
+        Ok(())
+    }
 }
 
 impl Side for HostSide {
@@ -398,54 +433,58 @@ impl Side for HostSide {
     }
 
     /// Each file goes through a temporary name and a rename, as [`Side::write_file`]; the
-    /// fsyncs are one `syncfs` for the whole batch at the end, before the engine records the
-    /// base. A crash before that can lose a write whose base was not recorded yet: the next
-    /// pass then sees both sides changed and keeps both, so nothing is lost.
+    /// fsyncs are one `syncfs` for the whole pass ([`Side::flush`]), before the engine
+    /// records the base. A crash before that can lose a write whose base was not recorded
+    /// yet: the next pass then sees both sides changed and keeps both, so nothing is lost.
     fn put_many(&self, items: &[PutItem]) -> Vec<Result<(), SideError>> {
-        let mut results: Vec<Result<(), SideError>> = items
+        // Directories first, in order (parents before their contents); then the files, on
+        // every core: creating and renaming thousands of files is kernel work that one
+        // thread leaves half the machine idle for.
+        let mut done: Vec<Option<Result<(), SideError>>> = items
             .iter()
             .map(|item| match &item.put {
-                Put::Dir { mode } => self.mkdir(&item.path, *mode),
+                Put::Dir { mode } => Some(self.mkdir(&item.path, *mode)),
+                Put::File { .. } => None,
+            })
+            .collect();
+        let written: Vec<(usize, Result<(), SideError>)> = items
+            .par_iter()
+            .enumerate()
+            .filter_map(|(k, item)| match &item.put {
                 Put::File {
                     bytes,
                     mode,
                     mtime_ms,
-                } => {
-                    self.check_ancestors(&item.path)?;
-                    let target = self.abs(&item.path);
-                    let err = |source| SideError::Write {
-                        path: self.show(&item.path),
-                        source,
-                    };
-                    let mut tmp = fsutil::temp_beside(&target).map_err(err)?;
-                    tmp.write_all(bytes).map_err(err)?;
-                    tmp.as_file()
-                        .set_permissions(fs::Permissions::from_mode(mode & 0o7777))
-                        .map_err(err)?;
-                    let mtime = UNIX_EPOCH
-                        + std::time::Duration::from_millis(u64::try_from(*mtime_ms).unwrap_or(0));
-                    tmp.as_file().set_modified(mtime).map_err(err)?;
-                    tmp.persist(&target).map_err(|e| err(e.error))?;
-                    Ok(())
-                }
+                } => Some((k, self.put_file(&item.path, bytes, *mode, *mtime_ms))),
+                Put::Dir { .. } => None,
             })
             .collect();
+        for (k, r) in written {
+            done[k] = Some(r);
+        }
+        let results: Vec<Result<(), SideError>> =
+            done.into_iter().map(|r| r.unwrap_or(Ok(()))).collect();
         if results.iter().any(Result::is_ok) {
-            let synced = fs::File::open(&self.root)
-                .and_then(|d| nix::unistd::syncfs(&d).map_err(io::Error::from));
-            if let Err(e) = synced {
-                let message = format!("flushing the written files to disk: {e}");
-                for (r, item) in results.iter_mut().zip(items) {
-                    if r.is_ok() {
-                        *r = Err(SideError::Write {
-                            path: self.show(&item.path),
-                            source: io::Error::new(e.kind(), message.clone()),
-                        });
-                    }
-                }
-            }
+            self.unflushed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
         results
+    }
+
+    fn flush(&self) -> Result<(), SideError> {
+        if !self
+            .unflushed
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            return Ok(());
+        }
+        tracing::debug!("flushing the written files to disk");
+        fs::File::open(&self.root)
+            .and_then(|d| nix::unistd::syncfs(&d).map_err(io::Error::from))
+            .map_err(|source| SideError::Write {
+                path: self.describe(),
+                source,
+            })
     }
 }
 

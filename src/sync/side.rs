@@ -112,6 +112,12 @@ pub enum SideError {
         /// The ancestor that is a symlink.
         via: String,
     },
+    /// Something appeared at a path the scan saw empty; [`Side::put_many`] left it alone.
+    #[error("{path} appeared since the scan")]
+    Appeared {
+        /// The path.
+        path: String,
+    },
 }
 
 /// What [`Side::put_many`] creates at one path, in the side's own form.
@@ -140,6 +146,10 @@ pub struct PutItem {
     pub path: RelPath,
     /// What.
     pub put: Put,
+    /// Whether the scan saw something at the path. A side that
+    /// [keeps new arrivals](Side::keeps_new_arrivals) leaves alone what appeared at a path
+    /// the scan saw empty, and reports it as [`SideError::Appeared`].
+    pub replaces: bool,
 }
 
 /// One end of a sync. Paths are relative to the side's root; content crosses this interface
@@ -154,6 +164,26 @@ pub trait Side: Send + Sync {
 
     /// Whether the root exists and is a directory.
     fn root_exists(&self) -> Result<bool, SideError>;
+
+    /// Whether [`Side::put_many`] never replaces what appeared since the scan at a path the
+    /// scan saw empty (`replaces: false`). A batch then need not look at such targets before
+    /// writing: on a side where every look is a round trip, that is one fewer per batch.
+    fn keeps_new_arrivals(&self) -> bool {
+        false
+    }
+
+    /// Whether reading `path` now returns the very bytes the scan hashed (the side kept
+    /// them), so a batch need not look at the source again before copying it: what it
+    /// copies is what the base will record, and a change made since is seen by the next pass.
+    fn holds_scanned(&self, _path: &RelPath) -> bool {
+        false
+    }
+
+    /// Makes durable what [`Side::put_many`] wrote without flushing. The engine calls it
+    /// once per pass, before it records the base.
+    fn flush(&self) -> Result<(), SideError> {
+        Ok(())
+    }
 
     /// Every entry under the root except ignored ones. File hashes are of the HOST form: when
     /// `to_host` is given, content is converted with it (container → host) before hashing.

@@ -567,3 +567,28 @@ fn completions_complete_commands_in_bash_and_the_man_page_lists_them() {
         man.stdout_has(cmd);
     }
 }
+
+#[test]
+fn sanctuary_log_sends_diagnostics_to_stderr_and_a_bad_filter_is_named() {
+    let t = Test::new().dir("a").dir("b").file("a/x.txt", "x");
+    let (a, b) = (t.path().join("a"), t.path().join("b"));
+    let (a, b) = (a.to_str().unwrap(), b.to_str().unwrap());
+    let out = t
+        .env("SANCTUARY_LOG", "sanctuary::sync=debug")
+        .env("NO_COLOR", "1")
+        .args(&["sync", "--local-dirs", a, b])
+        .run();
+    out.code(0)
+        .stderr_has("DEBUG")
+        .stderr_has("scanning host directory");
+    assert!(!out.stdout.contains("DEBUG"), "{}", out.stdout);
+    // Nothing was asked for: no diagnostics at all.
+    let quiet = Test::new().args(&["--version"]).run();
+    quiet.code(0);
+    assert!(quiet.stderr.is_empty(), "{}", quiet.stderr);
+    let bad = Test::new()
+        .env("SANCTUARY_LOG", "sanctuary=loud")
+        .args(&["--version"])
+        .run();
+    bad.code(0).stderr_has("ignoring SANCTUARY_LOG");
+}

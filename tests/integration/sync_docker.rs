@@ -781,6 +781,21 @@ impl SyncProject {
             .unwrap()
     }
 
+    /// [`SyncProject::spawn_sync`] with the debug log on stderr, which says when a batch
+    /// starts.
+    fn spawn_sync_logged(&self) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+            .arg("-f")
+            .arg(self.dir.path().join("Sanctuary.kdl"))
+            .arg("sync")
+            .env("NO_COLOR", "1")
+            .env("SANCTUARY_LOG", "sanctuary::sync=debug")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// The project's containers other than the probe.
     fn helpers(&self) -> Vec<String> {
         let ps = Command::new("docker")
@@ -807,10 +822,26 @@ async fn sigterm_stops_a_long_pass_at_once_and_the_next_pass_converges() {
         return;
     }
     let p = SyncProject::new("sync-sigterm", &rule("big", ""));
-    random_files(p.dir.path(), "big", 480, 256 << 10);
-    let mut child = p.spawn_sync();
-    // Long enough to be past the scans and into the transfer of 120 MB.
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // Two batches (180 MB): after the first starts, more than a batch is still to go.
+    random_files(p.dir.path(), "big", 720, 256 << 10);
+    let mut child = p.spawn_sync_logged();
+    // The signal goes when the transfer has started, as the debug log says.
+    let (lines, seen) = std::sync::mpsc::channel();
+    let mut err = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(&mut err)) {
+            let Ok(line) = line else { break };
+            if line.contains("applying a batch") {
+                let _ = lines.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    seen.recv_timeout(std::time::Duration::from_secs(120))
+        .expect("the pass never started a batch");
     assert!(
         child.try_wait().unwrap().is_none(),
         "the pass ended before the signal"
@@ -819,8 +850,7 @@ async fn sigterm_stops_a_long_pass_at_once_and_the_next_pass_converges() {
     signal(&child, nix::sys::signal::Signal::SIGTERM);
     let status = child.wait().unwrap();
     let took = sent.elapsed();
-    let mut stderr = String::new();
-    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+    let stderr = reader.join().unwrap();
     assert_eq!(status.code(), Some(143), "stderr:\n{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
     let line = format!("sync: SIGTERM to exit in {took:?}\n");
@@ -835,7 +865,7 @@ async fn sigterm_stops_a_long_pass_at_once_and_the_next_pass_converges() {
 
     p.sync_ok(&[]);
     assert_eq!(p.container_digests("/v/big"), host_digests(&p.host("big")));
-    assert_eq!(host_digests(&p.host("big")).len(), 480);
+    assert_eq!(host_digests(&p.host("big")).len(), 720);
     let out = p.sync_ok(&[]);
     assert!(out.contains("up to date"), "{out}");
 }
