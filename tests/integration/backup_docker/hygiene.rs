@@ -521,3 +521,47 @@ async fn helpers_of_dead_processes_go_with_the_next_backup_and_live_ones_stay() 
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_while_quiescing_finishes_the_stop_then_brings_the_service_back() {
+    if docker_or_skip("backup_sigterm_quiesce").await.is_none() {
+        return;
+    }
+    let s = Stack::new(
+        "bk-sigquiesce",
+        r#"backup "data" {
+    volume "data"
+    quiesce "stop" "writer"
+    copy "one" path="./b1"
+}"#,
+    );
+    s.up();
+    let mut child = start(&s, &["backup"]);
+    // The journal is written just before the service is stopped; the writer's `sleep` is
+    // pid 1 and ignores SIGTERM, so the stop lasts its whole stop-timeout (10 s).
+    let journal = s.path(".sanctuary/backup/data.quiesced.json");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !journal.exists() {
+        assert!(Instant::now() < deadline, "the backup never quiesced");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backup ended early"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(s.running(), "the stop is still waiting for the service");
+    let (code, took) = signal_and_wait(&mut child, nix::sys::signal::Signal::SIGTERM);
+    eprintln!("backup exited {took:?} after SIGTERM during the quiesce stop");
+    assert_eq!(code, Some(143), "SIGTERM is reported as 128 + 15");
+    // The stop ran to its end (it is not cut), and nothing after it was started.
+    assert!(
+        took > Duration::from_secs(5),
+        "exited after {took:?}: the stop was cut"
+    );
+    assert!(took < Duration::from_secs(25), "took {took:?} to stop");
+    assert!(s.running(), "the quiesced service was brought back");
+    assert!(!journal.exists(), "the quiesce journal is cleared");
+    assert_eq!(super::listed_snapshots(&s), 0, "nothing was committed");
+    assert_clean(&s, "after SIGTERM while quiescing");
+}
