@@ -843,13 +843,17 @@ impl Side for ContainerSide {
 
     fn root_exists(&self) -> Result<bool, SideError> {
         // The listing the scan needs answers this too: one round trip instead of two. A
-        // root that is missing (or a container that cannot list) is asked directly.
+        // root that is missing (or a container that cannot list) is asked directly. A
+        // listing from an earlier pass never stands in for this one.
+        let mut prelisted = self.prelisted.lock().unwrap_or_else(|e| e.into_inner());
+        *prelisted = None;
         if let Ok(Some(listing)) = self.list() {
             if listing.root_is_dir {
-                *self.prelisted.lock().unwrap_or_else(|e| e.into_inner()) = Some(listing);
+                *prelisted = Some(listing);
                 return Ok(true);
             }
         }
+        drop(prelisted);
         let (code, out) = self
             .sh(
                 r#"if [ -d "$1" ]; then echo yes; else echo no; fi"#,
