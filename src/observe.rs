@@ -2,6 +2,8 @@
 //! (`status`), and their logs merged into one stream (`logs`). Read-only; found by name,
 //! as apply names them.
 
+pub mod events;
+
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;
 

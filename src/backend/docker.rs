@@ -12,6 +12,7 @@ use bollard::exec::{StartExecOptions, StartExecResults};
 use bollard::models::{
     ExecConfig, NetworkConnectRequest, NetworkCreateRequest, VolumeCreateRequest,
 };
+use bollard::query_parameters::EventsOptions;
 use bollard::query_parameters::{
     BuildImageOptions, CreateContainerOptions, CreateImageOptions, DownloadFromContainerOptions,
     ListContainersOptions, ListImagesOptions, ListNetworksOptions, ListVolumesOptions, LogsOptions,
@@ -28,8 +29,8 @@ use super::docker_convert::{
 };
 use super::error::{Action, BackendError, DaemonError, ObjectKind};
 use super::info::{
-    ContainerInfo, ContainerListing, ContainerState, Ensured, ExecResult, HealthState, ImageInfo,
-    LabelFilter, LogLine, ObjectListing, Processes,
+    ContainerInfo, ContainerListing, ContainerState, EngineEvent, Ensured, ExecResult, HealthState,
+    ImageInfo, LabelFilter, LogLine, ObjectListing, Processes,
 };
 use super::log_lines::split_lines;
 use super::spec::{ContainerSpec, ImageBuild};
@@ -538,6 +539,54 @@ impl DockerBackend {
         )
     }
 
+    fn events_impl(
+        &self,
+        since_nano: Option<i64>,
+        until: Option<i64>,
+    ) -> BoxStream<'_, Result<EngineEvent>> {
+        let options = EventsOptions {
+            since: since_nano.map(|n| {
+                format!(
+                    "{}.{:09}",
+                    n.div_euclid(1_000_000_000),
+                    n.rem_euclid(1_000_000_000)
+                )
+            }),
+            until: until.map(|u| u.to_string()),
+            // What a project is made of; image and daemon events are not the stack's.
+            filters: Some(HashMap::from([(
+                "type".to_string(),
+                vec!["container".into(), "network".into(), "volume".into()],
+            )])),
+        };
+        self.docker
+            .events(Some(options))
+            .map(|m| {
+                let m = m.map_err(|e| BackendError::Failed {
+                    action: Action::Events,
+                    target: "the engine".into(),
+                    source: daemon_error(e),
+                })?;
+                let kind = m
+                    .typ
+                    .and_then(|t| serde_json::to_value(t).ok())
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                let actor = m.actor.unwrap_or_default();
+                Ok(EngineEvent {
+                    kind,
+                    action: m.action.unwrap_or_default(),
+                    id: actor.id.unwrap_or_default(),
+                    attributes: to_btree(actor.attributes),
+                    time_nano: m
+                        .time_nano
+                        .or(m.time.map(|t| t.saturating_mul(1_000_000_000)))
+                        .unwrap_or(0),
+                })
+            })
+            .boxed()
+    }
+
     async fn copy_out_impl(&self, container: &str, path: &str) -> Result<Vec<u8>> {
         let options = DownloadFromContainerOptions {
             path: path.to_string(),
@@ -929,6 +978,14 @@ impl Backend for DockerBackend {
 
     fn copy_out<'a>(&'a self, container: &'a str, path: &'a str) -> BoxFuture<'a, Result<Vec<u8>>> {
         Box::pin(self.copy_out_impl(container, path))
+    }
+
+    fn events<'a>(
+        &'a self,
+        since_nano: Option<i64>,
+        until: Option<i64>,
+    ) -> BoxStream<'a, Result<EngineEvent>> {
+        self.events_impl(since_nano, until)
     }
 
     fn copy_in<'a>(

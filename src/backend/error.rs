@@ -43,6 +43,7 @@ pub enum Action {
     Logs,
     CopyOut,
     CopyIn,
+    Events,
 }
 
 impl fmt::Display for Action {
@@ -77,6 +78,7 @@ impl fmt::Display for Action {
             Action::Logs => "read logs of container",
             Action::CopyOut => "copy out of container",
             Action::CopyIn => "copy into container",
+            Action::Events => "watch the events of",
         };
         f.write_str(s)
     }

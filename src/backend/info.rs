@@ -151,6 +151,22 @@ pub struct LogLine {
     pub line: String,
 }
 
+/// Something that happened to an object of the engine, as its event stream reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineEvent {
+    /// `container`, `network`, `volume`, `image`, …
+    pub kind: String,
+    /// `start`, `die`, `health_status: unhealthy`, `create`, `destroy`, …
+    pub action: String,
+    /// The object's id.
+    pub id: String,
+    /// What the engine says about it: for a container its labels, `name`, `image`,
+    /// `exitCode`…; for a network or volume its `name` (or the id is the name).
+    pub attributes: BTreeMap<String, String>,
+    /// When, in nanoseconds since the Unix epoch.
+    pub time_nano: i64,
+}
+
 /// Labels an object must carry to be selected: every `key=value` pair, and every bare key
 /// with any value.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

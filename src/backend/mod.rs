@@ -30,8 +30,8 @@ use futures_util::{StreamExt, TryStreamExt};
 
 pub use error::{Action, BackendError, DaemonError, ObjectKind};
 pub use info::{
-    ContainerInfo, ContainerListing, ContainerState, Ensured, ExecResult, HealthState, ImageInfo,
-    LabelFilter, LogLine, LogStream, ObjectListing, Processes, PublishedPort,
+    ContainerInfo, ContainerListing, ContainerState, EngineEvent, Ensured, ExecResult, HealthState,
+    ImageInfo, LabelFilter, LogLine, LogStream, ObjectListing, Processes, PublishedPort,
 };
 pub use spec::{
     ContainerSpec, HealthCheck, ImageBuild, MountSource, MountSpec, NetworkAttachment, PortSpec,
@@ -191,6 +191,19 @@ pub trait Backend: Send + Sync {
         tail: Option<usize>,
         since: Option<i64>,
     ) -> BoxStream<'a, Result<LogLine>>;
+
+    /// The engine's events from `since_nano` (nanoseconds since the epoch; now when `None`)
+    /// until `until` (seconds since the epoch; without it the stream goes on while the
+    /// engine is reachable, and ends with an error when it goes away). An engine without
+    /// events has none.
+    fn events<'a>(
+        &'a self,
+        since_nano: Option<i64>,
+        until: Option<i64>,
+    ) -> BoxStream<'a, Result<EngineEvent>> {
+        let _ = (since_nano, until);
+        futures_util::stream::empty().boxed()
+    }
 
     /// `path` inside the container, as a tar archive.
     fn copy_out<'a>(&'a self, container: &'a str, path: &'a str) -> BoxFuture<'a, Result<Vec<u8>>>;

@@ -8,6 +8,7 @@ mod ci;
 mod data;
 mod drift;
 mod engine;
+mod events;
 mod follow;
 mod graph;
 mod history;
@@ -85,6 +86,8 @@ pub enum Command {
     Status,
     /// Stream service logs, prefixed by service.
     Logs(stack::LogsArgs),
+    /// Watch the project's engine events as they happen (start, die, health, oom…).
+    Events(events::Args),
     /// Run tests after bringing up what they need; JUnit with --junit.
     Test(test::Args),
     /// Validate, apply, test and tear the stack down, for CI.
@@ -235,6 +238,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Destroy(args) => stack::destroy(&ctx, args),
         Command::Status => stack::status(&ctx),
         Command::Logs(args) => stack::logs(&ctx, args),
+        Command::Events(args) => events::run(&ctx, args),
         Command::Test(args) => test::run(&ctx, args),
         Command::Ci(args) => ci::run(&ctx, args),
         Command::Sync(args) => sync::run(&ctx, args),

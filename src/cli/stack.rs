@@ -43,7 +43,7 @@ pub struct LogsArgs {
 }
 
 /// `--since`: seconds since the epoch, from a duration ago or an RFC 3339 timestamp.
-fn parse_since(s: &str) -> std::result::Result<i64, String> {
+pub(super) fn parse_since(s: &str) -> std::result::Result<i64, String> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.timestamp());
     }

@@ -224,3 +224,126 @@ service "admin" {{
     let out = expect(dir, &["--profile", "debgu", "plan"], 0);
     assert!(out.contains("did you mean `debug`?"), "{out}");
 }
+
+/// Reads JSON lines from a running `events --json` until `done` holds for what was read, or
+/// `wait` passes; what was read.
+fn read_events(
+    lines: &std::sync::mpsc::Receiver<serde_json::Value>,
+    wait: Duration,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = std::time::Instant::now() + wait;
+    let mut seen = Vec::new();
+    while !done(&seen) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(v) => seen.push(v),
+            Err(_) => break,
+        }
+    }
+    seen
+}
+
+fn has(seen: &[serde_json::Value], action: &str) -> bool {
+    seen.iter().any(|e| e["action"] == action)
+}
+
+#[test]
+fn events_stream_the_projects_container_events_live_and_replay_a_window() {
+    if !docker_available("events") {
+        return;
+    }
+    let project = TestProject::new("events");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_busybox_context(&dir.join("ctx")).unwrap();
+    let kdl = format!(
+        r#"project "{}"
+image "bb" {{
+    context "ctx"
+}}
+service "web" {{
+    image "bb"
+    command "sh" "-c" "touch /ok; exec sleep 1000"
+    stop-timeout "1s"
+    health {{
+        cmd "test" "-f" "/ok"
+        interval "1s"
+        retries 1
+    }}
+}}
+service "db" {{
+    image "bb"
+    command "sleep" "1000"
+    stop-timeout "1s"
+}}
+"#,
+        project.name
+    );
+    std::fs::write(dir.join("Sanctuary.kdl"), kdl).unwrap();
+    expect(dir, &["apply", "-y"], 0);
+    let web = project.object("web");
+
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+        .args(["--json", "events", "web"])
+        .current_dir(dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { break };
+            let v: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    // The watch is subscribed once it has started; give it a moment, then make events: the
+    // health check fails, and both services restart (db is not asked for).
+    std::thread::sleep(Duration::from_millis(700));
+    let out = sanct(dir, &["exec", "-T", "web", "rm", "/ok"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let seen = read_events(&lines, Duration::from_secs(30), |s| {
+        has(s, "health_status: unhealthy")
+    });
+    assert!(has(&seen, "health_status: unhealthy"), "{seen:#?}");
+    expect(dir, &["restart"], 0);
+    let more = read_events(&lines, Duration::from_secs(30), |s| {
+        has(s, "die") && has(s, "start")
+    });
+    assert!(has(&more, "die") && has(&more, "start"), "{more:#?}");
+    for e in seen.iter().chain(&more) {
+        assert_eq!(e["event"], "engine", "{e}");
+        assert_eq!(
+            e["object"],
+            serde_json::json!(web),
+            "only web's events: {e}"
+        );
+        assert_eq!(e["node"], "service.web", "{e}");
+        assert!(e["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{e}");
+    }
+    // Ctrl-C is how a watch ends: exit 0.
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    reader.join().unwrap();
+
+    // A window in the past replays what the engine kept (its last few hundred events, so
+    // only the latest are asked for under a busy engine), then exits; both services now.
+    let out = expect(dir, &["events", "--since", "5m", "--until", "0s"], 0);
+    for name in [&web, &project.object("db")] {
+        assert!(
+            out.lines()
+                .any(|l| l.contains(&format!("container {name}  start"))),
+            "{name} started:\n{out}"
+        );
+    }
+    // A service the manifest does not declare.
+    let out = expect(dir, &["events", "wbe"], 2);
+    assert!(out.contains("web"), "{out}");
+}
