@@ -13,6 +13,7 @@ mod blue_green_docker;
 mod cli_basics;
 mod converge_docker;
 mod docs_kdl;
+mod events_docker;
 mod gitops_docker;
 mod lifecycle_docker;
 mod manifest_errors;

@@ -1,0 +1,194 @@
+//! `sanctuary events` across a daemon restart, on a Docker daemon of the test's own (its own
+//! data root, exec root, pidfile and socket; the shared daemon is never touched): the watch
+//! says the engine went away, resumes when it is back, and an event that happened before it
+//! had reconnected is still delivered.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
+use std::time::{Duration, Instant};
+
+use crate::apply_docker::docker_available;
+
+/// A dockerd of its own under a temp dir, stopped and removed on drop.
+struct OwnDaemon {
+    root: tempfile::TempDir,
+    process: Option<Child>,
+}
+
+impl OwnDaemon {
+    fn start() -> Self {
+        let root = tempfile::Builder::new()
+            .prefix("sanct-dd")
+            .tempdir()
+            .unwrap();
+        let mut d = OwnDaemon {
+            root,
+            process: None,
+        };
+        d.up();
+        d
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.root.path().join(rel)
+    }
+
+    fn host(&self) -> String {
+        format!("unix://{}", self.path("sock").display())
+    }
+
+    fn up(&mut self) {
+        let log = std::fs::File::create(self.path("log")).unwrap();
+        let child = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(self.path("data"))
+            .arg("--exec-root")
+            .arg(self.path("exec"))
+            .arg("--pidfile")
+            .arg(self.path("pid"))
+            .args(["-H", &self.host()])
+            .args(["--bridge=none", "--iptables=false", "--ip6tables=false"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("dockerd");
+        self.process = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.docker(&["info"]).status.success() {
+            assert!(
+                Instant::now() < deadline,
+                "the test's dockerd did not start:\n{}",
+                std::fs::read_to_string(self.path("log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the daemon as a service manager would (SIGTERM, then waits).
+    fn down(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = child.wait();
+        }
+    }
+
+    fn docker(&self, args: &[&str]) -> std::process::Output {
+        Command::new("docker")
+            .args(["-H", &self.host()])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for OwnDaemon {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+fn next_until(
+    lines: &Receiver<serde_json::Value>,
+    seen: &mut Vec<serde_json::Value>,
+    what: &str,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !seen.iter().any(&wanted) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match lines.recv_timeout(left) {
+            Ok(v) => seen.push(v),
+            Err(_) => panic!("never saw {what}; saw {seen:#?}"),
+        }
+    }
+}
+
+fn watch(dir: &Path, host: &str) -> (Child, Receiver<serde_json::Value>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+        .args(["--json", "events"])
+        .current_dir(dir)
+        .env("DOCKER_HOST", host)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { break };
+            let v: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+#[test]
+fn events_ride_out_a_daemon_restart_and_lose_nothing_in_between() {
+    if !docker_available("events_restart") {
+        return;
+    }
+    let mut daemon = OwnDaemon::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let project = format!("evrestart{}", std::process::id());
+    std::fs::write(
+        tmp.path().join("Sanctuary.kdl"),
+        format!("project \"{project}\"\nvolume \"data\"\n"),
+    )
+    .unwrap();
+    let volume = format!("{project}-data");
+    let (mut child, lines) = watch(tmp.path(), &daemon.host());
+    std::thread::sleep(Duration::from_millis(800));
+    let mut seen = Vec::new();
+    assert!(daemon
+        .docker(&["volume", "create", &volume])
+        .status
+        .success());
+    // Another project's volume is not this project's event.
+    assert!(daemon
+        .docker(&["volume", "create", "someone-else"])
+        .status
+        .success());
+    next_until(&lines, &mut seen, "the volume's create", |e| {
+        e["action"] == "create" && e["object"] == serde_json::json!(volume)
+    });
+
+    let down_at = Instant::now();
+    daemon.down();
+    next_until(&lines, &mut seen, "engine-lost", |e| {
+        e["event"] == "engine-lost"
+    });
+    daemon.up();
+    // At once, before the watch can have reconnected (it retries every second).
+    assert!(daemon.docker(&["volume", "rm", &volume]).status.success());
+    next_until(&lines, &mut seen, "engine-back", |e| {
+        e["event"] == "engine-back"
+    });
+    next_until(&lines, &mut seen, "the volume's destroy", |e| {
+        e["action"] == "destroy" && e["object"] == serde_json::json!(volume)
+    });
+    eprintln!("events: the daemon was away for {:?}", down_at.elapsed());
+    assert!(
+        seen.iter().all(|e| e["object"] != "someone-else"),
+        "{seen:#?}"
+    );
+    let creates = seen
+        .iter()
+        .filter(|e| e["action"] == "create" && e["object"] == serde_json::json!(volume))
+        .count();
+    assert_eq!(
+        creates, 1,
+        "nothing is repeated after the reconnect: {seen:#?}"
+    );
+
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let _ = daemon.docker(&["volume", "rm", "someone-else"]);
+}
