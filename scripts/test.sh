@@ -5,10 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-docker.sh
-# The GitOps tests make their repositories with the git CLI.
-if ! command -v git >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git >/dev/null
-fi
+# The GitOps tests make their repositories with the git CLI; the https probe tests make
+# their certificates with the openssl CLI.
+for tool in git openssl; do
+    if ! command -v "$tool" >/dev/null; then
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >/dev/null
+    fi
+done
 # A throwaway sshd on loopback for the offsite (rclone sftp) backup tests, which then fail
 # instead of skipping; it prints HOST:PORT:USER:KEYFILE.
 SANCTUARY_TEST_SFTP=$(scripts/ensure-sshd.sh)

@@ -405,6 +405,10 @@ pub struct HttpProbe {
     pub body: Option<String>,
     pub retries: u32,
     pub delay: Duration,
+    /// For `https://`: a PEM file of CA certificates to trust besides the system's.
+    pub ca_file: Option<PathBuf>,
+    /// For `https://`: accept any certificate (a self-signed test host).
+    pub insecure: bool,
 }
 
 #[derive(Clone, Debug, Serialize)]

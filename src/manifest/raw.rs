@@ -414,6 +414,10 @@ pub struct Http {
     pub retries: Option<u32>,
     #[knuffel(property, str)]
     pub delay: Option<Duration>,
+    #[knuffel(property(name = "ca-file"))]
+    pub ca_file: Option<String>,
+    #[knuffel(property)]
+    pub insecure: Option<At<bool>>,
 }
 
 /// `tcp "127.0.0.1:3000"`.

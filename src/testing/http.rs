@@ -1,99 +1,39 @@
-//! A tiny HTTP/1.1 client for test probes, and the checks a probe makes on an answer.
+//! The HTTP client of sanctuary (test probes now; webhooks and exports share it), and the
+//! checks a probe makes on an answer.
 //!
-//! Probes talk to services on the local stack, so plain `http://` over a
-//! `tokio::net::TcpStream` is enough: one request, `Connection: close`, the whole answer read
-//! until the server closes (or `Content-Length` is reached), chunked bodies decoded.
-//! `https://` is refused with a clear message rather than half-supported.
+//! One well-kept client (`reqwest` on rustls, the system's CA certificates): `http://` and
+//! `https://`, redirects followed, chunked and compressed bodies handled by it. A probe may
+//! trust one more CA file (a stack's own CA) or, for a self-signed test host, any
+//! certificate.
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::manifest::HttpProbe;
 
-/// The most of an answer a probe reads; a health endpoint is far smaller.
+/// The most of an answer a probe keeps; a health endpoint is far smaller.
 const MAX_RESPONSE: usize = 4 * 1024 * 1024;
+/// How long one request may take, connecting included.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a request got no answer, or an answer that could not be read.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    #[error("`{url}` is not supported: only http:// URLs are, https:// is not")]
-    Unsupported { url: String },
-    #[error("`{url}` is not a valid http:// URL: {reason}")]
+    #[error("`{url}` is not a valid http:// or https:// URL: {reason}")]
     BadUrl { url: String, reason: String },
-    #[error("cannot connect to {authority}: {reason}")]
-    Connect { authority: String, reason: String },
+    #[error("cannot read the CA file {}: {reason}", path.display())]
+    CaFile { path: PathBuf, reason: String },
     #[error("request to {url} failed: {reason}")]
     Transfer { url: String, reason: String },
-    #[error("answer from {url} is not valid HTTP: {reason}")]
-    Malformed { url: String, reason: String },
 }
 
-/// An `http://host[:port]/path` URL, split.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Url {
-    pub host: String,
-    pub port: u16,
-    /// Path and query, starting with `/`.
-    pub path: String,
-}
-
-impl Url {
-    /// Parses `url`; anything but `http://` is refused.
-    pub fn parse(url: &str) -> Result<Url, HttpError> {
-        let bad = |reason: &str| HttpError::BadUrl {
-            url: url.to_string(),
-            reason: reason.to_string(),
-        };
-        let lower = url.to_ascii_lowercase();
-        if lower.starts_with("https://") {
-            return Err(HttpError::Unsupported {
-                url: url.to_string(),
-            });
-        }
-        if !lower.starts_with("http://") {
-            return Err(bad("it must start with http://"));
-        }
-        let rest = &url["http://".len()..];
-        let (authority, path) = match rest.find(['/', '?']) {
-            Some(i) if rest[i..].starts_with('/') => (&rest[..i], rest[i..].to_string()),
-            Some(i) => (&rest[..i], format!("/{}", &rest[i..])),
-            None => (rest, "/".to_string()),
-        };
-        // Drop a fragment: it is never sent.
-        let path = path.split('#').next().unwrap_or("/").to_string();
-        if authority.is_empty() {
-            return Err(bad("it has no host"));
-        }
-        let (host, port) = if let Some(inner) = authority.strip_prefix('[') {
-            // [::1]:8080
-            let end = inner
-                .find(']')
-                .ok_or_else(|| bad("unclosed `[` in the host"))?;
-            let host = &inner[..end];
-            let port = match inner[end + 1..].strip_prefix(':') {
-                Some(p) => p.parse().map_err(|_| bad("the port is not a number"))?,
-                None => 80,
-            };
-            (host.to_string(), port)
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (
-                    h.to_string(),
-                    p.parse().map_err(|_| bad("the port is not a number"))?,
-                ),
-                None => (authority.to_string(), 80),
-            }
-        };
-        Ok(Url { host, port, path })
-    }
-
-    fn authority(&self) -> String {
-        if self.host.contains(':') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
-    }
+/// How a request trusts an `https://` server beyond the system's CA certificates.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Trust<'a> {
+    /// A PEM file of more CA certificates to trust.
+    pub ca_file: Option<&'a Path>,
+    /// Accept any certificate.
+    pub insecure: bool,
 }
 
 /// An answer: status code and body (headers are not needed by any check).
@@ -103,144 +43,96 @@ pub struct Response {
     pub body: String,
 }
 
-/// Sends one request and reads the answer.
-pub async fn request(method: &str, url: &str, body: Option<&str>) -> Result<Response, HttpError> {
-    let u = Url::parse(url)?;
-    let authority = u.authority();
-    let mut stream = TcpStream::connect(&authority)
-        .await
-        .map_err(|e| HttpError::Connect {
-            authority: authority.clone(),
-            reason: e.to_string(),
-        })?;
-    let mut req = format!(
-        "{method} {} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: sanctuary\r\nAccept: */*\r\nConnection: close\r\n",
-        u.path
-    );
-    if let Some(b) = body {
-        req.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            b.len()
-        ));
+/// A client that trusts as `trust` says.
+pub fn client(trust: Trust<'_>) -> Result<reqwest::Client, HttpError> {
+    let mut b = reqwest::Client::builder()
+        .user_agent(concat!("sanctuary/", env!("CARGO_PKG_VERSION")))
+        .timeout(REQUEST_TIMEOUT);
+    if let Some(path) = trust.ca_file {
+        let ca_err = |reason: String| HttpError::CaFile {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| ca_err(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(ca_err("it holds no PEM certificate".into()));
+        }
+        for c in certs {
+            b = b.add_root_certificate(c);
+        }
     }
-    req.push_str("\r\n");
-    if let Some(b) = body {
-        req.push_str(b);
+    if trust.insecure {
+        b = b.danger_accept_invalid_certs(true);
     }
-    let transfer = |e: std::io::Error| HttpError::Transfer {
+    b.build().map_err(|e| HttpError::Transfer {
+        url: String::new(),
+        reason: e.to_string(),
+    })
+}
+
+/// What a failed request says, with the causes reqwest keeps underneath (a refused
+/// connection, a certificate that is not trusted).
+fn reason(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        let text = inner.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
+        src = inner.source();
+    }
+    s
+}
+
+/// Sends one request and reads the answer (a JSON `body` when given).
+pub async fn request(
+    method: &str,
+    url: &str,
+    body: Option<&str>,
+    trust: Trust<'_>,
+) -> Result<Response, HttpError> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| HttpError::BadUrl {
         url: url.to_string(),
         reason: e.to_string(),
-    };
-    stream.write_all(req.as_bytes()).await.map_err(transfer)?;
-    let mut raw = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        let n = stream.read(&mut buf).await.map_err(transfer)?;
-        if n == 0 {
-            break;
-        }
-        raw.extend_from_slice(&buf[..n]);
-        if raw.len() > MAX_RESPONSE || complete(&raw, method == "HEAD") {
-            break;
-        }
-    }
-    parse_response(&raw, method == "HEAD").map_err(|reason| HttpError::Malformed {
-        url: url.to_string(),
-        reason,
-    })
-}
-
-fn header_end(raw: &[u8]) -> Option<usize> {
-    raw.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
-}
-
-fn content_length(head: &str) -> Option<usize> {
-    head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case("content-length")
-            .then(|| v.trim().parse().ok())?
-    })
-}
-
-fn is_chunked(head: &str) -> bool {
-    head.lines().any(|l| {
-        l.split_once(':').is_some_and(|(k, v)| {
-            k.trim().eq_ignore_ascii_case("transfer-encoding")
-                && v.to_ascii_lowercase().contains("chunked")
-        })
-    })
-}
-
-/// Whether `raw` holds a whole answer already, so a server that keeps the connection open
-/// despite `Connection: close` does not stall the probe.
-fn complete(raw: &[u8], head_only: bool) -> bool {
-    let Some(end) = header_end(raw) else {
-        return false;
-    };
-    if head_only {
-        return true;
-    }
-    let head = String::from_utf8_lossy(&raw[..end]);
-    if is_chunked(&head) {
-        return raw.ends_with(b"0\r\n\r\n");
-    }
-    content_length(&head).is_some_and(|n| raw.len() - end >= n)
-}
-
-/// Splits a raw answer into status and body.
-pub fn parse_response(raw: &[u8], head_only: bool) -> Result<Response, String> {
-    let end = header_end(raw).ok_or("the headers never ended")?;
-    let head = String::from_utf8_lossy(&raw[..end]);
-    let status_line = head.lines().next().unwrap_or_default();
-    let mut parts = status_line.split_whitespace();
-    let version = parts.next().unwrap_or_default();
-    if !version.starts_with("HTTP/") {
-        return Err(format!("bad status line `{status_line}`"));
-    }
-    let status: u16 = parts
-        .next()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line `{status_line}`"))?;
-    if head_only {
-        return Ok(Response {
-            status,
-            body: String::new(),
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(HttpError::BadUrl {
+            url: url.to_string(),
+            reason: format!("the scheme is {}", parsed.scheme()),
         });
     }
-    let mut body = raw[end..].to_vec();
-    if is_chunked(&head) {
-        body = dechunk(&body)?;
-    } else if let Some(n) = content_length(&head) {
-        body.truncate(n);
+    let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| HttpError::BadUrl {
+        url: url.to_string(),
+        reason: e.to_string(),
+    })?;
+    let mut req = client(trust)?.request(method, parsed);
+    if let Some(b) = body {
+        req = req
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(b.to_string());
+    }
+    let transfer = |e: reqwest::Error| HttpError::Transfer {
+        url: url.to_string(),
+        reason: reason(&e),
+    };
+    let mut answer = req.send().await.map_err(transfer)?;
+    let status = answer.status().as_u16();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = answer.chunk().await.map_err(transfer)? {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() > MAX_RESPONSE {
+            bytes.truncate(MAX_RESPONSE);
+            break;
+        }
     }
     Ok(Response {
         status,
-        body: String::from_utf8_lossy(&body).into_owned(),
+        body: String::from_utf8_lossy(&bytes).into_owned(),
     })
-}
-
-fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or("a chunk size line never ended")?;
-        let size_text = String::from_utf8_lossy(&data[..line_end]);
-        let size_text = size_text.split(';').next().unwrap_or_default().trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| format!("bad chunk size `{size_text}`"))?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        if data.len() < size {
-            return Err("a chunk is shorter than its size".into());
-        }
-        out.extend_from_slice(&data[..size]);
-        data = data.get(size + 2..).unwrap_or_default();
-    }
 }
 
 /// The value at a dot path (`status`, `a.b.0.c`: numbers index arrays) in a JSON text.
@@ -307,60 +199,9 @@ mod tests {
             body: None,
             retries: 0,
             delay: Duration(StdDuration::ZERO),
+            ca_file: None,
+            insecure: false,
         }
-    }
-
-    #[test]
-    fn urls_split_into_host_port_and_path() {
-        assert_eq!(
-            Url::parse("http://127.0.0.1:3000/health?x=1").unwrap(),
-            Url {
-                host: "127.0.0.1".into(),
-                port: 3000,
-                path: "/health?x=1".into()
-            }
-        );
-        assert_eq!(Url::parse("http://beta").unwrap().port, 80);
-        assert_eq!(Url::parse("http://beta").unwrap().path, "/");
-        assert_eq!(Url::parse("http://[::1]:81/a").unwrap().host, "::1");
-        assert!(matches!(
-            Url::parse("https://x/"),
-            Err(HttpError::Unsupported { .. })
-        ));
-        assert!(matches!(
-            Url::parse("ftp://x/"),
-            Err(HttpError::BadUrl { .. })
-        ));
-        assert!(matches!(
-            Url::parse("http://x:port/"),
-            Err(HttpError::BadUrl { .. })
-        ));
-    }
-
-    #[test]
-    fn responses_parse_with_length_and_chunks() {
-        let r = parse_response(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA",
-            false,
-        )
-        .unwrap();
-        assert_eq!((r.status, r.body.as_str()), (200, "ok"));
-        let r = parse_response(
-            b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
-            false,
-        )
-        .unwrap();
-        assert_eq!((r.status, r.body.as_str()), (404, "abcde"));
-        assert!(parse_response(b"garbage\r\n\r\n", false).is_err());
-        assert!(parse_response(b"HTTP/1.1 200 OK\r\n", false).is_err());
-        assert!(complete(
-            b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
-            false
-        ));
-        assert!(!complete(
-            b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\nok",
-            false
-        ));
     }
 
     #[test]
@@ -406,6 +247,7 @@ mod tests {
 
     #[tokio::test]
     async fn requests_reach_a_local_server() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let server = tokio::spawn(async move {
@@ -418,12 +260,49 @@ mod tests {
                 .unwrap();
             req
         });
-        let r = request("POST", &format!("http://127.0.0.1:{port}/x"), Some("{}"))
-            .await
-            .unwrap();
+        let r = request(
+            "POST",
+            &format!("http://127.0.0.1:{port}/x"),
+            Some("{}"),
+            Trust::default(),
+        )
+        .await
+        .unwrap();
         assert_eq!((r.status, r.body.as_str()), (201, "hello"));
         let req = server.await.unwrap();
         assert!(req.starts_with("POST /x HTTP/1.1\r\n"), "{req}");
         assert!(req.ends_with("\r\n\r\n{}"), "{req}");
+    }
+
+    #[tokio::test]
+    async fn bad_urls_and_ca_files_say_what_is_wrong() {
+        let e = request("GET", "ftp://x/", None, Trust::default())
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("the scheme is ftp"), "{e}");
+        let e = request("GET", "http://x:port/", None, Trust::default())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, HttpError::BadUrl { .. }), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let not_pem = dir.path().join("ca.pem");
+        std::fs::write(&not_pem, "not a certificate").unwrap();
+        let trust = Trust {
+            ca_file: Some(&not_pem),
+            insecure: false,
+        };
+        let e = request("GET", "https://127.0.0.1:1/", None, trust)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("cannot read the CA file"), "{e}");
+        let missing = dir.path().join("missing.pem");
+        let trust = Trust {
+            ca_file: Some(&missing),
+            insecure: false,
+        };
+        let e = request("GET", "https://127.0.0.1:1/", None, trust)
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("missing.pem"), "{e}");
     }
 }

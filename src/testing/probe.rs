@@ -50,7 +50,11 @@ where
 pub async fn http_probe(probe: &HttpProbe) -> ProbeResult {
     let method = probe.method.to_string();
     with_retries(probe.retries, probe.delay.0, || async {
-        let r = http::request(&method, &probe.url, probe.body.as_deref())
+        let trust = http::Trust {
+            ca_file: probe.ca_file.as_deref(),
+            insecure: probe.insecure,
+        };
+        let r = http::request(&method, &probe.url, probe.body.as_deref(), trust)
             .await
             .map_err(|e| e.to_string())?;
         http::check(probe, &r)
@@ -110,9 +114,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn https_probes_fail_clearly() {
+    async fn an_https_probe_that_cannot_connect_says_so() {
         let probe = HttpProbe {
-            url: "https://127.0.0.1/".into(),
+            url: "https://127.0.0.1:1/".into(),
             method: crate::manifest::HttpMethod::Get,
             status: 200,
             contains: None,
@@ -121,8 +125,12 @@ mod tests {
             body: None,
             retries: 0,
             delay: crate::manifest::Duration(Duration::ZERO),
+            ca_file: None,
+            insecure: false,
         };
         let r = http_probe(&probe).await;
-        assert!(r.failure.unwrap().contains("https:// is not"));
+        let why = r.failure.unwrap();
+        assert!(why.contains("https://127.0.0.1:1/"), "{why}");
+        assert!(why.to_lowercase().contains("connect"), "{why}");
     }
 }

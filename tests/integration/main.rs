@@ -15,6 +15,7 @@ mod converge_docker;
 mod docs_kdl;
 mod events_docker;
 mod gitops_docker;
+mod https_probes;
 mod lifecycle_docker;
 mod manifest_errors;
 mod manifest_fuzz;

@@ -1021,3 +1021,14 @@ service "web" {
 }
 "#,
 );
+
+case!(
+    http_check_both_insecure_and_with_a_ca_file,
+    3,
+    "drop one of the two",
+    r#"project "demo"
+test "health" {
+    http "https://127.0.0.1:8443/" ca-file="ca.pem" insecure=true
+}
+"#,
+);

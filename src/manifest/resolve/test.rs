@@ -89,6 +89,16 @@ pub(super) fn resolve_test(r: &mut Resolver, t: &raw::Test) -> Option<Test> {
                 );
             }
         }
+        if let (Some(insecure), Some(_)) = (&h.insecure, &h.ca_file) {
+            if **insecure {
+                r.err(
+                    Diag::error(
+                        "`insecure=true` accepts any certificate, so `ca-file` would never be used",
+                    )
+                    .label(at(insecure.span()), "drop one of the two"),
+                );
+            }
+        }
         if h.equals.is_some() && h.json_path.is_none() {
             r.err(
                 Diag::error("`equals` needs `json-path`")
@@ -108,6 +118,8 @@ pub(super) fn resolve_test(r: &mut Resolver, t: &raw::Test) -> Option<Test> {
             delay: h
                 .delay
                 .unwrap_or(Duration(std::time::Duration::from_secs(1))),
+            ca_file: h.ca_file.as_deref().map(|p| r.path(p)),
+            insecure: h.insecure.as_ref().is_some_and(|i| **i),
         })
     } else {
         let tcp = t.tcp.as_ref()?;
