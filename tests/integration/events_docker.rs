@@ -1,5 +1,6 @@
 //! `sanctuary events` across a daemon restart, on a Docker daemon of the test's own (its own
-//! data root, exec root, pidfile and socket; the shared daemon is never touched): the watch
+//! data root, exec root, pidfile and socket, and its own network namespace, so nothing it
+//! does to bridges or firewall rules reaches the shared daemon's network): the watch
 //! says the engine went away, resumes when it is back, and an event that happened before it
 //! had reconnected is still delivered.
 
@@ -40,7 +41,10 @@ impl OwnDaemon {
 
     fn up(&mut self) {
         let log = std::fs::File::create(self.path("log")).unwrap();
-        let child = Command::new("dockerd")
+        // `unshare --net` execs dockerd in a network namespace of its own (the pid is
+        // dockerd's): without it, `--bridge=none` would delete the host's docker0.
+        let child = Command::new("unshare")
+            .args(["--net", "--", "dockerd"])
             .arg("--data-root")
             .arg(self.path("data"))
             .arg("--exec-root")
