@@ -197,15 +197,14 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 impl HostSide {
-    /// One file of a batch: through a temporary name and a rename, as
-    /// [`Side::write_file`], with the source's mode and mtime; not flushed (the batch is).
-    fn put_file(
+    /// `bytes` with `mode`, written under a temporary name beside `path`'s target and not
+    /// yet in place: [`Side::write_file`] and [`Side::put_many`] commit it each their way.
+    fn staged_file(
         &self,
         path: &RelPath,
         bytes: &[u8],
         mode: u32,
-        mtime_ms: i64,
-    ) -> Result<(), SideError> {
+    ) -> Result<(PathBuf, tempfile::NamedTempFile), SideError> {
         self.check_ancestors(path)?;
         let target = self.abs(path);
         let err = |source| SideError::Write {
@@ -217,6 +216,22 @@ impl HostSide {
         tmp.as_file()
             .set_permissions(fs::Permissions::from_mode(mode & 0o7777))
             .map_err(err)?;
+        Ok((target, tmp))
+    }
+
+    /// One file of a batch, with the source's mtime; not flushed (the pass is).
+    fn put_file(
+        &self,
+        path: &RelPath,
+        bytes: &[u8],
+        mode: u32,
+        mtime_ms: i64,
+    ) -> Result<(), SideError> {
+        let (target, tmp) = self.staged_file(path, bytes, mode)?;
+        let err = |source| SideError::Write {
+            path: self.show(path),
+            source,
+        };
         let mtime =
             UNIX_EPOCH + std::time::Duration::from_millis(u64::try_from(mtime_ms).unwrap_or(0));
         tmp.as_file().set_modified(mtime).map_err(err)?;
@@ -371,18 +386,11 @@ impl Side for HostSide {
     }
 
     fn write_file(&self, path: &RelPath, bytes: &[u8], mode: u32) -> Result<(), SideError> {
-        self.check_ancestors(path)?;
-        let target = self.abs(path);
-        let err = |source| SideError::Write {
+        let (target, tmp) = self.staged_file(path, bytes, mode)?;
+        fsutil::commit_atomic(tmp, &target).map_err(|source| SideError::Write {
             path: self.show(path),
             source,
-        };
-        let mut tmp = fsutil::temp_beside(&target).map_err(err)?;
-        tmp.write_all(bytes).map_err(err)?;
-        tmp.as_file()
-            .set_permissions(fs::Permissions::from_mode(mode & 0o7777))
-            .map_err(err)?;
-        fsutil::commit_atomic(tmp, &target).map_err(err)
+        })
     }
 
     fn delete(&self, path: &RelPath) -> Result<(), SideError> {

@@ -72,22 +72,6 @@ pub fn client(trust: Trust<'_>) -> Result<reqwest::Client, HttpError> {
     })
 }
 
-/// What a failed request says, with the causes reqwest keeps underneath (a refused
-/// connection, a certificate that is not trusted).
-fn reason(e: &reqwest::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(inner) = src {
-        let text = inner.to_string();
-        if !s.contains(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        src = inner.source();
-    }
-    s
-}
-
 /// Sends one request and reads the answer (a JSON `body` when given).
 pub async fn request(
     method: &str,
@@ -117,7 +101,9 @@ pub async fn request(
     }
     let transfer = |e: reqwest::Error| HttpError::Transfer {
         url: url.to_string(),
-        reason: reason(&e),
+        // With the causes reqwest keeps underneath (a refused connection, a certificate
+        // that is not trusted).
+        reason: crate::exec::chain(&e),
     };
     let mut answer = req.send().await.map_err(transfer)?;
     let status = answer.status().as_u16();

@@ -204,3 +204,22 @@ pub fn kill_after(dir: &Path, args: &[&str], delay: std::time::Duration) {
     let _ = child.kill();
     child.wait().unwrap();
 }
+
+/// The JSON lines a child writes to `stdout` (`--json` output), parsed on a thread as they
+/// come; a line that is not JSON fails the test.
+pub fn json_lines(
+    stdout: std::process::ChildStdout,
+) -> std::sync::mpsc::Receiver<serde_json::Value> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { break };
+            let v: serde_json::Value =
+                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            if tx.send(v).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}

@@ -291,18 +291,7 @@ service "db" {{
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, lines) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
-            let Ok(line) = line else { break };
-            let v: serde_json::Value =
-                serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-            if tx.send(v).is_err() {
-                break;
-            }
-        }
-    });
+    let lines = crate::docker_support::json_lines(child.stdout.take().unwrap());
     // The watch is subscribed once it has started; give it a moment, then make events: the
     // health check fails, and both services restart (db is not asked for).
     std::thread::sleep(Duration::from_millis(700));
@@ -331,7 +320,6 @@ service "db" {{
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).unwrap();
     assert_eq!(child.wait().unwrap().code(), Some(0));
-    reader.join().unwrap();
 
     // A window in the past replays what the engine kept (its last few hundred events, so
     // only the latest are asked for under a busy engine), then exits; both services now.
