@@ -6,12 +6,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/ensure-docker.sh
 # The GitOps tests make their repositories with the git CLI; the https probe tests make
-# their certificates with the openssl CLI.
-for tool in git openssl; do
+# their certificates with the openssl CLI; the supervisor tests send alerts to Debian's
+# webhook server and are scraped by Prometheus (each started by its test, on loopback).
+for tool in git openssl webhook prometheus; do
     if ! command -v "$tool" >/dev/null; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$tool" >/dev/null
     fi
 done
+# Installing prometheus starts its service; the tests run their own.
+if command -v systemctl >/dev/null; then
+    systemctl stop prometheus prometheus-node-exporter 2>/dev/null || true
+fi
+pkill -x prometheus-node-exporter 2>/dev/null || true
 # A throwaway sshd on loopback for the offsite (rclone sftp) backup tests, which then fail
 # instead of skipping; it prints HOST:PORT:USER:KEYFILE.
 SANCTUARY_TEST_SFTP=$(scripts/ensure-sshd.sh)

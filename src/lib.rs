@@ -28,6 +28,7 @@ pub mod plan;
 pub mod proxy;
 pub mod secrets;
 pub mod state;
+pub mod supervise;
 pub mod sync;
 pub mod testing;
 pub mod topo;

@@ -2,6 +2,7 @@
 //! (`status`), and their logs merged into one stream (`logs`). Read-only; found by name,
 //! as apply names them.
 
+pub mod alerts;
 pub mod events;
 
 use futures_util::stream::BoxStream;

@@ -13,6 +13,7 @@ use super::Context;
 use crate::engine::{Options, Selection, Session};
 use crate::error::{Error, ExitCode, Result};
 use crate::history::History;
+use crate::manifest::AlertEvent;
 use crate::manifest::Manifest;
 use crate::plan::Plan;
 
@@ -288,9 +289,19 @@ impl Converge {
             backups,
         };
         history::record(session, made, json).await;
+        let alert = |event, reason: String| async move {
+            crate::observe::alerts::notify(m, event, "project", &reason).await
+        };
         let (Some(target), Some(back)) = (target, back) else {
             if nowhere {
                 eprintln!("error: nothing to roll back to: no generation before this apply applied cleanly");
+            }
+            if failed {
+                alert(
+                    AlertEvent::ApplyFailed,
+                    format!("`{}` exited with {}", self.command(), code.code()),
+                )
+                .await;
             }
             return Ok(code);
         };
@@ -306,8 +317,26 @@ impl Converge {
                 "error: the rollback to generation {} failed too; `sanctuary plan` shows what is left",
                 target.number
             );
+            alert(
+                AlertEvent::ApplyFailed,
+                format!(
+                    "`{}` failed and so did the rollback to generation {}",
+                    self.command(),
+                    target.number
+                ),
+            )
+            .await;
             return Ok(back_code);
         }
+        alert(
+            AlertEvent::RolledBack,
+            format!(
+                "`{}` failed; the stack runs generation {} again",
+                self.command(),
+                target.number
+            ),
+        )
+        .await;
         if !json {
             eprintln!(
                 "Rolled back: the stack runs generation {} again.",

@@ -18,6 +18,7 @@ pub mod output;
 mod proxy;
 mod run;
 mod stack;
+mod supervise;
 mod switch;
 mod sync;
 mod test;
@@ -88,6 +89,9 @@ pub enum Command {
     Logs(stack::LogsArgs),
     /// Watch the project's engine events as they happen (start, die, health, oom…).
     Events(events::Args),
+    /// Watch over the stack: restart unhealthy services, run scheduled backups and watched
+    /// syncs, send alerts, serve metrics (until Ctrl-C).
+    Supervise(supervise::Args),
     /// Run tests after bringing up what they need; JUnit with --junit.
     Test(test::Args),
     /// Validate, apply, test and tear the stack down, for CI.
@@ -239,6 +243,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Status => stack::status(&ctx),
         Command::Logs(args) => stack::logs(&ctx, args),
         Command::Events(args) => events::run(&ctx, args),
+        Command::Supervise(args) => supervise::run(&ctx, args),
         Command::Test(args) => test::run(&ctx, args),
         Command::Ci(args) => ci::run(&ctx, args),
         Command::Sync(args) => sync::run(&ctx, args),

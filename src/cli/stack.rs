@@ -14,6 +14,7 @@ use super::Context;
 use crate::backend::{ContainerState, HealthState, LogStream};
 use crate::engine::{Options, Selection};
 use crate::error::{Error, ExitCode, Result};
+use crate::supervise::status_file::Seen;
 
 #[derive(Debug, clap::Args)]
 pub struct DestroyArgs {
@@ -147,6 +148,7 @@ pub fn status(ctx: &Context) -> Result<ExitCode> {
         Ok::<_, Error>(crate::observe::services(backend.as_ref(), &m).await?)
     })?;
     let on_purpose = crate::state::stopped::stopped_on_purpose(&m.project.state_dir);
+    let supervisor = crate::supervise::status_file::read(&m.project.state_dir);
     // A blue-green service's ports are its proxy's.
     let ports_of = |s: &crate::observe::ServiceStatus| -> Vec<crate::backend::PublishedPort> {
         match &s.proxy {
@@ -193,9 +195,20 @@ pub fn status(ctx: &Context) -> Result<ExitCode> {
                 v
             })
             .collect();
+        let supervisor = match &supervisor {
+            Seen::None => serde_json::json!({ "state": "none" }),
+            Seen::Running(s) => serde_json::json!({
+                "state": if s.degraded.is_some() { "degraded" } else { "running" },
+                "pid": s.pid, "since": s.started, "heartbeat": s.heartbeat,
+                "degraded": s.degraded, "metrics": s.metrics,
+            }),
+            Seen::Silent(s) => serde_json::json!({
+                "state": "silent", "pid": s.pid, "heartbeat": s.heartbeat,
+            }),
+        };
         println!(
             "{}",
-            serde_json::json!({ "project": m.project.name, "services": list })
+            serde_json::json!({ "project": m.project.name, "services": list, "supervisor": supervisor })
         );
         return Ok(ExitCode::Ok);
     }
@@ -281,6 +294,22 @@ pub fn status(ctx: &Context) -> Result<ExitCode> {
             .map(|(cell, w)| format!("{cell:<w$}"))
             .collect();
         println!("{}", line.join("  ").trim_end());
+    }
+    match &supervisor {
+        Seen::None => {}
+        Seen::Running(s) => match &s.degraded {
+            None => println!(
+                "\nsupervisor: running (pid {}, since {})",
+                s.pid,
+                s.started.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M")
+            ),
+            Some(why) => println!("\nsupervisor: degraded (pid {}): {why}", s.pid),
+        },
+        Seen::Silent(s) => println!(
+            "\nsupervisor: not answering (pid {}, last seen {}); is `sanctuary supervise` still running?",
+            s.pid,
+            s.heartbeat.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S")
+        ),
     }
     Ok(ExitCode::Ok)
 }

@@ -6,7 +6,8 @@
 //! action failed; 4 when conflicts stopped a pass under the `fail` policy; 3 when the
 //! container side could not be set up (Docker, the service's container, the helper). Other rules still run after one fails.
 //! `--watch` runs a pass when the host side changes (after the rule's quiet period) and
-//! rescans the container side every two seconds, until Ctrl-C.
+//! rescans the container side every two seconds, until Ctrl-C; each pass holds the project's
+//! lock only while it runs.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -19,6 +20,7 @@ use super::{engine, Context};
 use crate::engine::{Options, Selection};
 use crate::error::{Error, ExitCode, Result};
 use crate::manifest::{Kind, Manifest, NodeId, Sync};
+use crate::state::Lock;
 use crate::sync::last_pass::{self, LastPass};
 use crate::sync::target::{self, Prepared};
 use crate::sync::{sync_pass, BaseStore, HostSide, Report, SyncError, SyncOptions};
@@ -94,7 +96,7 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
     let rt = engine::runtime()?;
     rt.block_on(async {
         // A dry run changes nothing and may run beside an apply.
-        let _lock = if args.dry_run {
+        let lock = if args.dry_run {
             None
         } else {
             Some(session.lock("sync")?)
@@ -104,6 +106,9 @@ pub fn run(ctx: &Context, args: Args) -> Result<ExitCode> {
         if !args.watch || code == ExitCode::Interrupted {
             return Ok(code);
         }
+        // From here each pass takes the lock for its own length, so an apply can run
+        // between passes (and waits out one under way).
+        drop(lock);
         let backend = session.backend().await?;
         let token = engine::interrupt_token();
         let mut prepared = Vec::new();
@@ -364,6 +369,15 @@ fn watch(
                 continue;
             }
             due[i] = None;
+            let _lock = match Lock::acquire_brief(state_dir, &format!("sync --watch {}", p.name)) {
+                Ok(l) => l,
+                Err(e) => {
+                    // Someone is changing the stack: this pass waits for the next round.
+                    tracing::info!(rule = %p.name, "pass postponed: {e}");
+                    due[i] = Some(Instant::now() + RESCAN);
+                    continue;
+                }
+            };
             let result = sync_pass(p.host.as_ref(), p.container.as_ref(), &p.store, &p.opts);
             let quiet = matches!(&result, Ok(r) if r.plan.actions.is_empty() && r.deferred.is_empty() && r.failed.is_empty());
             if !quiet {

@@ -13,6 +13,7 @@ use super::raw::TopNode;
 /// The node kinds that may appear at the top of a manifest.
 pub const TOP_LEVEL: &[&str] = &[
     "project", "secret", "image", "volume", "network", "service", "task", "test", "backup", "sync",
+    "alert",
 ];
 
 /// Known child nodes and properties under each node path (`service/health`), for suggestions.
@@ -68,9 +69,11 @@ const KNOWN: &[(&str, &[&str], &[&str])] = &[
             "drain-timeout",
             "keep-previous",
             "profile",
+            "restart-limit",
         ],
         &[],
     ),
+    ("service/restart-limit", &[], &["within"]),
     ("service/port", &[], &["host", "protocol", "ip"]),
     ("service/mount", &[], &["read-only"]),
     ("service/bind", &[], &["read-only"]),
@@ -150,6 +153,8 @@ const KNOWN: &[(&str, &[&str], &[&str])] = &[
             "level",
             "copy",
             "keep",
+            "every",
+            "max-age",
             "depends-on",
         ],
         &[],
@@ -176,11 +181,19 @@ const KNOWN: &[(&str, &[&str], &[&str])] = &[
             "file-mode",
             "quiet-period",
             "on-apply",
+            "watch",
         ],
         &[],
     ),
     ("sync/volume", &[], &["path"]),
     ("sync/service", &[], &["path"]),
+    (
+        "alert",
+        &["description", "webhook", "command", "on", "timeout"],
+        &[],
+    ),
+    ("alert/webhook", &["header"], &["url"]),
+    ("alert/webhook/header", &[], &["secret", "prefix"]),
     ("*/depends-on", &[], &["condition"]),
 ];
 

@@ -142,6 +142,8 @@ pub struct Manifest {
     pub tests: IndexMap<String, Test>,
     pub backups: IndexMap<String, Backup>,
     pub syncs: IndexMap<String, Sync>,
+    /// Where the supervisor and apply send alerts; not nodes of the graph.
+    pub alerts: IndexMap<String, Alert>,
     /// The profiles switched on (`--profile`, `SANCTUARY_PROFILES`).
     pub active_profiles: std::collections::BTreeSet<String>,
 }
@@ -255,6 +257,24 @@ pub struct Service {
     /// The profiles it belongs to: when any, it is part of the stack only while one of them
     /// is active (or when it is named).
     pub profiles: Vec<String>,
+    /// How often `supervise` may restart it while unhealthy.
+    pub restart_limit: RestartLimit,
+}
+
+/// At most `count` restarts by the supervisor within any `within` (default 5 in 10 minutes).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct RestartLimit {
+    pub count: u32,
+    pub within: Duration,
+}
+
+impl Default for RestartLimit {
+    fn default() -> Self {
+        RestartLimit {
+            count: 5,
+            within: Duration(std::time::Duration::from_secs(600)),
+        }
+    }
 }
 
 /// How apply replaces a service's container.
@@ -421,7 +441,73 @@ pub struct Backup {
     pub level: i32,
     pub copies: Vec<BackupCopy>,
     pub keep: Keep,
+    /// When `supervise` takes it.
+    pub schedule: Option<Schedule>,
+    /// Older than this, the newest snapshot is stale and alerted on.
+    pub max_age: Option<Duration>,
     pub depends_on: Vec<Dependency>,
+}
+
+/// When scheduled work is due: `every "6h"` (an interval since the last success) or a
+/// five-field cron expression (`every "0 3 * * *"`, in local time; `@daily` and the like).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Schedule {
+    Every(Duration),
+    Cron(String),
+}
+
+impl FromStr for Schedule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().starts_with(|c: char| c.is_ascii_digit()) && !s.trim().contains(' ') {
+            return s.parse::<Duration>().map(Schedule::Every);
+        }
+        croner::Cron::from_str(s)
+            .map(|_| Schedule::Cron(s.trim().to_string()))
+            .map_err(|e| {
+                format!(
+                    "invalid schedule `{s}`: {}; expected an interval like \"6h\" or a cron expression like \"0 3 * * *\"",
+                    e.to_string().trim_end_matches('.')
+                )
+            })
+    }
+}
+
+impl Schedule {
+    /// When the work is next due, given its last success (`None`: never) and when watching
+    /// began. An interval counts from the last success, so a restart does not reset it;
+    /// work never done is due at once. A cron time missed while nothing watched is caught
+    /// up once.
+    pub fn next_due(
+        &self,
+        last: Option<chrono::DateTime<chrono::Utc>>,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> chrono::DateTime<chrono::Utc> {
+        match self {
+            Schedule::Every(d) => match last {
+                None => since,
+                Some(l) => l + chrono::Duration::from_std(d.0).unwrap_or(chrono::Duration::MAX),
+            },
+            Schedule::Cron(expr) => {
+                let from = last.unwrap_or(since).with_timezone(&chrono::Local);
+                croner::Cron::from_str(expr)
+                    .ok()
+                    .and_then(|c| c.find_next_occurrence(&from, false).ok())
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .unwrap_or(chrono::DateTime::<chrono::Utc>::MAX_UTC)
+            }
+        }
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Schedule::Every(d) => write!(f, "every {d}"),
+            Schedule::Cron(e) => write!(f, "at `{e}`"),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -479,6 +565,8 @@ pub struct Sync {
     pub file_mode: Option<u32>,
     pub quiet_period: Duration,
     pub on_apply: bool,
+    /// Kept in sync by `supervise` (as `sync --watch` does).
+    pub watch: bool,
     pub depends_on: Vec<Dependency>,
 }
 
@@ -487,6 +575,48 @@ pub struct Sync {
 pub enum SyncTarget {
     Volume { name: String, path: String },
     Service { name: String, path: String },
+}
+
+/// Where alerts go, and which.
+#[derive(Clone, Debug, Serialize)]
+pub struct Alert {
+    pub name: String,
+    pub span: Span,
+    pub description: Option<String>,
+    pub sink: AlertSink,
+    /// The events it takes (every event when `on` is not written).
+    pub events: std::collections::BTreeSet<AlertEvent>,
+    /// How long one delivery may take before it counts as failed.
+    pub timeout: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AlertSink {
+    /// A JSON body POSTed to `url`.
+    Webhook {
+        url: String,
+        headers: Vec<AlertHeader>,
+    },
+    /// A command run with the JSON body on stdin.
+    Command(Vec<String>),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AlertHeader {
+    pub name: String,
+    pub value: HeaderSource,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HeaderSource {
+    Literal(String),
+    /// A secret's value after `prefix` (`Bearer `).
+    Secret {
+        secret: String,
+        prefix: String,
+    },
 }
 
 impl Manifest {

@@ -32,6 +32,7 @@ pub enum TopNode {
     Test(Test),
     Backup(Backup),
     Sync(Sync),
+    Alert(Alert),
 }
 
 #[derive(knuffel::Decode, Debug)]
@@ -199,6 +200,21 @@ pub struct Service {
     pub keep_previous: Option<bool>,
     #[knuffel(child, unwrap(arguments))]
     pub profile: Option<Vec<String>>,
+    #[knuffel(child)]
+    pub restart_limit: Option<RestartLimit>,
+}
+
+/// `restart-limit 5 within="10m"`: how often the supervisor may restart an unhealthy
+/// container before it gives up.
+#[derive(knuffel::Decode, Debug)]
+#[knuffel(span_type = Span)]
+pub struct RestartLimit {
+    #[knuffel(span)]
+    pub span: Span,
+    #[knuffel(argument)]
+    pub count: At<u32>,
+    #[knuffel(property, str)]
+    pub within: Option<Duration>,
 }
 
 #[derive(knuffel::Decode, Debug)]
@@ -455,6 +471,10 @@ pub struct Backup {
     pub copies: Vec<Copy>,
     #[knuffel(child)]
     pub keep: Option<Keep>,
+    #[knuffel(child, unwrap(argument))]
+    pub every: Option<Text>,
+    #[knuffel(child, unwrap(argument, str))]
+    pub max_age: Option<Duration>,
     #[knuffel(children(name = "depends-on"))]
     pub depends_on: Vec<DependsOn>,
 }
@@ -541,6 +561,8 @@ pub struct Sync {
     pub quiet_period: Option<Duration>,
     #[knuffel(child, unwrap(argument))]
     pub on_apply: Option<bool>,
+    #[knuffel(child, unwrap(argument))]
+    pub watch: Option<bool>,
     #[knuffel(children(name = "depends-on"))]
     pub depends_on: Vec<DependsOn>,
 }
@@ -664,4 +686,69 @@ impl<T: std::str::FromStr<Err = String>> knuffel::DecodeScalar<Span> for Parsed<
             )),
         }
     }
+}
+
+/// `alert "ops" { webhook url="…"; on "unhealthy" "backup-failed" }`.
+#[derive(knuffel::Decode, Debug)]
+#[knuffel(span_type = Span)]
+pub struct Alert {
+    #[knuffel(span)]
+    pub span: Span,
+    #[knuffel(argument)]
+    pub name: Text,
+    #[knuffel(child, unwrap(argument))]
+    pub description: Option<String>,
+    #[knuffel(child)]
+    pub webhook: Option<Webhook>,
+    #[knuffel(child)]
+    pub command: Option<AlertCommand>,
+    #[knuffel(child)]
+    pub on: Option<AlertOn>,
+    #[knuffel(child, unwrap(argument, str))]
+    pub timeout: Option<Duration>,
+}
+
+#[derive(knuffel::Decode, Debug)]
+#[knuffel(span_type = Span)]
+pub struct Webhook {
+    #[knuffel(span)]
+    pub span: Span,
+    #[knuffel(property)]
+    pub url: Option<Text>,
+    #[knuffel(children(name = "header"))]
+    pub headers: Vec<Header>,
+}
+
+/// `header "X-Token" "literal"` or `header "Authorization" secret="hook" prefix="Bearer "`.
+#[derive(knuffel::Decode, Debug)]
+#[knuffel(span_type = Span)]
+pub struct Header {
+    #[knuffel(span)]
+    pub span: Span,
+    #[knuffel(argument)]
+    pub name: Text,
+    #[knuffel(argument)]
+    pub value: Option<String>,
+    #[knuffel(property)]
+    pub secret: Option<Text>,
+    #[knuffel(property)]
+    pub prefix: Option<String>,
+}
+
+#[derive(knuffel::Decode, Debug)]
+#[knuffel(span_type = Span)]
+pub struct AlertCommand {
+    #[knuffel(span)]
+    pub span: Span,
+    #[knuffel(arguments)]
+    pub argv: Vec<String>,
+}
+
+#[derive(knuffel::Decode, Debug)]
+#[knuffel(span_type = Span)]
+pub struct AlertOn {
+    #[knuffel(span)]
+    pub span: Span,
+    #[knuffel(arguments)]
+    pub events: Vec<Parsed<AlertEvent>>,
 }

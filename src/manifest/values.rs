@@ -306,6 +306,33 @@ keyword_enum!(
 );
 
 keyword_enum!(
+    /// What an `alert` is told about (see docs/operating.md).
+    AlertEvent, "alert event" {
+        Unhealthy = "unhealthy",
+        RestartLimit = "restart-limit",
+        ApplyFailed = "apply-failed",
+        RolledBack = "rolled-back",
+        BackupFailed = "backup-failed",
+        BackupStale = "backup-stale",
+        SyncConflict = "sync-conflict",
+        EngineLost = "engine-lost",
+    }
+);
+
+impl AlertEvent {
+    pub const ALL: [AlertEvent; 8] = [
+        AlertEvent::Unhealthy,
+        AlertEvent::RestartLimit,
+        AlertEvent::ApplyFailed,
+        AlertEvent::RolledBack,
+        AlertEvent::BackupFailed,
+        AlertEvent::BackupStale,
+        AlertEvent::SyncConflict,
+        AlertEvent::EngineLost,
+    ];
+}
+
+keyword_enum!(
     /// Direction of a sync rule.
     SyncMode, "sync mode" {
         TwoWay = "two-way",

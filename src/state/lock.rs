@@ -38,7 +38,14 @@ pub struct Holder {
     pub command: String,
     /// The host it runs on; its pid means nothing elsewhere.
     pub host: String,
+    /// Taken for a moment (a supervisor's restart, one pass of a sync watch): whoever finds
+    /// it held waits for it, up to [`BRIEF_PATIENCE`], instead of failing at once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub brief: bool,
 }
+
+/// How long an acquire waits for a brief holder to let go.
+pub const BRIEF_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Why the lock could not be taken.
 #[derive(Debug, thiserror::Error)]
@@ -86,8 +93,19 @@ pub struct Lock {
 
 impl Lock {
     /// Takes the lock in state directory `dir` for `command` (shown to anyone who finds it
-    /// held). Fails at once, naming the holder, if a live process holds it.
+    /// held). Fails at once, naming the holder, if a live process holds it — unless that
+    /// holder took it briefly, which is waited for.
     pub fn acquire(dir: &Path, command: &str) -> Result<Lock, LockError> {
+        Self::take(dir, command, false)
+    }
+
+    /// Takes the lock for a short change, so that an `apply` that meets it waits rather
+    /// than fails (see [`Holder::brief`]).
+    pub fn acquire_brief(dir: &Path, command: &str) -> Result<Lock, LockError> {
+        Self::take(dir, command, true)
+    }
+
+    fn take(dir: &Path, command: &str, brief: bool) -> Result<Lock, LockError> {
         fs::create_dir_all(dir).map_err(|source| LockError::CreateDir {
             dir: dir.to_path_buf(),
             source,
@@ -98,6 +116,7 @@ impl Lock {
             since: Utc::now(),
             command: command.to_string(),
             host: hostname(),
+            brief,
         };
         // `since` has nanoseconds and `pid` is ours, so these bytes identify this lock.
         let bytes = serde_json::to_vec(&holder).map_err(|source| LockError::Corrupt {
@@ -109,7 +128,10 @@ impl Lock {
             source,
         };
 
-        for _ in 0..ATTEMPTS {
+        let patience = std::time::Instant::now() + BRIEF_PATIENCE;
+        let mut attempts = 0;
+        while attempts < ATTEMPTS {
+            attempts += 1;
             let mut tmp = temp_beside(&path).map_err(write_err)?;
             // No fsync: a lock only matters while its holder runs, and a crash that could
             // lose the write also ends the holder.
@@ -135,6 +157,12 @@ impl Lock {
                     source,
                 })?;
             if is_alive(&current) {
+                if current.brief && std::time::Instant::now() < patience {
+                    // It lets go in a moment; this wait is not a contended takeover.
+                    attempts -= 1;
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    continue;
+                }
                 return Err(LockError::Held {
                     path,
                     holder: current,
@@ -270,6 +298,23 @@ mod tests {
     }
 
     #[test]
+    fn a_brief_holder_is_waited_for_and_a_long_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let brief = Lock::acquire_brief(dir.path(), "supervise: restart web").unwrap();
+        let started = std::time::Instant::now();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(brief);
+        });
+        let lock = Lock::acquire(dir.path(), "sanctuary apply").unwrap();
+        assert!(started.elapsed() >= std::time::Duration::from_millis(300));
+        release.join().unwrap();
+        assert!(!lock.holder().brief);
+        let err = Lock::acquire_brief(dir.path(), "supervise: restart web").unwrap_err();
+        assert!(matches!(err, LockError::Held { .. }), "{err}");
+    }
+
+    #[test]
     fn a_dead_holder_is_taken_over() {
         let dir = tempfile::tempdir().unwrap();
         let mut child = std::process::Command::new("true").spawn().unwrap();
@@ -282,6 +327,7 @@ mod tests {
                 since: Utc::now(),
                 command: "sanctuary apply".into(),
                 host: hostname(),
+                brief: false,
             },
         );
         let lock = Lock::acquire(dir.path(), "sanctuary run build").unwrap();
@@ -303,6 +349,7 @@ mod tests {
                 since: Utc::now(),
                 command: "sanctuary apply".into(),
                 host: "some-other-machine.invalid".into(),
+                brief: false,
             },
         );
         let err = Lock::acquire(dir.path(), "sanctuary apply").unwrap_err();

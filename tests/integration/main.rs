@@ -20,5 +20,6 @@ mod lifecycle_docker;
 mod manifest_errors;
 mod manifest_fuzz;
 mod run_tasks;
+mod supervise_docker;
 mod sync_docker;
 mod test_ci_docker;

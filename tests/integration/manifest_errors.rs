@@ -830,6 +830,93 @@ task "build" {
     out.code(0).no_panic().stdout_has("project found");
 }
 
+// ---- supervision: alerts, schedules, restart limits ----
+
+case!(
+    alert_webhook_url_is_malformed,
+    3,
+    "not a URL",
+    r#"project "demo"
+alert "ops" {
+    webhook url="hooks.example.com/x"
+}
+"#,
+);
+
+case!(
+    alert_webhook_url_is_not_http,
+    3,
+    "scheme `ftp`",
+    r#"project "demo"
+alert "ops" {
+    webhook url="ftp://hooks.example.com/x"
+}
+"#,
+);
+
+case!(
+    alert_names_an_unknown_event,
+    4,
+    "",
+    r#"project "demo"
+alert "ops" {
+    command "/usr/local/bin/page-me"
+    on "unhealthy" "backup-faild"
+}
+"#,
+    has = "invalid alert event `backup-faild`",
+);
+
+case!(
+    alert_header_secret_is_undeclared,
+    4,
+    "",
+    r#"project "demo"
+alert "ops" {
+    webhook url="https://hooks.example.com/x" {
+        header "Authorization" secret="hook-tokn" prefix="Bearer "
+    }
+}
+"#,
+    has = "hook-tokn",
+);
+
+case!(
+    alert_without_destination,
+    2,
+    "no `webhook` or `command`",
+    r#"project "demo"
+alert "ops" {
+    on "unhealthy"
+}
+"#,
+);
+
+case!(
+    backup_schedule_does_not_parse,
+    5,
+    "not a schedule",
+    r#"project "demo"
+volume "data"
+backup "nightly" {
+    volume "data"
+    every "0 3 * *"
+}
+"#,
+);
+
+case!(
+    restart_limit_of_zero,
+    4,
+    "0",
+    r#"project "demo"
+service "web" {
+    image "busybox:1"
+    restart-limit 0 within="10m"
+}
+"#,
+);
+
 #[test]
 fn errors_found_from_a_subdirectory_point_into_the_manifest() {
     let out = Test::manifest(

@@ -139,6 +139,14 @@ pub(super) fn resolve_backup(r: &mut Resolver, b: &raw::Backup) -> Option<Backup
         level,
         copies,
         keep,
+        schedule: b.every.as_ref().and_then(|e| match e.parse::<Schedule>() {
+            Ok(s) => Some(s),
+            Err(why) => {
+                r.err(Diag::error(why).label(at(e.span()), "not a schedule"));
+                None
+            }
+        }),
+        max_age: b.max_age,
         depends_on,
     })
 }

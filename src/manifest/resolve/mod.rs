@@ -17,6 +17,7 @@ use super::diagnostic::{did_you_mean, Diag};
 use super::model::*;
 use super::raw::{self, Text, TopNode};
 
+mod alert;
 mod backup;
 mod conditions;
 mod image;
@@ -28,6 +29,7 @@ mod sync;
 mod task;
 mod test;
 
+use alert::resolve_alert;
 use backup::resolve_backup;
 use image::resolve_image;
 use ports::check_port_clashes;
@@ -299,6 +301,7 @@ fn identity(node: &TopNode) -> Option<(Kind, &Text)> {
         TopNode::Test(n) => (Kind::Test, &n.name),
         TopNode::Backup(n) => (Kind::Backup, &n.name),
         TopNode::Sync(n) => (Kind::Sync, &n.name),
+        TopNode::Alert(_) => return None,
     })
 }
 
@@ -378,6 +381,7 @@ pub fn resolve(
         tests: IndexMap::new(),
         backups: IndexMap::new(),
         syncs: IndexMap::new(),
+        alerts: IndexMap::new(),
         active_profiles: active_profiles(),
     };
 
@@ -435,6 +439,17 @@ pub fn resolve(
             TopNode::Sync(s) => {
                 if let Some(sync) = resolve_sync(&mut r, s) {
                     m.syncs.entry(sync.name.clone()).or_insert(sync);
+                }
+            }
+            TopNode::Alert(a) => {
+                if let Some(first) = m.alerts.get(&*a.name) {
+                    r.err(
+                        Diag::error(format!("alert `{}` is declared twice", &*a.name))
+                            .label(at(a.name.span()), "declared again here")
+                            .label(first.span, "first declared here"),
+                    );
+                } else if let Some(alert) = resolve_alert(&mut r, a) {
+                    m.alerts.insert(alert.name.clone(), alert);
                 }
             }
         }

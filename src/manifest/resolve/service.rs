@@ -192,6 +192,7 @@ pub(super) fn resolve_service(
         labels: merge_props(&s.labels),
         update: update?,
         profiles: s.profile.clone().unwrap_or_default(),
+        restart_limit: restart_limit(r, s),
     })
 }
 
@@ -256,4 +257,22 @@ fn update(
             .unwrap_or(Duration(std::time::Duration::from_secs(30))),
         keep_previous: s.keep_previous.unwrap_or(false),
     })
+}
+
+/// `restart-limit N within="…"`, or the default.
+fn restart_limit(r: &mut Resolver, s: &raw::Service) -> RestartLimit {
+    let Some(l) = &s.restart_limit else {
+        return RestartLimit::default();
+    };
+    if *l.count == 0 {
+        r.err(
+            Diag::error("a restart limit of 0 would never restart")
+                .label(at(l.count.span()), "0")
+                .help("the supervisor leaves services without a health check alone; give a limit of 1 or more"),
+        );
+    }
+    RestartLimit {
+        count: (*l.count).max(1),
+        within: l.within.unwrap_or(RestartLimit::default().within),
+    }
 }

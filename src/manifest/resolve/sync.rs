@@ -112,6 +112,7 @@ pub(super) fn resolve_sync(r: &mut Resolver, s: &raw::Sync) -> Option<Sync> {
             .quiet_period
             .unwrap_or(Duration(std::time::Duration::from_millis(500))),
         on_apply: s.on_apply.unwrap_or(false),
+        watch: s.watch.unwrap_or(false),
         depends_on,
     })
 }
