@@ -65,6 +65,12 @@ pub fn owner_gone(labels: &BTreeMap<String, String>) -> bool {
     }
 }
 
+/// Whether the object's labels name an owner ([`owned`]) that still runs on this machine
+/// (or on another, where it cannot be checked).
+pub fn owner_alive(labels: &BTreeMap<String, String>) -> bool {
+    labels.contains_key(LABEL_PID) && !owner_gone(labels)
+}
+
 /// The node an object's labels say it realises.
 pub fn node_of(labels: &BTreeMap<String, String>) -> Option<&str> {
     labels.get(LABEL_NODE).map(String::as_str)

@@ -412,7 +412,8 @@ fn add_orphans(m: &Manifest, o: &Observed, steps: &mut Vec<Step>, prepared: &mut
     let mut container_deletes = Vec::new();
     for c in &o.listed {
         let node = names::node_of(&c.labels).unwrap_or("");
-        if declared.contains(node) {
+        // A helper another sanctuary still works with (a sync watch's) is its own to remove.
+        if declared.contains(node) || names::owner_alive(&c.labels) {
             continue;
         }
         let why = if node.is_empty() {

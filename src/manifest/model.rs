@@ -719,3 +719,41 @@ impl Manifest {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn an_interval_counts_from_the_last_success_and_work_never_done_is_due_at_once() {
+        let s: Schedule = "6h".parse().unwrap();
+        assert_eq!(
+            s,
+            Schedule::Every(Duration(std::time::Duration::from_secs(6 * 3600)))
+        );
+        let start = Utc.with_ymd_and_hms(2026, 12, 3, 12, 0, 0).unwrap();
+        assert_eq!(s.next_due(None, start), start);
+        let last = Utc.with_ymd_and_hms(2026, 12, 3, 9, 30, 0).unwrap();
+        assert_eq!(
+            s.next_due(Some(last), start),
+            Utc.with_ymd_and_hms(2026, 12, 3, 15, 30, 0).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_cron_schedule_is_due_at_its_next_time_after_the_last_success() {
+        let s: Schedule = "*/15 * * * *".parse().unwrap();
+        assert!(matches!(s, Schedule::Cron(_)));
+        let last = Utc.with_ymd_and_hms(2026, 12, 3, 9, 31, 0).unwrap();
+        // Every quarter hour is a quarter hour in any zone with whole-quarter offsets.
+        assert_eq!(
+            s.next_due(Some(last), last),
+            Utc.with_ymd_and_hms(2026, 12, 3, 9, 45, 0).unwrap()
+        );
+        assert!("@daily".parse::<Schedule>().is_ok());
+        for bad in ["0 3 * *", "6", "soon"] {
+            assert!(bad.parse::<Schedule>().is_err(), "{bad}");
+        }
+    }
+}

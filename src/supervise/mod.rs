@@ -725,6 +725,9 @@ impl Supervisor {
         let mut args: Vec<&str> = vec!["sync"];
         args.extend(self.sync.rules.iter().map(String::as_str));
         args.push("--watch");
+        if self.opts.json {
+            args.insert(0, "--json");
+        }
         let mut cmd = self.child(&args);
         cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
         match cmd.spawn() {

@@ -706,7 +706,8 @@ async fn start_helper(
             target: HELPER_MOUNT.into(),
             read_only: false,
         }],
-        labels: names::labels(project, &format!("sync:{name}"), None),
+        // Owned by this process: an apply meanwhile leaves it alone while it lives.
+        labels: names::owned(names::labels(project, &format!("sync:{name}"), None)),
         ..ContainerSpec::default()
     };
     backend.create_container(&spec).await.map_err(docker(

@@ -423,3 +423,110 @@ fn a_taken_metrics_address_is_named_and_nothing_runs() {
     assert!(err.contains("in use"), "{err}");
     assert!(!tmp.path().join(".sanctuary/supervisor.json").exists());
 }
+
+#[test]
+fn supervise_keeps_watched_syncs_going_beside_an_apply_and_a_failed_apply_alerts() {
+    if !docker_available("supervise-sync") {
+        return;
+    }
+    let project = TestProject::new("supervise-sync");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_busybox_context(&dir.join("ctx")).unwrap();
+    std::fs::create_dir_all(dir.join("conf")).unwrap();
+    std::fs::write(dir.join("conf/a.txt"), "first\n").unwrap();
+    let record = dir.join("alerts.jsonl");
+    let manifest = |ready: &str| {
+        format!(
+            r#"project "{name}"
+image "bb" {{
+    context "ctx"
+}}
+volume "conf"
+service "app" {{
+    image "bb"
+    command "sh" "-c" "touch /ok; exec sleep 1000"
+    stop-timeout "1s"
+    mount "conf" "/conf"
+    health {{
+        cmd "test" "-f" "{ready}"
+        interval "1s"
+    }}
+    ready-timeout "3s"
+}}
+sync "conf" {{
+    host "conf"
+    volume "conf" path="/"
+    mode "to-container"
+    quiet-period "200ms"
+    watch true
+}}
+alert "log" {{
+    command "sh" "-c" "cat >> '{record}'; echo >> '{record}'"
+    on "apply-failed" "rolled-back"
+}}
+"#,
+            name = project.name,
+            record = record.display()
+        )
+    };
+    std::fs::write(dir.join("Sanctuary.kdl"), manifest("/ok")).unwrap();
+    let out = sanct(dir, &["apply", "-y"]);
+    assert!(out.status.success(), "{}", text(&out));
+
+    let child = Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+        .args(["--json", "supervise", "--interval", "1s"])
+        .current_dir(dir)
+        .stdout(std::fs::File::create(dir.join("supervise.out")).unwrap())
+        .stderr(std::fs::File::create(dir.join("supervise.err")).unwrap())
+        .spawn()
+        .unwrap();
+    let _sup = Started(child);
+    let read = |path: &str| {
+        let out = sanct(dir, &["exec", "-T", "app", "cat", path]);
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    // The watched rule carries a new host file into the volume.
+    std::thread::sleep(Duration::from_secs(2));
+    std::fs::write(dir.join("conf/b.txt"), "second\n").unwrap();
+    crate::docker_support::wait_for("b.txt in the volume", Duration::from_secs(30), || {
+        read("/conf/b.txt") == "second\n"
+    });
+
+    // An apply from the terminal runs while the supervisor and its watch run; this one fails
+    // (the health check it asks for never passes), and the alert says so.
+    std::fs::write(dir.join("Sanctuary.kdl"), manifest("/never")).unwrap();
+    let out = sanct(dir, &["apply", "-y"]);
+    // 3: the service never became ready; never 4, the lock held by someone else.
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(
+        !text(&out).contains("another sanctuary is running"),
+        "{}",
+        text(&out)
+    );
+    let got: Vec<Value> = std::fs::read_to_string(&record)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(got.len(), 1, "{got:#?}");
+    assert_eq!(got[0]["event"], "apply-failed");
+    assert_eq!(got[0]["project"], serde_json::json!(project.name));
+
+    // The watch still runs after the apply.
+    std::fs::write(dir.join("conf/a.txt"), "changed\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while read("/conf/a.txt") != "changed\n" {
+        assert!(
+            Instant::now() < deadline,
+            "a.txt never changed in the volume; the supervisor said:\n{}\n{}",
+            std::fs::read_to_string(dir.join("supervise.out")).unwrap_or_default(),
+            std::fs::read_to_string(dir.join("supervise.err")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(_sup);
+    std::fs::write(dir.join("Sanctuary.kdl"), manifest("/ok")).unwrap();
+    expect(dir, &["destroy", "-y"], 0);
+}
