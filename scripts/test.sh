@@ -27,4 +27,15 @@ export SANCTUARY_REQUIRE_SFTP=1
 if ! python3 -c 'import junitparser' 2>/dev/null; then
     pip install -q junitparser 2>/dev/null || pip install -q --break-system-packages junitparser
 fi
+# The trace tests export to a real OTLP receiver (PyPI's oteltest), from a venv of their own.
+venv=target/test-venv
+if ! "$venv/bin/python" -c 'import oteltest' 2>/dev/null; then
+    python3 -m venv "$venv" 2>/dev/null || {
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+        python3 -m venv "$venv"
+    }
+    "$venv/bin/pip" install -q oteltest
+fi
+export SANCTUARY_TEST_OTLP_PYTHON=$PWD/$venv/bin/python
+export SANCTUARY_REQUIRE_OTLP=1
 SANCTUARY_REQUIRE_DOCKER=1 exec cargo test --all-targets "$@"

@@ -4,6 +4,7 @@
 
 pub mod alerts;
 pub mod events;
+pub mod traces;
 
 use futures_util::stream::BoxStream;
 use futures_util::StreamExt;

@@ -185,7 +185,8 @@ pub fn run() -> i32 {
     // `plan --detailed-exitcode` promises 1 for any error, as Terraform's does.
     let detailed = matches!(&cli.command, Command::Plan(a) if a.detailed_exitcode)
         || matches!(cli.command, Command::Drift);
-    match dispatch(cli) {
+    crate::observe::traces::start(&command_name(&cli.command));
+    let code = match dispatch(cli) {
         Ok(code) => code.code(),
         Err(e) => {
             report_error(&e, json);
@@ -195,7 +196,28 @@ pub fn run() -> i32 {
                 e.exit_code().code()
             }
         }
-    }
+    };
+    crate::observe::traces::finish(code);
+    code
+}
+
+/// The subcommand's name as typed (`apply`, `backups`), for the trace's root span.
+fn command_name(command: &Command) -> String {
+    use clap::CommandFactory;
+    let words: Vec<String> = std::env::args().skip(1).collect();
+    Cli::command()
+        .get_subcommands()
+        .flat_map(|c| {
+            std::iter::once(c.get_name().to_string()).chain(c.get_all_aliases().map(str::to_string))
+        })
+        .find(|name| words.iter().any(|w| w == name))
+        .unwrap_or_else(|| {
+            format!("{command:?}")
+                .split(['(', ' ', '{'])
+                .next()
+                .unwrap_or("")
+                .to_lowercase()
+        })
 }
 
 /// The variable that chooses which diagnostics reach stderr.

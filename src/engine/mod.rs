@@ -8,6 +8,7 @@ pub mod masked;
 mod planner;
 pub mod selection;
 pub mod session;
+mod traced;
 pub mod walk;
 
 use tokio_util::sync::CancellationToken;

@@ -218,6 +218,11 @@ pub async fn walk(
         fail_fast: session.options.fail_fast,
     };
     let reporter: Arc<dyn Reporter> = Arc::new(super::masked::Masked(reporter));
+    let reporter: Arc<dyn Reporter> = if crate::observe::traces::enabled() {
+        Arc::new(super::traced::Traced::new(reporter, plan))
+    } else {
+        reporter
+    };
     let summary = exec::run(&dag, &walk, reporter, options, cancel).await;
     session.finish();
     // Everything a caller prints or writes of the walk (stderr, JUnit) is masked too.

@@ -23,3 +23,4 @@ mod run_tasks;
 mod supervise_docker;
 mod sync_docker;
 mod test_ci_docker;
+mod traces_otlp;
