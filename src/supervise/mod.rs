@@ -360,25 +360,26 @@ impl Supervisor {
             }
             Watched::Event(_) => {}
             Watched::Lost(why) => {
+                // Recorded before it is said, so whoever reads the line finds the record.
+                self.engine_lost = Some(why.clone());
+                self.metrics.degraded.get_or_create(&vec![]).set(1.0);
+                self.write_status();
+                self.alerter.raise(AlertEvent::EngineLost, "project", &why);
                 self.say(
                     "engine-lost",
                     "project",
                     &format!("the engine went away: {why}"),
                 );
-                self.alerter.raise(AlertEvent::EngineLost, "project", &why);
-                self.engine_lost = Some(why);
-                self.metrics.degraded.get_or_create(&vec![]).set(1.0);
-                self.write_status();
             }
             Watched::Back => {
-                self.say("engine-back", "project", "the engine answers again");
+                self.engine_lost = None;
                 self.alerter.clear(
                     AlertEvent::EngineLost,
                     "project",
                     "the engine answers again",
                 );
-                self.engine_lost = None;
                 self.reconcile().await;
+                self.say("engine-back", "project", "the engine answers again");
             }
         }
     }

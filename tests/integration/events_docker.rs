@@ -185,3 +185,115 @@ fn events_ride_out_a_daemon_restart_and_lose_nothing_in_between() {
     assert_eq!(child.wait().unwrap().code(), Some(0));
     let _ = daemon.docker(&["volume", "rm", "someone-else"]);
 }
+
+#[test]
+fn supervise_rides_out_a_daemon_restart_and_acts_on_what_happened_meanwhile() {
+    if !docker_available("supervise_restart") {
+        return;
+    }
+    let mut daemon = OwnDaemon::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    crate::docker_support::write_busybox_context(&dir.join("ctx")).unwrap();
+    let project = format!("suprestart{}", std::process::id());
+    std::fs::write(
+        dir.join("Sanctuary.kdl"),
+        format!(
+            r#"project "{project}"
+image "bb" {{
+    context "ctx"
+}}
+service "web" {{
+    image "bb"
+    command "sh" "-c" "touch /ok; exec sleep 100000"
+    restart "unless-stopped"
+    stop-timeout "1s"
+    health {{
+        cmd "test" "-f" "/ok"
+        interval "1s"
+        retries 1
+    }}
+}}
+"#
+        ),
+    )
+    .unwrap();
+    let host = daemon.host();
+    let sanct = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+            .args(args)
+            .current_dir(dir)
+            .env("DOCKER_HOST", &host)
+            .output()
+            .unwrap()
+    };
+    let out = sanct(&["apply", "-y"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sanctuary"))
+        .args(["--json", "supervise", "--interval", "1s"])
+        .current_dir(dir)
+        .env("DOCKER_HOST", daemon.host())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = crate::docker_support::json_lines(child.stdout.take().unwrap());
+    let mut seen = Vec::new();
+    next_until(&lines, &mut seen, "started", |e| e["event"] == "started");
+    std::thread::sleep(Duration::from_millis(800));
+
+    daemon.down();
+    next_until(&lines, &mut seen, "engine-lost", |e| {
+        e["event"] == "engine-lost"
+    });
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(".sanctuary/supervisor.json")).unwrap())
+            .unwrap();
+    assert!(status["degraded"].is_string(), "{status}");
+
+    // The daemon brings web back (unless-stopped); at once, before the supervisor can have
+    // reconnected, its health file goes: the unhealthy event happens while it is away.
+    daemon.up();
+    let web = format!("{project}-web");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !daemon.docker(&["exec", &web, "rm", "/ok"]).status.success() {
+        assert!(
+            Instant::now() < deadline,
+            "web never came back with the daemon"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    next_until(&lines, &mut seen, "engine-back", |e| {
+        e["event"] == "engine-back"
+    });
+    next_until(&lines, &mut seen, "web's restart", |e| {
+        e["event"] == "restarted" && e["node"] == "service.web"
+    });
+    assert!(
+        seen.iter()
+            .any(|e| e["event"] == "unhealthy" && e["node"] == "service.web"),
+        "{seen:#?}"
+    );
+    // Healthy again after the restart, and no longer degraded.
+    next_until(&lines, &mut seen, "web's recovery", |e| {
+        e["event"] == "recovered" && e["node"] == "service.web"
+    });
+    let status: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join(".sanctuary/supervisor.json")).unwrap())
+            .unwrap();
+    assert!(status["degraded"].is_null(), "{status}");
+
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(0));
+    let out = sanct(&["destroy", "-y"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
