@@ -27,3 +27,5 @@ run "backup and restore vs tar | zstd" env SIZE_MB="${SIZE_MB:-1000}" scripts/be
 run "sweep: a session start with 4,000 dead temporaries" scripts/bench-sweep.sh
 run "history, drift and rollback on voidcat with 100 generations" scripts/bench-history.sh
 run "blue-green: proxy latency and throughput against direct and haproxy, replace against recreate" scripts/bench-proxy.sh
+run "supervisor: idle footprint on 50 services, detection to restart" scripts/bench-supervise.sh
+run "traces: a run traced over OTLP against untraced" scripts/bench-traces.sh

@@ -62,6 +62,14 @@ fn webhook_server(dir: &Path, port: u16) -> Started {
         "execute-command": record,
         "command-working-directory": dir,
         "pass-arguments-to-command": [{ "source": "entire-payload" }],
+        // Only a request with the secret's header runs the hook: a missing or wrong header
+        // is refused, and the alert counts as not delivered.
+        "trigger-rule": { "match": {
+            "type": "value",
+            "value": "Bearer s3cret-hook",
+            "parameter": { "source": "header", "name": "Authorization" },
+        }},
+        "trigger-rule-mismatch-http-response-code": 403,
     }]);
     std::fs::write(dir.join("hooks.json"), hooks.to_string()).unwrap();
     let child = Command::new("webhook")
@@ -236,8 +244,13 @@ backup "never" {{
     max-age "1m"
     copy "local" path="backups/never"
 }}
+secret "hook-token" {{
+    env "SUPERVISE_TEST_HOOK_TOKEN"
+}}
 alert "hook" {{
-    webhook url="http://127.0.0.1:{hook_port}/hooks/alert"
+    webhook url="http://127.0.0.1:{hook_port}/hooks/alert" {{
+        header "Authorization" secret="hook-token" prefix="Bearer "
+    }}
     on "unhealthy" "restart-limit" "backup-stale"
 }}
 alert "hangs" {{
@@ -258,6 +271,7 @@ alert "hangs" {{
     let child = Command::new(env!("CARGO_BIN_EXE_sanctuary"))
         .args(["--json", "supervise", "--interval", "1s", "--metrics"])
         .arg(format!("127.0.0.1:{metrics_port}"))
+        .env("SUPERVISE_TEST_HOOK_TOKEN", "s3cret-hook")
         .current_dir(dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -1,7 +1,11 @@
 """A real OTLP/HTTP receiver for the trace tests: oteltest's HTTP sink, bound to 127.0.0.1
 on the port given, writing every trace export it receives as one JSON line to the file given.
 
-usage: otlp_sink.py PORT OUT.jsonl
+usage: otlp_sink.py PORT OUT.jsonl [--count]
+
+With --count each line is only the number of spans received, as a collector that does not
+keep them would answer (for benchmarks: the time to turn every span into JSON is the
+receiver's, not the sender's).
 """
 
 import http.server
@@ -17,6 +21,7 @@ from oteltest.sink.handler import RequestHandler
 
 port = int(sys.argv[1])
 out = sys.argv[2]
+count_only = "--count" in sys.argv[3:]
 
 
 class Loopback(http.server.HTTPServer):
@@ -37,7 +42,11 @@ class Record(RequestHandler):
 
     def handle_trace(self, request, headers):
         with open(out, "a") as f:
-            f.write(json.dumps(MessageToDict(request)) + "\n")
+            if count_only:
+                n = sum(len(ss.spans) for rs in request.resource_spans for ss in rs.scope_spans)
+                f.write(f"{n}\n")
+            else:
+                f.write(json.dumps(MessageToDict(request)) + "\n")
 
 
 s = sink.HttpSink(Record(), logging.getLogger("otlp-sink"), port=port)
