@@ -375,6 +375,55 @@ mod tests {
         assert_eq!(alerter.failures().get("ops"), Some(&2), "firing + resolved");
     }
 
+    /// A webhook on loopback answering each request with the next status of `answers`
+    /// (the last one for ever); returns its URL and how many requests it got.
+    async fn endpoint(answers: &'static [u16]) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        let seen = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = Arc::clone(&seen);
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let n = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let status = answers[n.min(answers.len() - 1)];
+                let mut buf = vec![0u8; 65536];
+                let _ = s.read(&mut buf).await;
+                let reply = format!(
+                    "HTTP/1.1 {status} X\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                let _ = s.write_all(reply.as_bytes()).await;
+            }
+        });
+        (url, seen)
+    }
+
+    #[tokio::test]
+    async fn a_failing_endpoint_is_retried_and_a_refusal_is_not() {
+        use std::sync::atomic::Ordering::SeqCst;
+        // 500 then 200: delivered on the second attempt.
+        let (url, seen) = endpoint(&[500, 200]).await;
+        let alerter = Alerter::new(manifest(&url));
+        alerter.once(AlertEvent::Unhealthy, "service.web", "x");
+        alerter.flush(Duration::from_secs(10)).await;
+        assert_eq!(seen.load(SeqCst), 2);
+        assert!(alerter.failures().is_empty());
+        // 500 for ever: three attempts, then counted as failed.
+        let (url, seen) = endpoint(&[500]).await;
+        let alerter = Alerter::new(manifest(&url));
+        alerter.once(AlertEvent::Unhealthy, "service.web", "x");
+        alerter.flush(Duration::from_secs(10)).await;
+        assert_eq!(seen.load(SeqCst), ATTEMPTS as usize);
+        assert_eq!(alerter.failures().get("ops"), Some(&1));
+        // 403: the endpoint refused the message itself; it is not sent again.
+        let (url, seen) = endpoint(&[403]).await;
+        let alerter = Alerter::new(manifest(&url));
+        alerter.once(AlertEvent::Unhealthy, "service.web", "x");
+        alerter.flush(Duration::from_secs(10)).await;
+        assert_eq!(seen.load(SeqCst), 1);
+        assert_eq!(alerter.failures().get("ops"), Some(&1));
+    }
+
     #[test]
     fn summaries_say_what_happened() {
         assert_eq!(

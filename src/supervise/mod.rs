@@ -145,6 +145,9 @@ struct BackupWatch {
     failures: u32,
     /// When a failed or refused run is tried again, overriding the schedule.
     retry_at: Option<DateTime<Utc>>,
+    /// When a scheduled run last succeeded here: the schedule counts from it too, for a
+    /// backup whose snapshots cannot be listed locally (its first copy is a remote).
+    last_success: Option<DateTime<Utc>>,
 }
 
 struct SyncWatch {
@@ -578,6 +581,7 @@ impl Supervisor {
                     Some(0) => {
                         w.failures = 0;
                         w.retry_at = None;
+                        w.last_success = Some(Utc::now());
                         // Recomputed from the new snapshot by the reconcile below.
                         w.next_due = None;
                         self.say("backup-done", &node, &format!("backup {name}: done"));
@@ -972,8 +976,8 @@ impl Supervisor {
             }
             if let (Some(schedule), Some(w)) = (&backup.schedule, self.backups.get_mut(name)) {
                 if w.next_due.is_none() && !w.running {
-                    w.next_due =
-                        Some(schedule.next_due(newest.as_ref().map(|s| s.created), self.started));
+                    let last = newest.as_ref().map(|s| s.created).max(w.last_success);
+                    w.next_due = Some(schedule.next_due(last, self.started));
                 }
             }
         }

@@ -239,6 +239,11 @@ backup "data" {{
     every "1h"
     copy "local" path="backups/data"
 }}
+backup "broken" {{
+    path "no-such-dir"
+    every "1h"
+    copy "local" path="backups/broken"
+}}
 backup "never" {{
     volume "data"
     max-age "1m"
@@ -251,7 +256,7 @@ alert "hook" {{
     webhook url="http://127.0.0.1:{hook_port}/hooks/alert" {{
         header "Authorization" secret="hook-token" prefix="Bearer "
     }}
-    on "unhealthy" "restart-limit" "backup-stale"
+    on "unhealthy" "restart-limit" "backup-stale" "backup-failed"
 }}
 alert "hangs" {{
     webhook url="http://127.0.0.1:{hang_port}/never"
@@ -384,6 +389,15 @@ alert "hangs" {{
         count(&got, "backup-stale", "firing", "backup.never"),
         1,
         "{got:#?}"
+    );
+    assert_eq!(
+        count(&got, "backup-failed", "firing", "backup.broken"),
+        1,
+        "{got:#?}"
+    );
+    assert!(
+        seen.iter().any(|v| is(v, "backup-failed", "backup.broken")),
+        "{seen:#?}"
     );
     let one = got.iter().find(|a| a["event"] == "restart-limit").unwrap();
     assert_eq!(one["project"], serde_json::json!(project.name));
@@ -527,6 +541,24 @@ alert "log" {{
     assert_eq!(got.len(), 1, "{got:#?}");
     assert_eq!(got[0]["event"], "apply-failed");
     assert_eq!(got[0]["project"], serde_json::json!(project.name));
+
+    // Failing again with --rollback-on-failure: generation 1 comes back, and the alert says
+    // it was rolled back instead.
+    std::fs::write(dir.join("Sanctuary.kdl"), manifest("/never-either")).unwrap();
+    let out = sanct(dir, &["apply", "-y", "--rollback-on-failure"]);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    let got: Vec<Value> = std::fs::read_to_string(&record)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert_eq!(got[1]["event"], "rolled-back");
+    assert!(
+        got[1]["reason"].as_str().unwrap().contains("generation 1"),
+        "{got:#?}"
+    );
 
     // The watch still runs after the apply.
     std::fs::write(dir.join("conf/a.txt"), "changed\n").unwrap();
