@@ -382,10 +382,7 @@ fn watch(
             let quiet = matches!(&result, Ok(r) if r.plan.actions.is_empty() && r.deferred.is_empty() && r.failed.is_empty());
             if !quiet {
                 print_result(ctx, &p.name, &p.store, &result);
-                let record = match &result {
-                    Ok(report) => LastPass::from_report(report),
-                    Err(e) => LastPass::halted(error_chain(e)),
-                };
+                let record = LastPass::of(&result, |e| error_chain(e));
                 let _ = last_pass::save(&target::rule_dir(state_dir, &p.name), &record);
             }
             // Deferred work (still changing, half-written JSON) is retried after a quiet period.

@@ -47,10 +47,7 @@ pub async fn execute(
             &opts,
         );
         if !dry_run {
-            let record = match &result {
-                Ok(report) => LastPass::from_report(report),
-                Err(e) => LastPass::halted(chain(e)),
-            };
+            let record = LastPass::of(&result, |e| chain(e));
             if let Err(e) = last_pass::save(&rule_dir, &record) {
                 tracing::warn!("{}", chain(&e));
             }

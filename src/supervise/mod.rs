@@ -1016,6 +1016,7 @@ impl Supervisor {
                     self.say("sync-conflict", &node, &format!("sync {name}: {reason}"));
                 }
             } else if pass.halted.is_none() {
+                // A clean pass; one that halted for another reason says nothing of conflicts.
                 self.alerter
                     .clear(AlertEvent::SyncConflict, &node, "a clean pass");
             }

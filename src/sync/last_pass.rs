@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::engine::Report;
+use super::engine::{Report, SyncError};
 use crate::fsutil;
 
 /// What the last pass did.
@@ -37,6 +37,21 @@ impl LastPass {
             failed: report.failed.len(),
             conflicts: report.plan.conflicts.len(),
             halted: None,
+        }
+    }
+
+    /// The record of a pass that ran or halted; a pass stopped by unresolved conflicts
+    /// counts them, so whoever watches the records sees the conflicts.
+    pub fn of(result: &Result<Report, SyncError>, why: impl FnOnce(&SyncError) -> String) -> Self {
+        match result {
+            Ok(report) => Self::from_report(report),
+            Err(e) => {
+                let mut record = Self::halted(why(e));
+                if let SyncError::Conflicts { conflicts } = e {
+                    record.conflicts = conflicts.len();
+                }
+                record
+            }
         }
     }
 
