@@ -27,15 +27,18 @@ export SANCTUARY_REQUIRE_SFTP=1
 if ! python3 -c 'import junitparser' 2>/dev/null; then
     pip install -q junitparser 2>/dev/null || pip install -q --break-system-packages junitparser
 fi
-# The trace tests export to a real OTLP receiver (PyPI's oteltest), from a venv of their own.
+# The trace tests export to a real OTLP receiver (PyPI's oteltest) and the MCP tests are
+# driven by PyPI's MCP SDK, both from a venv of their own.
 venv=target/test-venv
-if ! "$venv/bin/python" -c 'import oteltest' 2>/dev/null; then
+if ! "$venv/bin/python" -c 'import oteltest, mcp' 2>/dev/null; then
     python3 -m venv "$venv" 2>/dev/null || {
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
         python3 -m venv "$venv"
     }
-    "$venv/bin/pip" install -q oteltest
+    "$venv/bin/pip" install -q oteltest mcp
 fi
 export SANCTUARY_TEST_OTLP_PYTHON=$PWD/$venv/bin/python
 export SANCTUARY_REQUIRE_OTLP=1
+export SANCTUARY_TEST_MCP_PYTHON=$PWD/$venv/bin/python
+export SANCTUARY_REQUIRE_MCP=1
 SANCTUARY_REQUIRE_DOCKER=1 exec cargo test --all-targets "$@"

@@ -14,6 +14,7 @@ mod graph;
 mod history;
 mod lifecycle;
 mod list;
+mod mcp;
 pub mod output;
 mod proxy;
 mod run;
@@ -89,6 +90,8 @@ pub enum Command {
     Logs(stack::LogsArgs),
     /// Watch the project's engine events as they happen (start, die, health, oom…).
     Events(events::Args),
+    /// Serve the project as MCP tools over stdio (for Claude Code, Claude Desktop…).
+    Mcp(mcp::Args),
     /// Watch over the stack: restart unhealthy services, run scheduled backups and watched
     /// syncs, send alerts, serve metrics (until Ctrl-C).
     Supervise(supervise::Args),
@@ -266,6 +269,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Logs(args) => stack::logs(&ctx, args),
         Command::Events(args) => events::run(&ctx, args),
         Command::Supervise(args) => supervise::run(&ctx, args),
+        Command::Mcp(args) => mcp::run(&ctx, args),
         Command::Test(args) => test::run(&ctx, args),
         Command::Ci(args) => ci::run(&ctx, args),
         Command::Sync(args) => sync::run(&ctx, args),

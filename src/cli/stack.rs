@@ -44,7 +44,7 @@ pub struct LogsArgs {
 }
 
 /// `--since`: seconds since the epoch, from a duration ago or an RFC 3339 timestamp.
-pub(super) fn parse_since(s: &str) -> std::result::Result<i64, String> {
+pub(crate) fn parse_since(s: &str) -> std::result::Result<i64, String> {
     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
         return Ok(t.timestamp());
     }
@@ -140,6 +140,72 @@ fn uptime(started: Option<chrono::DateTime<chrono::Utc>>, running: bool) -> Stri
     }
 }
 
+/// What `status --json` prints, and the MCP `status` tool answers.
+pub(crate) fn status_json(
+    m: &crate::manifest::Manifest,
+    found: &[crate::observe::ServiceStatus],
+    on_purpose: &std::collections::BTreeSet<String>,
+    supervisor: &Seen,
+) -> serde_json::Value {
+    // A blue-green service's ports are its proxy's.
+    let ports_of = |s: &crate::observe::ServiceStatus| -> Vec<crate::backend::PublishedPort> {
+        match &s.proxy {
+            Some(p) => p
+                .container
+                .as_ref()
+                .map(|c| c.ports.clone())
+                .unwrap_or_default(),
+            None => s
+                .container
+                .as_ref()
+                .map(|c| c.ports.clone())
+                .unwrap_or_default(),
+        }
+    };
+    let list: Vec<_> = found
+        .iter()
+        .map(|s| {
+            let mut v = match &s.container {
+                None => serde_json::json!({"service": s.service, "state": "absent"}),
+                Some(i) => serde_json::json!({
+                    "service": s.service,
+                    "container": i.name,
+                    "state": state_word(i.state),
+                    "stopped_on_purpose": on_purpose.contains(&s.service),
+                    "health": health_word(i.health),
+                    "started_at": i.started_at,
+                    "image": i.image,
+                    "ports": ports_of(s).iter().map(|p| format!("{}:{}->{}/{}", p.host_ip, p.host_port, p.container_port, p.protocol.as_str())).collect::<Vec<_>>(),
+                }),
+            };
+            if let Some(p) = &s.proxy {
+                v["blue_green"] = serde_json::json!({
+                    "live": s.live_colour(),
+                    "proxy": p.container.as_ref().map(|c| serde_json::json!({
+                        "container": c.name, "state": state_word(c.state), "health": health_word(c.health),
+                    })),
+                    "upstream": p.report.as_ref().ok().and_then(|r| r.upstream.clone()),
+                    "open": p.report.as_ref().ok().map(|r| r.open.clone()),
+                    "error": p.report.as_ref().err(),
+                });
+            }
+            v
+        })
+        .collect();
+    let supervisor = match &supervisor {
+        Seen::None => serde_json::json!({ "state": "none" }),
+        Seen::Running(s) => serde_json::json!({
+            "state": if s.degraded.is_some() { "degraded" } else { "running" },
+            "pid": s.pid, "since": s.started, "heartbeat": s.heartbeat,
+            "degraded": s.degraded, "metrics": s.metrics,
+        }),
+        Seen::Silent(s) => serde_json::json!({
+            "state": "silent", "pid": s.pid, "heartbeat": s.heartbeat,
+        }),
+    };
+    serde_json::json!({ "project": m.project.name, "services": list, "supervisor": supervisor })
+}
+
 pub fn status(ctx: &Context) -> Result<ExitCode> {
     let m = ctx.load()?.manifest;
     let rt = engine::runtime()?;
@@ -165,51 +231,7 @@ pub fn status(ctx: &Context) -> Result<ExitCode> {
         }
     };
     if ctx.json {
-        let list: Vec<_> = found
-            .iter()
-            .map(|s| {
-                let mut v = match &s.container {
-                    None => serde_json::json!({"service": s.service, "state": "absent"}),
-                    Some(i) => serde_json::json!({
-                        "service": s.service,
-                        "container": i.name,
-                        "state": state_word(i.state),
-                        "stopped_on_purpose": on_purpose.contains(&s.service),
-                        "health": health_word(i.health),
-                        "started_at": i.started_at,
-                        "image": i.image,
-                        "ports": ports_of(s).iter().map(|p| format!("{}:{}->{}/{}", p.host_ip, p.host_port, p.container_port, p.protocol.as_str())).collect::<Vec<_>>(),
-                    }),
-                };
-                if let Some(p) = &s.proxy {
-                    v["blue_green"] = serde_json::json!({
-                        "live": s.live_colour(),
-                        "proxy": p.container.as_ref().map(|c| serde_json::json!({
-                            "container": c.name, "state": state_word(c.state), "health": health_word(c.health),
-                        })),
-                        "upstream": p.report.as_ref().ok().and_then(|r| r.upstream.clone()),
-                        "open": p.report.as_ref().ok().map(|r| r.open.clone()),
-                        "error": p.report.as_ref().err(),
-                    });
-                }
-                v
-            })
-            .collect();
-        let supervisor = match &supervisor {
-            Seen::None => serde_json::json!({ "state": "none" }),
-            Seen::Running(s) => serde_json::json!({
-                "state": if s.degraded.is_some() { "degraded" } else { "running" },
-                "pid": s.pid, "since": s.started, "heartbeat": s.heartbeat,
-                "degraded": s.degraded, "metrics": s.metrics,
-            }),
-            Seen::Silent(s) => serde_json::json!({
-                "state": "silent", "pid": s.pid, "heartbeat": s.heartbeat,
-            }),
-        };
-        println!(
-            "{}",
-            serde_json::json!({ "project": m.project.name, "services": list, "supervisor": supervisor })
-        );
+        println!("{}", status_json(&m, &found, &on_purpose, &supervisor));
         return Ok(ExitCode::Ok);
     }
     let state_text = |s: &crate::observe::ServiceStatus, i: &crate::backend::ContainerInfo| {

@@ -19,6 +19,7 @@ mod https_probes;
 mod lifecycle_docker;
 mod manifest_errors;
 mod manifest_fuzz;
+mod mcp_stdio;
 mod run_tasks;
 mod supervise_docker;
 mod sync_docker;
