@@ -29,3 +29,4 @@ run "history, drift and rollback on voidcat with 100 generations" scripts/bench-
 run "blue-green: proxy latency and throughput against direct and haproxy, replace against recreate" scripts/bench-proxy.sh
 run "supervisor: idle footprint on 50 services, detection to restart" scripts/bench-supervise.sh
 run "traces: a run traced over OTLP against untraced" scripts/bench-traces.sh
+run "mcp: tool-call latency against the same command as a process" scripts/bench-mcp.sh
