@@ -140,6 +140,15 @@ fn uptime(started: Option<chrono::DateTime<chrono::Utc>>, running: bool) -> Stri
     }
 }
 
+/// The ports a service publishes: a blue-green service's are its proxy's.
+fn ports_of(s: &crate::observe::ServiceStatus) -> Vec<crate::backend::PublishedPort> {
+    let holder = match &s.proxy {
+        Some(p) => p.container.as_ref(),
+        None => s.container.as_ref(),
+    };
+    holder.map(|c| c.ports.clone()).unwrap_or_default()
+}
+
 /// What `status --json` prints, and the MCP `status` tool answers.
 pub(crate) fn status_json(
     m: &crate::manifest::Manifest,
@@ -147,21 +156,6 @@ pub(crate) fn status_json(
     on_purpose: &std::collections::BTreeSet<String>,
     supervisor: &Seen,
 ) -> serde_json::Value {
-    // A blue-green service's ports are its proxy's.
-    let ports_of = |s: &crate::observe::ServiceStatus| -> Vec<crate::backend::PublishedPort> {
-        match &s.proxy {
-            Some(p) => p
-                .container
-                .as_ref()
-                .map(|c| c.ports.clone())
-                .unwrap_or_default(),
-            None => s
-                .container
-                .as_ref()
-                .map(|c| c.ports.clone())
-                .unwrap_or_default(),
-        }
-    };
     let list: Vec<_> = found
         .iter()
         .map(|s| {
@@ -215,21 +209,6 @@ pub fn status(ctx: &Context) -> Result<ExitCode> {
     })?;
     let on_purpose = crate::state::stopped::stopped_on_purpose(&m.project.state_dir);
     let supervisor = crate::supervise::status_file::read(&m.project.state_dir);
-    // A blue-green service's ports are its proxy's.
-    let ports_of = |s: &crate::observe::ServiceStatus| -> Vec<crate::backend::PublishedPort> {
-        match &s.proxy {
-            Some(p) => p
-                .container
-                .as_ref()
-                .map(|c| c.ports.clone())
-                .unwrap_or_default(),
-            None => s
-                .container
-                .as_ref()
-                .map(|c| c.ports.clone())
-                .unwrap_or_default(),
-        }
-    };
     if ctx.json {
         println!("{}", status_json(&m, &found, &on_purpose, &supervisor));
         return Ok(ExitCode::Ok);

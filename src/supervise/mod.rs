@@ -305,7 +305,9 @@ impl Supervisor {
                 .unwrap_or(Duration::ZERO)
                 .min(Duration::from_secs(3600))
         };
-        for b in self.backups.values().filter(|b| !b.running) {
+        // While a backup runs, the next waits for its end (which wakes the loop anyway).
+        let backing_up = self.backups.values().any(|b| b.running);
+        for b in self.backups.values().filter(|_| !backing_up) {
             if let Some(t) = b.retry_at.or(b.next_due) {
                 wake = wake.min(at(t));
             }
@@ -659,8 +661,12 @@ impl Supervisor {
             .filter(|(_, w)| !w.running && w.retry_at.or(w.next_due).is_some_and(|t| t <= utc_now))
             .map(|(b, _)| b.clone())
             .collect();
-        for name in due {
-            self.spawn_backup(&name);
+        // One at a time: each takes the project's lock for its length, and two at once would
+        // only find each other holding it.
+        if !self.backups.values().any(|w| w.running) {
+            if let Some(name) = due.first() {
+                self.spawn_backup(name);
+            }
         }
         if self.sync.restart_at.is_some_and(|t| t <= now) {
             self.sync.restart_at = None;

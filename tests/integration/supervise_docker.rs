@@ -292,8 +292,8 @@ alert "hangs" {{
     // `status` sees the supervisor.
     let out = sanct(dir, &["--json", "status"]);
     let status: Value = serde_json::from_slice(&out.stdout).unwrap();
-    wait_line(&lines, &mut seen, Duration::from_secs(10), |v| {
-        v["event"] == "backup-done" || v["event"] == "restarting"
+    wait_line(&lines, &mut seen, Duration::from_secs(30), |v| {
+        v["event"] == "backup-done" || v["event"] == "backup-failed"
     });
     let out = sanct(dir, &["--json", "status"]);
     let later: Value = serde_json::from_slice(&out.stdout).unwrap();
